@@ -1,0 +1,168 @@
+#include "hessian/hutchinson.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <limits>
+
+#include "comm/communicator.h"
+#include "hessian/hvp_engine.h"
+#include "util/error.h"
+
+namespace hessgap::hessian {
+
+ProbeScope parse_probe_scope(const std::string& name) {
+  if (name == "joint") return ProbeScope::kJoint;
+  if (name == "layer") return ProbeScope::kLayer;
+  HG_FAIL("unknown probe scope '" << name << "' (expected joint or layer)");
+}
+StopRule parse_stop_rule(const std::string& name) {
+  if (name == "reference") return StopRule::kReference;
+  if (name == "stderr") return StopRule::kStandardError;
+  HG_FAIL("unknown stopping rule '" << name << "' (expected reference or stderr)");
+}
+std::string to_string(ProbeScope s) { return s == ProbeScope::kJoint ? "joint" : "layer"; }
+std::string to_string(StopRule r) { return r == StopRule::kReference ? "reference" : "stderr"; }
+
+void TraceOptions::validate() const {
+  HG_CHECK(tol > 0, "--tol must be > 0 (got " << tol << ")");
+  HG_CHECK(rel_se > 0, "--rel-se must be > 0 (got " << rel_se << ")");
+  HG_CHECK(min_probes >= 1, "--min-probes must be >= 1 (got " << min_probes << ")");
+  HG_CHECK(max_probes >= 1, "--max-probes must be >= 1 (got " << max_probes << ")");
+  HG_CHECK(min_probes <= max_probes,
+           "--min-probes (" << min_probes << ") must not exceed --max-probes (" << max_probes << ")");
+}
+
+TraceAccumulator::TraceAccumulator(std::size_t num_layers, const TraceOptions& opts)
+    : opts_(opts), mean_(num_layers, 0.0), m2_(num_layers, 0.0), count_(num_layers, 0),
+      active_(num_layers, true) {}
+
+bool TraceAccumulator::done() const {
+  for (bool a : active_) {
+    if (a) return false;
+  }
+  return true;
+}
+
+void TraceAccumulator::stop_all() { std::fill(active_.begin(), active_.end(), false); }
+
+bool TraceAccumulator::add(const std::vector<double>& values) {
+  HG_ASSERT(values.size() == mean_.size(), "TraceAccumulator: wrong number of values");
+  if (done()) return true;
+  ++seen_;
+  for (std::size_t i = 0; i < mean_.size(); ++i) {
+    if (!active_[i]) continue;
+    const double x = values[i];
+    HG_ASSERT(!std::isnan(x), "TraceAccumulator: missing value for active layer " << i);
+    ++count_[i];
+    const double delta = x - mean_[i];
+    mean_[i] += delta / static_cast<double>(count_[i]);
+    m2_[i] += delta * (x - mean_[i]);
+  }
+
+  if (opts_.rule == StopRule::kReference) {
+    // The reference compares the running mean of the total trace with its previous value.
+    double total = 0.0;
+    for (double m : mean_) total += m;
+    const bool settled = std::abs(total - previous_total_) / (std::abs(previous_total_) + 1e-6) < opts_.tol;
+    previous_total_ = total;
+    if (seen_ >= opts_.min_probes && settled) {
+      converged_ = true;
+      stop_all();
+    }
+  } else {
+    bool all_converged = true;
+    std::vector<bool> converged(mean_.size(), false);
+    for (std::size_t i = 0; i < mean_.size(); ++i) {
+      if (!active_[i]) continue;
+      const std::int64_t k = count_[i];
+      const double se = k > 1 ? std::sqrt(m2_[i] / static_cast<double>(k - 1) / static_cast<double>(k))
+                              : std::numeric_limits<double>::infinity();
+      converged[i] = k >= opts_.min_probes && se <= opts_.rel_se * std::abs(mean_[i]);
+      all_converged = all_converged && converged[i];
+    }
+    if (opts_.scope == ProbeScope::kLayer) {
+      // Layer probes are independent: a converged layer stops spending HVPs.
+      for (std::size_t i = 0; i < mean_.size(); ++i) {
+        if (converged[i]) active_[i] = false;
+      }
+      if (done()) converged_ = true;
+    } else if (all_converged) {
+      converged_ = true;
+      stop_all();
+    }
+  }
+  if (seen_ >= opts_.max_probes) stop_all();
+  return done();
+}
+
+LayerTraces TraceAccumulator::result() const {
+  LayerTraces out;
+  out.mean = mean_;
+  out.probes = count_;
+  out.std_error.resize(mean_.size());
+  for (std::size_t i = 0; i < mean_.size(); ++i) {
+    const std::int64_t k = count_[i];
+    out.std_error[i] = k > 1 ? std::sqrt(m2_[i] / static_cast<double>(k - 1) / static_cast<double>(k))
+                             : std::numeric_limits<double>::quiet_NaN();
+  }
+  out.converged = converged_;
+  return out;
+}
+
+namespace {
+
+// Values of probe k for every active layer (NaN for the others).
+std::vector<double> probe_values(HvpEngine& engine, const TraceOptions& opts, std::int64_t batch_id,
+                                 std::int64_t k, const TraceAccumulator& acc) {
+  const auto& params = engine.params();
+  const std::size_t L = params.size();
+  std::vector<double> values(L, std::numeric_limits<double>::quiet_NaN());
+  if (opts.scope == ProbeScope::kJoint) {
+    std::vector<torch::Tensor> z(L);
+    for (std::size_t i = 0; i < L; ++i) {
+      z[i] = draw_probe(params[i], opts.distribution, opts.seed, batch_id, k, static_cast<std::int64_t>(i));
+    }
+    const auto hz = engine.hvp(z);
+    for (std::size_t i = 0; i < L; ++i) values[i] = dot64(z[i], hz[i]);
+  } else {
+    for (std::size_t i = 0; i < L; ++i) {
+      if (!acc.active(i)) continue;
+      auto z = draw_probe(params[i], opts.distribution, opts.seed, batch_id, k, static_cast<std::int64_t>(i));
+      values[i] = dot64(z, engine.block_hvp(i, z));
+    }
+  }
+  return values;
+}
+
+}  // namespace
+
+LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::int64_t batch_id,
+                            comm::Communicator& group) {
+  const std::size_t L = engine.num_layers();
+  const int P = group.size();
+  const int r = group.rank();
+  TraceAccumulator acc(L, opts);
+  const long hvps_before = engine.products();
+  std::vector<double> mine(L), gathered(L * static_cast<std::size_t>(P));
+  for (std::int64_t round = 0; !acc.done(); ++round) {
+    // All ranks agree on acc's state (it is fed the same gathered values), so every rank takes
+    // the same number of rounds and reaches all_gather the same number of times.
+    const std::int64_t k = round * P + r;
+    if (k < opts.max_probes) {
+      mine = probe_values(engine, opts, batch_id, k, acc);
+    } else {
+      std::fill(mine.begin(), mine.end(), std::numeric_limits<double>::quiet_NaN());
+    }
+    group.all_gather(mine.data(), L, gathered.data());
+    for (int q = 0; q < P && !acc.done(); ++q) {
+      acc.add(std::vector<double>(gathered.begin() + static_cast<std::ptrdiff_t>(q * L),
+                                  gathered.begin() + static_cast<std::ptrdiff_t>((q + 1) * L)));
+    }
+  }
+  LayerTraces out = acc.result();
+  out.hvps_computed = engine.products() - hvps_before;
+  return out;
+}
+
+}  // namespace hessgap::hessian

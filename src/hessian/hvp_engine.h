@@ -1,0 +1,47 @@
+// Hessian-vector products by double backward on a named subset of parameters, reusing one
+// first-order graph (loss → gradient with create_graph) for every product of a batch.
+#pragma once
+
+#include <torch/types.h>
+
+#include <vector>
+
+namespace hessgap::hessian {
+
+// H is the Hessian of a scalar `loss` with respect to `params` (the "Hessian layers", in order;
+// every other tensor is held fixed). Building the engine runs one backward pass with
+// create_graph=true; each product then costs one more backward through that graph.
+// Not collective; not thread-safe (autograd graphs are per engine).
+class HvpEngine {
+ public:
+  // `loss`: a 0-dim floating tensor computed from `params` (each requires_grad). Throws
+  // hessgap::Error if loss is not a scalar or a parameter does not influence the graph at all.
+  HvpEngine(torch::Tensor loss, std::vector<torch::Tensor> params);
+
+  std::size_t num_layers() const { return params_.size(); }
+  const std::vector<torch::Tensor>& params() const { return params_; }
+  // The first-order gradient g_i = ∂loss/∂W_i (detached), shapes as params.
+  std::vector<torch::Tensor> gradient() const;
+  double loss() const { return loss_value_; }
+
+  // Joint product: u = H v for v = (v_1..v_L) shaped like params; returns u (detached), so
+  // u_i = Σ_j H_ij v_j includes the cross-layer blocks.
+  std::vector<torch::Tensor> hvp(const std::vector<torch::Tensor>& v);
+
+  // Block product for one layer: H_ii v_i (only the diagonal block i), shaped like params[i].
+  torch::Tensor block_hvp(std::size_t i, const torch::Tensor& v_i);
+
+  // Number of backward passes through the first-order graph so far (for reports and benches).
+  long products() const { return products_; }
+
+ private:
+  std::vector<torch::Tensor> params_;
+  std::vector<torch::Tensor> grads_;  // with graph
+  double loss_value_ = 0.0;
+  long products_ = 0;
+};
+
+// Σ over elements of a ⊙ b, accumulated in float64 (a and b of the same shape).
+double dot64(const torch::Tensor& a, const torch::Tensor& b);
+
+}  // namespace hessgap::hessian

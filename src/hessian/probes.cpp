@@ -1,0 +1,64 @@
+#include "hessian/probes.h"
+
+#include <torch/torch.h>
+
+#include "util/error.h"
+#include "util/rng.h"
+
+namespace hessgap::hessian {
+
+ProbeDistribution parse_probe_distribution(const std::string& name) {
+  if (name == "rademacher") return ProbeDistribution::kRademacher;
+  if (name == "gaussian") return ProbeDistribution::kGaussian;
+  HG_FAIL("unknown probe distribution '" << name << "' (expected rademacher or gaussian)");
+}
+
+std::string to_string(ProbeDistribution d) {
+  return d == ProbeDistribution::kRademacher ? "rademacher" : "gaussian";
+}
+
+namespace {
+// Fill a CPU tensor of the requested floating dtype from a generator function over raw buffers.
+template <typename FillF, typename FillD>
+torch::Tensor generate(const torch::Tensor& like, FillF fill_f, FillD fill_d) {
+  const auto dtype = like.scalar_type();
+  HG_ASSERT(dtype == torch::kFloat32 || dtype == torch::kFloat64 || dtype == torch::kFloat16 ||
+                dtype == torch::kBFloat16,
+            "probe for a non-floating tensor");
+  // Half types are drawn in float32 and cast: ±1 and normals are representable well enough.
+  const auto gen_dtype = dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  torch::Tensor out = torch::empty(like.sizes(), torch::TensorOptions().dtype(gen_dtype));
+  if (gen_dtype == torch::kFloat64) {
+    fill_d(out.data_ptr<double>(), out.numel());
+  } else {
+    fill_f(out.data_ptr<float>(), out.numel());
+  }
+  return out.to(like.device(), dtype);
+}
+}  // namespace
+
+torch::Tensor draw_probe(const torch::Tensor& like, ProbeDistribution dist, std::uint64_t seed,
+                         std::int64_t batch, std::int64_t probe, std::int64_t layer) {
+  const std::uint64_t key = rng::make_key(seed, rng::Stream::kProbe, static_cast<std::uint64_t>(batch),
+                                          static_cast<std::uint64_t>(probe), static_cast<std::uint64_t>(layer));
+  if (dist == ProbeDistribution::kRademacher) {
+    return generate(
+        like, [&](float* p, std::int64_t n) { rng::fill_rademacher(p, n, key); },
+        [&](double* p, std::int64_t n) { rng::fill_rademacher(p, n, key); });
+  }
+  return generate(
+      like, [&](float* p, std::int64_t n) { rng::fill_normal(p, n, key); },
+      [&](double* p, std::int64_t n) { rng::fill_normal(p, n, key); });
+}
+
+torch::Tensor draw_weight_noise(const torch::Tensor& like, double eps, std::uint64_t seed,
+                                std::int64_t repeat, std::int64_t layer) {
+  const std::uint64_t key = rng::make_key(seed, rng::Stream::kWeightNoise, static_cast<std::uint64_t>(repeat),
+                                          static_cast<std::uint64_t>(layer));
+  // Drawn in float64 so that the perturbation of a float32 model equals the float64 one rounded.
+  torch::Tensor z = torch::empty(like.sizes(), torch::TensorOptions().dtype(torch::kFloat64));
+  rng::fill_normal(z.data_ptr<double>(), z.numel(), key);
+  return (z * eps).to(like.device(), like.scalar_type());
+}
+
+}  // namespace hessgap::hessian

@@ -1,0 +1,30 @@
+#include "hessian/quadratic_forms.h"
+
+#include <torch/torch.h>
+
+#include "hessian/hvp_engine.h"
+#include "util/error.h"
+
+namespace hessgap::hessian {
+
+MeasureMode parse_measure_mode(const std::string& name) {
+  if (name == "joint") return MeasureMode::kJoint;
+  if (name == "block") return MeasureMode::kBlock;
+  HG_FAIL("unknown measure mode '" << name << "' (expected joint or block)");
+}
+std::string to_string(MeasureMode m) { return m == MeasureMode::kJoint ? "joint" : "block"; }
+
+std::vector<double> quadratic_forms(HvpEngine& engine, const std::vector<torch::Tensor>& v, MeasureMode mode) {
+  const std::size_t L = engine.num_layers();
+  HG_ASSERT(v.size() == L, "quadratic_forms: v has " << v.size() << " blocks, expected " << L);
+  std::vector<double> q(L);
+  if (mode == MeasureMode::kJoint) {
+    const auto hv = engine.hvp(v);
+    for (std::size_t i = 0; i < L; ++i) q[i] = dot64(v[i], hv[i]);
+  } else {
+    for (std::size_t i = 0; i < L; ++i) q[i] = dot64(v[i], engine.block_hvp(i, v[i]));
+  }
+  return q;
+}
+
+}  // namespace hessgap::hessian

@@ -1,0 +1,37 @@
+// Logging to stderr with a rank prefix, and a progress line for long loops. Torch-free.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace hessgap::log {
+
+// Set once at start-up; every message carries "[rank r/size host]" when size > 1.
+void set_identity(int rank, int size, const std::string& host);
+int rank();
+
+// Verbosity: 0 quiet (errors only), 1 normal (default), 2 debug.
+void set_verbosity(int level);
+int verbosity();
+
+void info(const std::string& msg);   // rank 0 only
+void debug(const std::string& msg);  // every rank, verbosity >= 2
+void warn(const std::string& msg);   // every rank
+void error(const std::string& msg);  // every rank, always
+
+// Progress of a loop of `total` steps, printed by rank 0 at most every `interval` seconds,
+// with rate and estimated time left. Not collective.
+class Progress {
+ public:
+  Progress(std::string what, long total, double interval_s = 2.0);
+  void update(long done, const std::string& detail = "");
+  void finish(const std::string& detail = "");
+
+ private:
+  std::string what_;
+  long total_;
+  double interval_s_;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+}  // namespace hessgap::log

@@ -1,0 +1,269 @@
+// Oracles: explicit float64 Hessians of a coupled quadratic, a tanh MLP and a small CNN with
+// BatchNorm in eval mode; closed-form stopping sequences for the accumulator.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "comm/communicator.h"
+#include "hessian/hutchinson.h"
+#include "hessian/hvp_engine.h"
+#include "hessian/probes.h"
+#include "hessian/quadratic_forms.h"
+#include "tests/unit/hessian/explicit_hessian.h"
+#include "util/error.h"
+
+using namespace hessgap;
+using namespace hessgap::hessian;
+using hessgap::testing::block_offsets;
+using hessgap::testing::explicit_hessian;
+using hessgap::testing::flatten;
+
+namespace {
+
+// A model whose loss depends on a list of weight tensors; rebuilt loss on demand.
+struct Problem {
+  std::vector<torch::Tensor> params;
+  std::function<torch::Tensor()> loss;
+};
+
+// 0.5 wᵀAw + bᵀw + cubic coupling, over layers of sizes 3 and 4 (A dense, so cross blocks ≠ 0).
+Problem quadratic_problem() {
+  torch::manual_seed(1);
+  auto M = torch::randn({7, 7}, torch::kFloat64);
+  auto A = (M + M.t()) / 2 + 3 * torch::eye(7, torch::kFloat64);
+  auto b = torch::randn({7}, torch::kFloat64);
+  Problem p;
+  p.params = {torch::randn({3}, torch::kFloat64).requires_grad_(), torch::randn({2, 2}, torch::kFloat64).requires_grad_()};
+  p.loss = [A, b, params = p.params]() {
+    auto w = torch::cat({params[0].reshape({-1}), params[1].reshape({-1})});
+    return 0.5 * w.dot(A.mv(w)) + b.dot(w);
+  };
+  return p;
+}
+
+// Tanh MLP 5 → 4 → 3 with cross-entropy on 6 samples (weights are the Hessian layers; biases fixed).
+Problem mlp_problem() {
+  torch::manual_seed(2);
+  auto x = torch::randn({6, 5}, torch::kFloat64);
+  auto y = torch::tensor({0, 1, 2, 0, 1, 2}, torch::kInt64);
+  auto w1 = (torch::randn({4, 5}, torch::kFloat64) * 0.7).requires_grad_();
+  auto b1 = torch::randn({4}, torch::kFloat64);
+  auto w2 = (torch::randn({3, 4}, torch::kFloat64) * 0.7).requires_grad_();
+  Problem p;
+  p.params = {w1, w2};
+  p.loss = [=]() {
+    auto h = torch::tanh(torch::nn::functional::linear(x, w1, b1));
+    return torch::nn::functional::cross_entropy(torch::nn::functional::linear(h, w2), y);
+  };
+  return p;
+}
+
+// conv(2→3,3×3) → BN(eval, fixed stats) → ReLU → conv(3→2,3×3) → mean pool → linear head.
+Problem cnn_problem() {
+  torch::manual_seed(3);
+  auto x = torch::randn({4, 2, 6, 6}, torch::kFloat64);
+  auto y = torch::tensor({0, 1, 1, 0}, torch::kInt64);
+  auto c1 = (torch::randn({3, 2, 3, 3}, torch::kFloat64) * 0.4).requires_grad_();
+  auto c2 = (torch::randn({2, 3, 3, 3}, torch::kFloat64) * 0.4).requires_grad_();
+  auto head = torch::randn({2, 2}, torch::kFloat64).requires_grad_();
+  auto rm = torch::randn({3}, torch::kFloat64) * 0.1, rv = torch::rand({3}, torch::kFloat64) + 0.5;
+  auto gamma = torch::rand({3}, torch::kFloat64) + 0.5, beta = torch::randn({3}, torch::kFloat64) * 0.1;
+  Problem p;
+  p.params = {c1, c2, head};
+  p.loss = [=]() {
+    namespace F = torch::nn::functional;
+    auto h = F::conv2d(x, c1, F::Conv2dFuncOptions().padding(1));
+    h = F::batch_norm(h, rm, rv, F::BatchNormFuncOptions().weight(gamma).bias(beta).training(false));
+    h = F::conv2d(torch::relu(h), c2, F::Conv2dFuncOptions().padding(1));
+    return F::cross_entropy(F::linear(h.mean({2, 3}), head), y);
+  };
+  return p;
+}
+
+std::vector<torch::Tensor> random_direction(const std::vector<torch::Tensor>& params, int seed) {
+  torch::manual_seed(seed);
+  std::vector<torch::Tensor> v;
+  for (auto& p : params) v.push_back(torch::randn_like(p));
+  return v;
+}
+
+void check_products(const Problem& p) {
+  auto H = explicit_hessian(p.loss(), p.params);
+  auto off = block_offsets(p.params);
+  HvpEngine engine(p.loss(), p.params);
+  auto v = random_direction(p.params, 7);
+  auto vflat = flatten(v);
+  auto Hv = H.mv(vflat);
+  auto hv = engine.hvp(v);
+  EXPECT_LT((flatten(hv) - Hv).abs().max().item<double>(), 1e-10 * (1 + Hv.abs().max().item<double>()));
+
+  auto joint = quadratic_forms(engine, v, MeasureMode::kJoint);
+  auto block = quadratic_forms(engine, v, MeasureMode::kBlock);
+  for (std::size_t i = 0; i < p.params.size(); ++i) {
+    auto vi = vflat.slice(0, off[i], off[i + 1]);
+    const double want_joint = vi.dot(Hv.slice(0, off[i], off[i + 1])).item<double>();
+    auto Hii = H.slice(0, off[i], off[i + 1]).slice(1, off[i], off[i + 1]);
+    const double want_block = vi.dot(Hii.mv(vi)).item<double>();
+    EXPECT_NEAR(joint[i], want_joint, 1e-10 * (1 + std::abs(want_joint))) << "layer " << i;
+    EXPECT_NEAR(block[i], want_block, 1e-10 * (1 + std::abs(want_block))) << "layer " << i;
+  }
+  // The cross terms are real: joint and block differ somewhere for these coupled problems.
+  double diff = 0;
+  for (std::size_t i = 0; i < joint.size(); ++i) diff += std::abs(joint[i] - block[i]);
+  EXPECT_GT(diff, 1e-6);
+}
+
+// Traces converge to the exact block traces within their standard error.
+void check_traces(const Problem& p, ProbeScope scope, ProbeDistribution dist) {
+  auto H = explicit_hessian(p.loss(), p.params);
+  auto off = block_offsets(p.params);
+  HvpEngine engine(p.loss(), p.params);
+  TraceOptions opts;
+  opts.scope = scope;
+  opts.distribution = dist;
+  opts.rule = StopRule::kStandardError;
+  opts.rel_se = 1e-9;  // never fires: use all probes
+  opts.min_probes = 2;
+  opts.max_probes = 400;
+  auto local = comm::make_local();
+  auto t = estimate_traces(engine, opts, /*batch_id=*/3, *local);
+  for (std::size_t i = 0; i < p.params.size(); ++i) {
+    const double exact = H.slice(0, off[i], off[i + 1]).slice(1, off[i], off[i + 1]).trace().item<double>();
+    EXPECT_EQ(t.probes[i], 400);
+    EXPECT_GT(t.std_error[i], 0.0);
+    // 4.5 standard errors: a false alarm rate below 1e-5 per layer.
+    EXPECT_NEAR(t.mean[i], exact, 4.5 * t.std_error[i] + 1e-12) << "layer " << i << " scope " << to_string(scope);
+  }
+  EXPECT_FALSE(t.converged);
+}
+
+}  // namespace
+
+TEST(HvpEngine, QuadraticMatchesExplicitHessian) { check_products(quadratic_problem()); }
+TEST(HvpEngine, MlpMatchesExplicitHessian) { check_products(mlp_problem()); }
+TEST(HvpEngine, CnnWithBatchNormMatchesExplicitHessian) { check_products(cnn_problem()); }
+
+TEST(HvpEngine, GradientMatchesAutograd) {
+  auto p = mlp_problem();
+  HvpEngine engine(p.loss(), p.params);
+  auto want = torch::autograd::grad({p.loss()}, p.params);
+  auto got = engine.gradient();
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(torch::allclose(got[i], want[i], 1e-12, 1e-12));
+}
+
+TEST(HvpEngine, RejectsNonScalarLoss) {
+  auto w = torch::randn({3}, torch::kFloat64).requires_grad_();
+  EXPECT_THROW(HvpEngine(w * 2, {w}), Error);
+}
+
+TEST(Hutchinson, JointProbesConvergeToBlockTraces) {
+  check_traces(mlp_problem(), ProbeScope::kJoint, ProbeDistribution::kRademacher);
+  check_traces(cnn_problem(), ProbeScope::kJoint, ProbeDistribution::kRademacher);
+}
+TEST(Hutchinson, LayerProbesConvergeToBlockTraces) {
+  check_traces(mlp_problem(), ProbeScope::kLayer, ProbeDistribution::kRademacher);
+  check_traces(cnn_problem(), ProbeScope::kLayer, ProbeDistribution::kGaussian);
+}
+
+TEST(Hutchinson, LayerScopeRademacherOnDiagonalBlockIsExact) {
+  // A diagonal block H_ii gives zᵀH_ii z = tr(H_ii) for every Rademacher z: zero variance.
+  auto w = torch::randn({5}, torch::kFloat64).requires_grad_();
+  auto u = torch::randn({3}, torch::kFloat64).requires_grad_();
+  auto d = torch::tensor({1.0, 2.0, 3.0, 4.0, 5.0}, torch::kFloat64);
+  auto loss = 0.5 * (d * w * w).sum() + (w.sum() * u.sum());  // cross block nonzero, diagonal H_ww
+  HvpEngine engine(loss, {w, u});
+  TraceOptions opts;
+  opts.scope = ProbeScope::kLayer;
+  opts.max_probes = 5;
+  auto local = comm::make_local();
+  auto t = estimate_traces(engine, opts, 0, *local);
+  EXPECT_NEAR(t.mean[0], 15.0, 1e-12);
+  EXPECT_NEAR(t.mean[1], 0.0, 1e-12);
+  EXPECT_EQ(t.probes[0], 2);  // reference rule: the second probe repeats the mean exactly
+}
+
+TEST(TraceAccumulator, ReferenceRuleStopsWhenRunningMeanSettles) {
+  TraceOptions opts;
+  opts.tol = 1e-3;
+  TraceAccumulator acc(1, opts);
+  EXPECT_FALSE(acc.add({1.0}));  // compared with 0: huge relative change
+  EXPECT_FALSE(acc.add({2.0}));  // mean 1.5 vs 1: 0.5
+  EXPECT_TRUE(acc.add({1.5}));   // mean 1.5 vs 1.5: 0
+  auto r = acc.result();
+  EXPECT_EQ(r.probes[0], 3);
+  EXPECT_DOUBLE_EQ(r.mean[0], 1.5);
+  EXPECT_NEAR(r.std_error[0], 0.5 / std::sqrt(3.0), 1e-15);
+  EXPECT_TRUE(r.converged);
+}
+
+TEST(TraceAccumulator, ReferenceRuleUsesTheTotalOverLayers) {
+  TraceOptions opts;
+  opts.tol = 0.1;
+  TraceAccumulator acc(2, opts);
+  EXPECT_FALSE(acc.add({10.0, -10.0}));  // total 0 vs 0 settles but min_probes = 2
+  EXPECT_TRUE(acc.add({12.0, -12.0}));   // total 0 vs 0 again
+  EXPECT_EQ(acc.result().probes[1], 2);
+}
+
+TEST(TraceAccumulator, MaxProbesCapsWithoutConvergence) {
+  TraceOptions opts;
+  opts.max_probes = 4;
+  opts.tol = 1e-12;
+  TraceAccumulator acc(1, opts);
+  std::vector<double> xs{1, 3, 1, 3, 1};
+  int used = 0;
+  for (double x : xs) {
+    ++used;
+    if (acc.add({x})) break;
+  }
+  EXPECT_EQ(used, 4);
+  EXPECT_FALSE(acc.result().converged);
+}
+
+TEST(TraceAccumulator, StandardErrorRuleStopsLayersIndependentlyInLayerScope) {
+  TraceOptions opts;
+  opts.rule = StopRule::kStandardError;
+  opts.scope = ProbeScope::kLayer;
+  opts.rel_se = 0.1;
+  opts.min_probes = 3;
+  opts.max_probes = 50;
+  TraceAccumulator acc(2, opts);
+  // Layer 0 is constant (se 0 after 3 probes); layer 1 alternates 0/2 (mean 1, se ≈ 1/√k).
+  int k = 0;
+  while (!acc.add({5.0, (k % 2) ? 2.0 : 0.0})) ++k;
+  auto r = acc.result();
+  EXPECT_EQ(r.probes[0], 3);
+  // se = sqrt(k/(k-1))/sqrt(k) for even k with mean 1: first k with se ≤ 0.1 is k = 102 > 50.
+  EXPECT_EQ(r.probes[1], 50);
+  EXPECT_FALSE(r.converged);
+}
+
+TEST(Probes, DeterministicAndKeyedByIndices) {
+  auto like = torch::zeros({1000}, torch::kFloat32);
+  auto a = draw_probe(like, ProbeDistribution::kRademacher, 0, 1, 2, 3);
+  auto b = draw_probe(like, ProbeDistribution::kRademacher, 0, 1, 2, 3);
+  auto c = draw_probe(like, ProbeDistribution::kRademacher, 0, 1, 3, 3);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_FALSE(torch::equal(a, c));
+  EXPECT_TRUE(torch::equal(a.abs(), torch::ones_like(a)));
+  EXPECT_LT(std::abs(a.sum().item<double>()), 5 * std::sqrt(1000.0));
+  auto g = draw_probe(torch::zeros({20000}, torch::kFloat64), ProbeDistribution::kGaussian, 5, 0, 0, 0);
+  EXPECT_NEAR(g.mean().item<double>(), 0.0, 5.0 / std::sqrt(20000.0));
+  EXPECT_NEAR(g.var().item<double>(), 1.0, 0.05);
+  // float32 and float64 draws agree (same stream).
+  auto f32 = draw_probe(torch::zeros({64}, torch::kFloat32), ProbeDistribution::kGaussian, 5, 0, 0, 0);
+  EXPECT_TRUE(torch::allclose(f32.to(torch::kFloat64), g.slice(0, 0, 64), 1e-6, 1e-6));
+}
+
+TEST(Options, InvalidValuesAreRejected) {
+  TraceOptions o;
+  o.tol = 0;
+  EXPECT_THROW(o.validate(), Error);
+  o = TraceOptions{};
+  o.max_probes = 0;
+  EXPECT_THROW(o.validate(), Error);
+  EXPECT_THROW(parse_probe_scope("diag"), Error);
+  EXPECT_THROW(parse_measure_mode("full"), Error);
+  EXPECT_THROW(parse_probe_distribution("uniform"), Error);
+}
