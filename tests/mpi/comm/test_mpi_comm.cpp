@@ -1,0 +1,48 @@
+// Collectives with closed-form results (sums of ranks), whatever the world size.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "tests/mpi/mpi_test_main.h"
+
+using hessgap::testing::world;
+
+TEST(MpiCommunicator, SumMaxAndGatherOfRanks) {
+  auto& w = world();
+  const int n = w.size(), r = w.rank();
+  EXPECT_EQ(w.backend(), "mpi");
+  EXPECT_DOUBLE_EQ(w.sum(static_cast<double>(r)), n * (n - 1) / 2.0);
+  EXPECT_EQ(w.sum(static_cast<std::int64_t>(r + 1)), static_cast<std::int64_t>(n) * (n + 1) / 2);
+  EXPECT_DOUBLE_EQ(w.max(static_cast<double>(r)), n - 1.0);
+  auto g = w.all_gather(std::vector<double>{static_cast<double>(r), 10.0 * r});
+  ASSERT_EQ(g.size(), 2u * n);
+  for (int q = 0; q < n; ++q) {
+    EXPECT_EQ(g[2 * q], q);
+    EXPECT_EQ(g[2 * q + 1], 10.0 * q);
+  }
+}
+
+TEST(MpiCommunicator, TensorSumAndBroadcast) {
+  auto& w = world();
+  const int n = w.size();
+  auto t = torch::full({3, 2}, static_cast<double>(w.rank() + 1), torch::kFloat64);
+  w.all_reduce_sum(t);
+  EXPECT_TRUE(torch::allclose(t, torch::full({3, 2}, n * (n + 1) / 2.0, torch::kFloat64)));
+  auto f = torch::ones({5}, torch::kFloat32);
+  w.all_reduce_sum(f);
+  EXPECT_FLOAT_EQ(f[4].item<float>(), static_cast<float>(n));
+  std::string s = w.rank() == 0 ? "config from rank 0" : "";
+  w.broadcast(s, 0);
+  EXPECT_EQ(s, "config from rank 0");
+}
+
+TEST(MpiCommunicator, SplitIntoGroups) {
+  auto& w = world();
+  // Groups of 2 consecutive ranks (the last may be smaller).
+  auto g = w.split(w.rank() / 2, w.rank());
+  const int expected = std::min(2, w.size() - (w.rank() / 2) * 2);
+  EXPECT_EQ(g->size(), expected);
+  EXPECT_EQ(g->rank(), w.rank() % 2);
+  EXPECT_DOUBLE_EQ(g->sum(1.0), expected);
+}
+
+HG_MPI_TEST_MAIN()
