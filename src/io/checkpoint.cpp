@@ -1,0 +1,247 @@
+#include "io/checkpoint.h"
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "io/atomic_output.h"
+#include "io/h5.h"
+#include "io/safetensors.h"
+#include "util/error.h"
+
+namespace hessgap::io {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kFormat = "hessgap-checkpoint";
+constexpr int64_t kFormatVersion = 1;
+
+const std::map<std::string, torch::Dtype>& dtype_names() {
+  static const std::map<std::string, torch::Dtype> kNames = {
+      {"float64", torch::kDouble}, {"float32", torch::kFloat}, {"float16", torch::kHalf},
+      {"bfloat16", torch::kBFloat16}, {"int64", torch::kLong},  {"int32", torch::kInt},
+      {"int16", torch::kShort},     {"int8", torch::kChar},     {"uint8", torch::kByte},
+      {"bool", torch::kBool}};
+  return kNames;
+}
+
+std::string dtype_name(torch::Dtype dtype, const std::string& what) {
+  for (const auto& [name, d] : dtype_names()) {
+    if (d == dtype) return name;
+  }
+  HG_FAIL(what << ": dtype " << c10::toString(dtype) << " cannot be stored in a checkpoint");
+}
+
+std::string shape_str(torch::IntArrayRef shape) {
+  std::ostringstream os;
+  os << "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << "]";
+  return os.str();
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string s;
+  for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", " : "") + names[i];
+  return s;
+}
+
+StateDict read_checkpoint_h5(const std::string& path, std::map<std::string, std::string>* metadata) {
+  H5File f = H5File::open_read(path);
+  HG_CHECK(f.has_attr("/", "format") && f.attr_string("/", "format") == kFormat,
+           "HDF5 file '" << path << "' is not a hessgap checkpoint (root attribute format != \"" << kFormat << "\")");
+  const int64_t version = f.attr_int64("/", "format_version");
+  HG_CHECK(version >= 1 && version <= kFormatVersion, "checkpoint '" << path << "' has format_version " << version
+                                                                     << "; this build reads up to "
+                                                                     << kFormatVersion);
+  StateDict out;
+  for (const std::string& name : f.list("/tensors")) {
+    const std::string ds = "/tensors/" + name;
+    DatasetInfo info = f.info(ds);
+    const std::string what = "tensor '" + name + "' in checkpoint '" + path + "'";
+    torch::Tensor t;
+    if (info.kind == DatasetInfo::Kind::Float && info.element_size == 8) {
+      t = torch::empty(info.shape, torch::kDouble);
+      f.read_into(ds, t.data_ptr<double>(), t.numel());
+    } else if (info.kind == DatasetInfo::Kind::Float) {
+      t = torch::empty(info.shape, torch::kFloat);
+      f.read_into(ds, t.data_ptr<float>(), t.numel());
+    } else if (info.kind == DatasetInfo::Kind::Integer) {
+      t = torch::empty(info.shape, torch::kLong);
+      f.read_into(ds, t.data_ptr<int64_t>(), t.numel());
+    } else {
+      HG_FAIL(what << ": dataset holds neither floats nor integers");
+    }
+    if (f.has_attr(ds, "dtype")) {
+      const std::string dt = f.attr_string(ds, "dtype");
+      auto it = dtype_names().find(dt);
+      HG_CHECK(it != dtype_names().end(), what << ": unknown dtype attribute '" << dt << "'");
+      if (it->second != t.scalar_type()) t = t.to(it->second);
+    }
+    out.emplace_back(name, std::move(t));
+  }
+  if (metadata) {
+    metadata->clear();
+    if (f.is_group("/metadata")) {
+      for (const std::string& key : f.attr_names("/metadata")) (*metadata)[key] = f.attr_string("/metadata", key);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+CheckpointFormat detect_checkpoint_format(const std::string& path, std::string* resolved) {
+  std::error_code ec;
+  HG_CHECK(!path.empty() && fs::exists(path, ec), "checkpoint '" << path << "' not found");
+  std::string file = path;
+  if (fs::is_directory(path, ec)) {
+    file = (fs::path(path) / "model.safetensors").string();
+    HG_CHECK(fs::is_regular_file(file, ec), "checkpoint directory '" << path << "' has no model.safetensors");
+  }
+  if (resolved) *resolved = file;
+  std::ifstream in(file, std::ios::binary);
+  HG_CHECK(in, "cannot open checkpoint '" << file << "' for reading");
+  unsigned char head[9] = {0};
+  in.read(reinterpret_cast<char*>(head), 9);
+  const std::streamsize n = in.gcount();
+
+  static const unsigned char kHdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  if (n >= 8 && std::equal(kHdf5, kHdf5 + 8, head)) return CheckpointFormat::Hdf5;
+  if (n >= 9 && head[8] == '{') {
+    uint64_t len = 0;
+    for (int i = 7; i >= 0; --i) len = (len << 8) | head[i];
+    if (len > 0) return CheckpointFormat::Safetensors;
+  }
+  HG_CHECK(!(n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4),
+           "checkpoint '" << file << "' is a PyTorch zip file (torch.save); convert it to safetensors");
+  HG_CHECK(!(n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5),
+           "checkpoint '" << file << "' is a Python pickle; convert it to safetensors");
+  HG_FAIL("checkpoint '" << file << "' has an unknown format (expected safetensors or a hessgap HDF5 checkpoint)");
+}
+
+StateDict read_checkpoint(const std::string& path, std::map<std::string, std::string>* metadata) {
+  std::string file;
+  if (detect_checkpoint_format(path, &file) == CheckpointFormat::Hdf5) return read_checkpoint_h5(file, metadata);
+  TensorFile tf = read_safetensors(file);
+  if (metadata) *metadata = std::move(tf.metadata);
+  return std::move(tf.tensors);
+}
+
+void write_checkpoint_h5(const std::string& path, const StateDict& state,
+                         const std::map<std::string, std::string>& metadata) {
+  // Validate everything before creating the file.
+  std::set<std::string> seen;
+  for (const auto& [name, t] : state) {
+    const std::string what = "tensor '" + name + "' for checkpoint '" + path + "'";
+    HG_CHECK(!name.empty() && name.find('/') == std::string::npos, what << ": names must be non-empty without '/'");
+    HG_CHECK(seen.insert(name).second, what << ": the name appears twice");
+    HG_CHECK(t.defined(), what << ": the tensor is undefined");
+    dtype_name(t.scalar_type(), what);
+  }
+
+  AtomicOutput out(path);
+  {
+    H5File f = H5File::create(out.temp_path());
+    f.set_attr("/", "format", kFormat);
+    f.set_attr("/", "format_version", kFormatVersion);
+    f.create_group("/tensors");
+    f.create_group("/metadata");
+    for (const auto& [name, tensor] : state) {
+      const std::string ds = "/tensors/" + name;
+      const std::string desc = "model tensor " + name;
+      torch::Tensor t = tensor.detach().to(torch::kCPU);
+      const torch::Dtype dtype = t.scalar_type();
+      const std::vector<int64_t> shape = t.sizes().vec();
+      if (dtype == torch::kDouble) {
+        t = t.contiguous();
+        f.write(ds, t.data_ptr<double>(), shape, desc);
+      } else if (c10::isFloatingType(dtype)) {
+        t = t.to(torch::kFloat).contiguous();
+        f.write(ds, t.data_ptr<float>(), shape, desc);
+      } else {
+        t = t.to(torch::kLong).contiguous();
+        f.write(ds, t.data_ptr<int64_t>(), shape, desc);
+      }
+      f.set_attr(ds, "dtype", dtype_name(dtype, ds));
+    }
+    for (const auto& [key, value] : metadata) f.set_attr("/metadata", key, value);
+    f.close();
+  }
+  out.commit();
+}
+
+LoadReport load_state_dict(torch::nn::Module& module, const StateDict& state, const LoadOptions& opts) {
+  const std::string source = opts.source.empty() ? std::string("the state dict") : "checkpoint '" + opts.source + "'";
+  std::map<std::string, const torch::Tensor*> given;
+  for (const auto& [name, t] : state) {
+    HG_CHECK(given.emplace(name, &t).second, source << " has tensor '" << name << "' twice");
+  }
+
+  StateDict targets = state_dict_of(module);
+  LoadReport report;
+  std::vector<std::string> mismatch_lines;
+  std::vector<std::pair<torch::Tensor, const torch::Tensor*>> copies;
+  std::set<std::string> target_names;
+  for (const auto& [name, target] : targets) {
+    target_names.insert(name);
+    auto it = given.find(name);
+    if (it == given.end()) {
+      bool optional = false;
+      for (const std::string& suffix : opts.optional_suffixes) {
+        optional = optional || (name.size() >= suffix.size() &&
+                                name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0);
+      }
+      (optional ? report.optional_missing : report.missing).push_back(name);
+      continue;
+    }
+    const torch::Tensor& src = *it->second;
+    HG_CHECK(src.defined(), "tensor '" << name << "' in " << source << " is undefined");
+    if (src.sizes() != target.sizes()) {
+      report.mismatched.push_back(name);
+      mismatch_lines.push_back(name + " (checkpoint " + shape_str(src.sizes()) + ", model " +
+                               shape_str(target.sizes()) + ")");
+      continue;
+    }
+    copies.emplace_back(target, &src);
+    report.loaded.push_back(name);
+  }
+  for (const auto& [name, t] : state) {
+    if (!target_names.count(name)) report.unexpected.push_back(name);
+  }
+
+  if (opts.strict && (!report.missing.empty() || !report.unexpected.empty() || !report.mismatched.empty())) {
+    std::ostringstream os;
+    os << "cannot load " << source << " into the model:";
+    if (!report.missing.empty()) os << "\n  missing (" << report.missing.size() << "): " << join(report.missing);
+    if (!report.unexpected.empty()) {
+      os << "\n  unexpected (" << report.unexpected.size() << "): " << join(report.unexpected);
+    }
+    if (!mismatch_lines.empty()) os << "\n  shape mismatch (" << mismatch_lines.size() << "): " << join(mismatch_lines);
+    throw Error(os.str());
+  }
+
+  torch::NoGradGuard no_grad;
+  for (auto& [target, src] : copies) target.copy_(*src);
+  return report;
+}
+
+StateDict state_dict_of(const torch::nn::Module& module) {
+  StateDict out;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    if (item.value().defined()) out.emplace_back(item.key(), item.value().detach());
+  }
+  for (const auto& item : module.named_buffers(/*recurse=*/true)) {
+    if (item.value().defined()) out.emplace_back(item.key(), item.value().detach());
+  }
+  return out;
+}
+
+}  // namespace hessgap::io

@@ -1,0 +1,108 @@
+// AtomicOutput and check_writable_output: validation up front, temp file lifetime, rename on commit.
+#include "io/atomic_output.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "io_test_util.h"
+
+namespace hessgap::io {
+namespace {
+
+namespace fs = std::filesystem;
+using test::error_of;
+using test::tmp_path;
+
+TEST(ioAtomicOutput, CommitRenamesTempFile) {
+  const std::string path = tmp_path("out.bin");
+  AtomicOutput out(path);
+  EXPECT_EQ(out.final_path(), path);
+  EXPECT_EQ(out.temp_path(), path + ".tmp-" + std::to_string(::getpid()));
+  test::write_bytes(out.temp_path(), "payload");
+  EXPECT_FALSE(fs::exists(path));
+  out.commit();
+  EXPECT_TRUE(out.committed());
+  EXPECT_FALSE(fs::exists(out.temp_path()));
+  EXPECT_EQ(test::read_bytes(path), "payload");
+  EXPECT_HAS(error_of([&] { out.commit(); }), "already committed");
+}
+
+TEST(ioAtomicOutput, CommitReplacesExistingFile) {
+  const std::string path = tmp_path("out.bin");
+  test::write_bytes(path, "old");
+  {
+    AtomicOutput out(path);
+    test::write_bytes(out.temp_path(), "new");
+    out.commit();
+  }
+  EXPECT_EQ(test::read_bytes(path), "new");
+}
+
+TEST(ioAtomicOutput, DestructorRemovesUncommittedTemp) {
+  const std::string path = tmp_path("out.bin");
+  std::string temp;
+  {
+    AtomicOutput out(path);
+    temp = out.temp_path();
+    test::write_bytes(temp, "partial");
+    EXPECT_TRUE(fs::exists(temp));
+  }
+  EXPECT_FALSE(fs::exists(temp));
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST(ioAtomicOutput, MoveTransfersOwnership) {
+  const std::string path = tmp_path("out.bin");
+  AtomicOutput a(path);
+  test::write_bytes(a.temp_path(), "x");
+  {
+    AtomicOutput b = std::move(a);
+  }  // b discards the temp file; a owns nothing
+  EXPECT_FALSE(fs::exists(path + ".tmp-" + std::to_string(::getpid())));
+}
+
+TEST(ioAtomicOutput, CommitWithoutTempIsAnError) {
+  const std::string path = tmp_path("out.bin");
+  AtomicOutput out(path);
+  std::string msg = error_of([&] { out.commit(); });
+  EXPECT_HAS(msg, "was not written");
+  EXPECT_HAS(msg, path);
+}
+
+TEST(ioAtomicOutput, MissingDirectory) {
+  const std::string dir = tmp_path("no_such_dir");
+  const std::string path = dir + "/out.h5";
+  std::string msg = error_of([&] { AtomicOutput out(path); });
+  EXPECT_HAS(msg, "cannot write output '" + path + "': directory '" + dir + "' does not exist");
+  EXPECT_HAS(error_of([&] { check_writable_output(path); }), "does not exist");
+}
+
+TEST(ioAtomicOutput, PathIsADirectoryOrParentIsAFile) {
+  const std::string dir = tmp_path("a_dir");
+  fs::create_directories(dir);
+  EXPECT_HAS(error_of([&] { check_writable_output(dir); }), "cannot write output '" + dir + "': it is a directory");
+  const std::string file = tmp_path("a_file");
+  test::write_bytes(file, "x");
+  EXPECT_HAS(error_of([&] { check_writable_output(file + "/out.h5"); }), "is not a directory");
+  EXPECT_HAS(error_of([&] { check_writable_output(""); }), "empty");
+}
+
+TEST(ioAtomicOutput, UnwritableDirectory) {
+  if (::geteuid() == 0) GTEST_SKIP() << "running as root: directory permissions do not apply";
+  const std::string dir = tmp_path("read_only");
+  fs::create_directories(dir);
+  ::chmod(dir.c_str(), 0555);
+  std::string msg = error_of([&] { AtomicOutput out(dir + "/out.h5"); });
+  ::chmod(dir.c_str(), 0755);
+  EXPECT_HAS(msg, "directory '" + dir + "' is not writable");
+}
+
+TEST(ioAtomicOutput, RelativePathUsesCurrentDirectory) {
+  EXPECT_NO_THROW(check_writable_output("relative_name.h5"));
+}
+
+}  // namespace
+}  // namespace hessgap::io
