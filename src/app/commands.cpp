@@ -1,0 +1,230 @@
+#include "app/commands.h"
+
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "app/config.h"
+#include "app/options.h"
+#include "app/results_file.h"
+#include "app/summary.h"
+#include "comm/communicator.h"
+#include "data/dataset.h"
+#include "io/checkpoint.h"
+#include "models/classifier.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace hessgap::app {
+namespace {
+
+void add_trace_flags(CLI::App* cmd, measures::TracesOptions& t, std::string& scope, std::string& rule,
+                     std::string& dist) {
+  cmd->add_option("--probe-scope", scope,
+                  "joint: one probe over all layers (the reference); layer: one layer at a time (no cross-layer variance)");
+  cmd->add_option("--stop-rule", rule,
+                  "reference: relative change of the running mean total trace < --tol; stderr: every layer's relative standard error < --rel-se");
+  cmd->add_option("--distribution", dist, "Probe entries: rademacher | gaussian");
+  cmd->add_option("--tol", t.trace.tol, "Tolerance of the reference stopping rule (image 1e-3, text 1e-4)");
+  cmd->add_option("--rel-se", t.trace.rel_se, "Target relative standard error of the stderr rule");
+  cmd->add_option("--min-probes", t.trace.min_probes, "Probes before a stopping rule may fire");
+  cmd->add_option("--max-probes", t.trace.max_probes, "Probe limit per batch (the reference's maxIter)");
+  cmd->add_option("--probe-ranks", t.probe_ranks, "Ranks sharing the probes of one batch (must divide the rank count)");
+}
+
+void resolve_trace_flags(measures::TracesOptions& t, const std::string& scope, const std::string& rule,
+                         const std::string& dist, std::uint64_t seed) {
+  t.trace.scope = hessian::parse_probe_scope(scope);
+  t.trace.rule = hessian::parse_stop_rule(rule);
+  t.trace.distribution = hessian::parse_probe_distribution(dist);
+  t.trace.seed = seed;
+}
+
+RunInfo run_info(const std::string& sub, const std::string& command_line, const CLI::App& cmd,
+                 comm::Communicator& world, const Session& s) {
+  RunInfo info;
+  info.subcommand = sub;
+  info.command_line = command_line;
+  info.config_json = resolved_config_json(cmd);
+  info.world_size = world.size();
+  info.backend = world.backend();
+  info.arch = s.model->arch();
+  info.checkpoint = s.checkpoint_path;
+  info.data_description = s.dataset->describe();
+  info.layers = s.model->hessian_layers();
+  return info;
+}
+
+// Only rank 0 writes; other ranks get a disabled writer with the same interface.
+std::unique_ptr<ResultsFile> open_results(const std::string& path, const RunInfo& info, comm::Communicator& world) {
+  return std::make_unique<ResultsFile>(world.rank() == 0 ? path : std::string(), info);
+}
+
+void finish(ResultsFile& out, const std::string& path) {
+  out.commit();
+  if (out.enabled()) log::info("results written to " + path);
+}
+
+}  // namespace
+
+RunFn add_traces_command(CLI::App& app) {
+  struct State {
+    CommonOptions common;
+    measures::TracesOptions traces;
+    std::string scope = "joint", rule = "reference", dist = "rademacher";
+  };
+  auto st = std::make_shared<State>();
+  auto* cmd = app.add_subcommand("traces", "Per-layer Hessian traces by Hutchinson's estimator (compute_hessian_traces)");
+  add_common_options(cmd, st->common);
+  add_trace_flags(cmd, st->traces, st->scope, st->rule, st->dist);
+  return [st, cmd](comm::Communicator& world, const std::string& command_line) {
+    resolve_trace_flags(st->traces, st->scope, st->rule, st->dist, st->common.seed);
+    st->traces.validate(world.size());
+    Session s = open_session(st->common);
+    auto out = open_results(st->common.out, run_info("traces", command_line, *cmd, world, s), world);
+    auto r = measures::compute_traces(s.context(world), st->traces);
+    out->write_traces(r, st->traces);
+    finish(*out, st->common.out);
+    print_traces(r);
+    return 0;
+  };
+}
+
+RunFn add_measures_command(CLI::App& app) {
+  struct State {
+    CommonOptions common;
+    measures::DistanceOptions dist;
+    std::string init_checkpoint, mode = "joint", head = "zero";
+  };
+  auto st = std::make_shared<State>();
+  auto* cmd = app.add_subcommand("measures", "The Hessian distance measure v_i^T H v_i and the bound (compute_hessian_measures)");
+  add_common_options(cmd, st->common);
+  cmd->add_option("--init-checkpoint", st->init_checkpoint, "W^(s): the weights before fine-tuning (model_epoch_0)")->required();
+  cmd->add_option("--mode", st->mode, "joint: <v_i,(Hv)_i> with one HVP (the reference); block: v_i^T H_ii v_i");
+  cmd->add_option("--head-reference", st->head, "Measure the head around zero (the reference, image) or its init");
+  cmd->add_option("--train-size", st->dist.train_size, "n of the bound: number of training samples")->required();
+  return [st, cmd](comm::Communicator& world, const std::string& command_line) {
+    st->dist.mode = hessian::parse_measure_mode(st->mode);
+    st->dist.head_reference = measures::parse_head_reference(st->head);
+    st->dist.validate();
+    Session s = open_session(st->common);
+    // W^(s) for every Hessian layer, by name, from the init checkpoint (any other tensors ignored).
+    std::map<std::string, torch::Tensor> init;
+    for (auto& [name, t] : io::read_checkpoint(st->init_checkpoint)) init[name] = t;
+    auto out = open_results(st->common.out, run_info("measures", command_line, *cmd, world, s), world);
+    auto r = measures::compute_distance(s.context(world), st->dist, init);
+    out->write_distance(r, st->dist, st->init_checkpoint);
+    finish(*out, st->common.out);
+    print_distance(r);
+    return 0;
+  };
+}
+
+RunFn add_stability_command(CLI::App& app) {
+  struct State {
+    CommonOptions common;
+    measures::StabilityOptions stab;
+  };
+  auto st = std::make_shared<State>();
+  st->common.sample_size = 1000;
+  st->common.sample_rule = "exact";
+  auto* cmd = app.add_subcommand("stability", "Noise stability: loss change under N(0, eps^2) weight noise (compute_noise_stability)");
+  add_common_options(cmd, st->common);
+  cmd->add_option("--eps", st->stab.eps, "Standard deviation of the weight noise");
+  cmd->add_option("--repeats", st->stab.repeats, "Number of noise draws R (image reference 20, text 100)");
+  return [st, cmd](comm::Communicator& world, const std::string& command_line) {
+    st->stab.seed = st->common.seed;
+    st->stab.validate();
+    Session s = open_session(st->common);
+    auto out = open_results(st->common.out, run_info("stability", command_line, *cmd, world, s), world);
+    auto r = measures::compute_stability(s.context(world), st->stab);
+    out->write_stability(r, st->stab);
+    finish(*out, st->common.out);
+    print_stability(r, st->stab.eps);
+    return 0;
+  };
+}
+
+RunFn add_eval_command(CLI::App& app) {
+  auto common = std::make_shared<CommonOptions>();
+  common->sample_size = 0;
+  common->batch_size = 100;
+  common->sample_rule = "exact";
+  auto* cmd = app.add_subcommand("eval", "Loss and accuracy of a checkpoint on a dataset");
+  add_common_options(cmd, *common);
+  return [common, cmd](comm::Communicator& world, const std::string& command_line) {
+    Session s = open_session(*common);
+    auto out = open_results(common->out, run_info("eval", command_line, *cmd, world, s), world);
+    auto r = measures::evaluate(s.context(world));
+    out->write_eval(r);
+    finish(*out, common->out);
+    print_eval(r);
+    return 0;
+  };
+}
+
+RunFn add_run_command(CLI::App& app) {
+  struct State {
+    CommonOptions common;
+    measures::TracesOptions traces;
+    measures::StabilityOptions stab;
+    std::string scope = "joint", rule = "reference", dist = "rademacher";
+    std::int64_t trace_samples = 200, stability_samples = 500;
+  };
+  auto st = std::make_shared<State>();
+  st->common.checkpoint = assets_dir() + "/models/cifar10-resnet20/resnet20.safetensors";
+  st->common.data = assets_dir() + "/cifar10-test-100";
+  st->common.out = "hessgap-run.h5";
+  st->common.batch_size = 8;
+  st->common.sample_rule = "exact";
+  st->traces.trace.max_probes = 50;
+  auto* cmd = app.add_subcommand(
+      "run", "The main job: evaluate a checkpoint, then per-layer traces and noise stability (defaults: the embedded CIFAR-10 ResNet-20 and 1,000 test images)");
+  add_common_options(cmd, st->common, /*needs_checkpoint=*/false);
+  // --data has a default here.
+  cmd->get_option("--data")->required(false);
+  add_trace_flags(cmd, st->traces, st->scope, st->rule, st->dist);
+  cmd->add_option("--trace-samples", st->trace_samples, "Samples for the traces (first in dataset order)");
+  cmd->add_option("--stability-samples", st->stability_samples, "Samples for noise stability");
+  cmd->add_option("--eps", st->stab.eps, "Standard deviation of the weight noise");
+  cmd->add_option("--repeats", st->stab.repeats, "Noise draws");
+  return [st, cmd](comm::Communicator& world, const std::string& command_line) {
+    resolve_trace_flags(st->traces, st->scope, st->rule, st->dist, st->common.seed);
+    st->traces.validate(world.size());
+    st->stab.seed = st->common.seed;
+    st->stab.validate();
+    HG_CHECK(st->trace_samples > 0, "--trace-samples must be > 0 (got " << st->trace_samples << ")");
+    HG_CHECK(st->stability_samples > 0, "--stability-samples must be > 0 (got " << st->stability_samples << ")");
+    Session s = open_session(st->common);
+    auto out = open_results(st->common.out, run_info("run", command_line, *cmd, world, s), world);
+    // Spread the subset over all classes: the natural order of an image folder is class by class.
+    auto ctx = s.context(world);
+    ctx.plan.sample_size = 0;
+    log::info("[1/3] evaluating on every sample");
+    auto ev = measures::evaluate(ctx);
+    out->write_eval(ev);
+    ctx.plan.shuffle = true;
+    ctx.plan.sample_size = st->trace_samples;
+    log::info("[2/3] per-layer traces on " + std::to_string(st->trace_samples) + " samples (seeded shuffle)");
+    auto tr = measures::compute_traces(ctx, st->traces);
+    out->write_traces(tr, st->traces);
+    ctx.plan.sample_size = st->stability_samples;
+    log::info("[3/3] noise stability on " + std::to_string(st->stability_samples) + " samples");
+    auto sb = measures::compute_stability(ctx, st->stab);
+    out->write_stability(sb, st->stab);
+    finish(*out, st->common.out);
+    print_traces(tr);
+    print_eval(ev);
+    print_stability(sb, st->stab.eps);
+    if (log::rank() == 0) {
+      double total = 0;
+      for (double t : tr.layer_mean) total += t;
+      std::printf("  (eps^2/2)·Σ tr(H_ii) from the traces: %.6g (the second-order prediction of the mean change)\n",
+                  0.5 * st->stab.eps * st->stab.eps * total);
+    }
+    return 0;
+  };
+}
+
+}  // namespace hessgap::app

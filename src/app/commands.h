@@ -1,0 +1,25 @@
+// The subcommands. Each registers its flags on the CLI11 app and returns the function that runs it
+// after parsing. Run functions are collective over `world` and return the process exit code.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace CLI {
+class App;
+}
+namespace hessgap::comm {
+class Communicator;
+}
+
+namespace hessgap::app {
+
+using RunFn = std::function<int(comm::Communicator& world, const std::string& command_line)>;
+
+RunFn add_traces_command(CLI::App& app);
+RunFn add_measures_command(CLI::App& app);
+RunFn add_stability_command(CLI::App& app);
+RunFn add_eval_command(CLI::App& app);
+RunFn add_run_command(CLI::App& app);  // the main job on the embedded data
+
+}  // namespace hessgap::app

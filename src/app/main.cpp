@@ -1,0 +1,83 @@
+// hessgap: the command-line entry point. Starts MPI, parses the subcommand (after expanding
+// --config/--set), runs it, and maps failures to exit codes: 0 ok, 2 bad usage or input, 1 other
+// failure. After an error on any rank the whole job is aborted so that no rank waits forever in a
+// collective.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "app/commands.h"
+#include "app/config.h"
+#include "comm/communicator.h"
+#include "comm/mpi/mpi_communicator.h"
+#include "hessgap_version.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace {
+
+std::string join(const std::vector<std::string>& args) {
+  std::string s;
+  for (const auto& a : args) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+int fail(hessgap::comm::Communicator& world, int code, const std::string& msg) {
+  hessgap::log::error(msg);
+  if (world.size() > 1) world.abort(code);  // does not return
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hessgap::comm::MpiSession session(&argc, &argv);
+  auto world = session.world();
+  hessgap::log::set_identity(world->rank(), world->size(), hessgap::comm::MpiSession::host_name());
+
+  const std::vector<std::string> original(argv, argv + argc);
+  CLI::App app{"hessgap " HG_VERSION " (" HG_GIT_SHA "): Hessian-based generalization measures of fine-tuned networks.\n"
+               "Run under mpirun to shard batches and probes over ranks. --config FILE.json and --set key=value "
+               "supply flags from a file."};
+  app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();
+  // A flag given twice (config file, then command line, then --set) keeps the last value.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.set_version_flag("--version", std::string("hessgap ") + HG_VERSION + " (" + HG_GIT_SHA + ")");
+  const std::vector<std::pair<std::string, hessgap::app::RunFn>> commands = {
+      {"traces", hessgap::app::add_traces_command(app)},
+      {"measures", hessgap::app::add_measures_command(app)},
+      {"stability", hessgap::app::add_stability_command(app)},
+      {"eval", hessgap::app::add_eval_command(app)},
+      {"run", hessgap::app::add_run_command(app)},
+  };
+
+  try {
+    std::vector<std::string> args = hessgap::app::expand_config_args(original);
+    std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);  // CLI11 wants reversed, no argv[0]
+    try {
+      app.parse(reversed);
+    } catch (const CLI::ParseError& e) {
+      // Every rank parses the same arguments, so every rank gets here: no abort needed.
+      const int rc = world->rank() == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 2);
+      return rc == 0 ? 0 : 2;
+    }
+    for (const auto& [name, fn] : commands) {
+      CLI::App* cmd = app.get_subcommand(name);
+      if (cmd->parsed()) {
+        hessgap::log::set_verbosity(1);
+        if (auto* v = cmd->get_option_no_throw("--verbosity"); v && v->count() > 0) {
+          hessgap::log::set_verbosity(v->as<int>());
+        }
+        return fn(*world, join(original));
+      }
+    }
+    return 2;
+  } catch (const hessgap::Error& e) {
+    return fail(*world, 2, e.what());
+  } catch (const std::exception& e) {
+    return fail(*world, 1, std::string("internal error: ") + e.what());
+  }
+}

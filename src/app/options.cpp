@@ -1,0 +1,101 @@
+#include "app/options.h"
+
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <cstdlib>
+
+#include "data/dataset.h"
+#include "data/registry.h"
+#include "io/atomic_output.h"
+#include "io/checkpoint.h"
+#include "models/registry.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace hessgap::app {
+
+std::string assets_dir() {
+  if (const char* env = std::getenv("HESSGAP_ASSETS")) return env;
+  return HG_ASSETS_DIR;
+}
+
+void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) {
+  auto* ck = cmd->add_option("--checkpoint", o.checkpoint,
+                             "Model weights: safetensors file, Hugging Face folder or hessgap HDF5 checkpoint");
+  if (needs_checkpoint) ck->required();
+  cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, mlp[:...], small-cnn[:...])");
+  cmd->add_option("--num-classes", o.num_classes, "Classes of the head (default: the dataset's)");
+  cmd->add_option("--data", o.data, "Dataset: an image folder (one sub-folder per class) or an IDX folder")->required();
+  cmd->add_option("--data-format", o.data_format, "imagefolder | idx");
+  cmd->add_option("--split", o.split, "For IDX folders: train | test");
+  cmd->add_option("--resize", o.resize, "Eval transform: resize the shorter side to this (0: none)");
+  cmd->add_option("--crop", o.crop, "Eval transform: center crop to this square size (0: none)");
+  cmd->add_option("--normalize", o.normalize, "Normalisation: imagenet | none | fashion-mnist");
+  cmd->add_option("--max-per-class", o.max_per_class, "Image folders: only the first N files of each class (0: all)");
+  cmd->add_option("--batch-size,--bs", o.batch_size, "Samples per batch (the reference's README uses 4)");
+  cmd->add_option("--sample-size", o.sample_size, "Samples to use (0: all); see --sample-rule");
+  cmd->add_option("--sample-rule", o.sample_rule,
+                  "reference: whole batches until the count exceeds --sample-size; exact: exactly that many");
+  cmd->add_flag("--shuffle", o.shuffle, "Use a seeded permutation of the dataset instead of its natural order");
+  cmd->add_option("--seed", o.seed, "Seed of probes, noise and shuffling");
+  cmd->add_option("--dtype", o.dtype, "Compute dtype: float32 | float64");
+  cmd->add_option("--out", o.out, "Write results to this HDF5 file (written under a temporary name, then renamed)");
+  cmd->add_option("--threads", o.threads, "Intra-op threads per rank (1 is best with one rank per core)");
+  cmd->add_option("--verbosity", o.verbosity, "0 quiet, 1 progress, 2 debug");
+}
+
+measures::MeasureContext Session::context(comm::Communicator& world) const {
+  measures::MeasureContext ctx;
+  ctx.model = model.get();
+  ctx.dataset = dataset.get();
+  ctx.world = &world;
+  ctx.dtype = dtype;
+  ctx.plan = plan;
+  return ctx;
+}
+
+Session open_session(const CommonOptions& o) {
+  HG_CHECK(o.threads >= 1, "--threads must be >= 1 (got " << o.threads << ")");
+  HG_CHECK(o.dtype == "float32" || o.dtype == "float64", "--dtype must be float32 or float64 (got '" << o.dtype << "')");
+  HG_CHECK(o.num_classes >= 0, "--num-classes must be >= 0 (got " << o.num_classes << ")");
+  HG_CHECK(o.resize >= 0 && o.crop >= 0, "--resize and --crop must be >= 0");
+  Session s;
+  s.plan.batch_size = o.batch_size;
+  s.plan.sample_size = o.sample_size;
+  s.plan.rule = measures::parse_sample_rule(o.sample_rule);
+  s.plan.shuffle = o.shuffle;
+  s.plan.seed = o.seed;
+  s.plan.validate();
+  if (!o.out.empty()) io::check_writable_output(o.out);
+  torch::set_num_threads(o.threads);
+  s.dtype = o.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+
+  data::DatasetSpec spec;
+  spec.kind = o.data_format;
+  spec.path = o.data;
+  spec.split = o.split;
+  spec.resize = o.resize;
+  spec.crop = o.crop;
+  spec.normalize = o.normalize;
+  spec.max_per_class = o.max_per_class;
+  s.dataset = data::open_dataset(spec);
+  log::info("data: " + s.dataset->describe());
+
+  const std::int64_t classes = o.num_classes > 0 ? o.num_classes : s.dataset->num_classes();
+  s.model = models::make_model(o.arch, classes);
+  if (!o.checkpoint.empty()) {
+    std::string resolved;
+    io::detect_checkpoint_format(o.checkpoint, &resolved);
+    s.checkpoint_path = resolved;
+    io::LoadOptions lo;
+    lo.source = o.checkpoint;
+    io::load_state_dict(*s.model, io::read_checkpoint(o.checkpoint), lo);
+    log::info("model: " + s.model->arch() + " from " + o.checkpoint);
+  }
+  s.model->to(s.dtype);
+  s.model->eval();
+  return s;
+}
+
+}  // namespace hessgap::app

@@ -1,0 +1,65 @@
+// Flags shared by the measuring subcommands, and turning them into a loaded model and dataset.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <torch/types.h>
+
+#include "measures/measure_context.h"
+
+namespace CLI {
+class App;
+}
+namespace hessgap::data {
+class Dataset;
+}
+namespace hessgap::models {
+class Classifier;
+}
+
+namespace hessgap::app {
+
+struct CommonOptions {
+  std::string checkpoint;          // --checkpoint
+  std::string arch = "cifar-resnet20";
+  std::int64_t num_classes = 0;    // 0: the dataset's
+  std::string data;                // --data: image folder or IDX folder/file prefix
+  std::string data_format = "imagefolder";
+  std::string split = "test";
+  int resize = 0, crop = 0;
+  std::string normalize = "imagenet";
+  std::int64_t max_per_class = 0;
+  std::int64_t batch_size = 4;
+  std::int64_t sample_size = 100;
+  std::string sample_rule = "reference";
+  bool shuffle = false;
+  std::uint64_t seed = 0;
+  std::string dtype = "float32";
+  std::string out;                 // --out FILE.h5 (empty: no file)
+  int threads = 1;                 // intra-op threads per rank
+  int verbosity = 1;
+};
+
+// Registers the common flags on `cmd`. `defaults` sets per-command defaults (sample size etc.).
+void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint = true);
+
+// Everything a measure needs, loaded on this rank (not collective: every rank loads its own copy).
+struct Session {
+  std::shared_ptr<models::Classifier> model;
+  std::unique_ptr<data::Dataset> dataset;
+  std::string checkpoint_path;  // resolved
+  measures::MeasureContext context(comm::Communicator& world) const;
+  measures::PlanOptions plan;
+  torch::Dtype dtype = torch::kFloat32;
+};
+
+// Validates the flags (throws hessgap::Error naming the flag), checks that --out is writable,
+// opens the dataset and builds the model from --arch and the checkpoint's weights (strict).
+Session open_session(const CommonOptions& o);
+
+// Default locations of the embedded assets (CMake's HG_ASSETS_DIR, overridable by $HESSGAP_ASSETS).
+std::string assets_dir();
+
+}  // namespace hessgap::app

@@ -1,0 +1,134 @@
+#include "app/results_file.h"
+
+#include <ctime>
+
+#include "hessgap_version.h"
+#include "io/atomic_output.h"
+#include "io/h5.h"
+
+namespace hessgap::app {
+
+namespace {
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+}  // namespace
+
+ResultsFile::ResultsFile(const std::string& path, const RunInfo& info) {
+  if (path.empty()) return;
+  out_ = std::make_unique<io::AtomicOutput>(path);
+  file_ = std::make_unique<io::H5File>(io::H5File::create(out_->temp_path()));
+  auto& f = *file_;
+  f.set_attr("/", "format", "hessgap-results");
+  f.set_attr("/", "format_version", static_cast<std::int64_t>(1));
+  f.set_attr("/", "hessgap_version", HG_VERSION);
+  f.set_attr("/", "git_sha", HG_GIT_SHA);
+  f.set_attr("/", "subcommand", info.subcommand);
+  f.set_attr("/", "command_line", info.command_line);
+  f.set_attr("/", "config", info.config_json);
+  f.set_attr("/", "world_size", static_cast<std::int64_t>(info.world_size));
+  f.set_attr("/", "backend", info.backend);
+  f.set_attr("/", "created_utc", utc_now());
+  f.create_group("/model");
+  f.set_attr("/model", "arch", info.arch);
+  f.set_attr("/model", "checkpoint", info.checkpoint);
+  f.create_group("/data");
+  f.set_attr("/data", "description", info.data_description);
+  f.write_strings("/layers/names", info.layers,
+                  "Hessian layers (parameter names), in the order of every per-layer array");
+}
+
+ResultsFile::~ResultsFile() = default;
+
+void ResultsFile::write_traces(const measures::TracesResult& r, const measures::TracesOptions& opts) {
+  if (!file_) return;
+  auto& f = *file_;
+  const auto B = static_cast<std::int64_t>(r.num_batches());
+  const auto L = static_cast<std::int64_t>(r.layers.size());
+  f.create_group("/traces");
+  f.set_attr("/traces", "probe_scope", hessian::to_string(opts.trace.scope));
+  f.set_attr("/traces", "stop_rule", hessian::to_string(opts.trace.rule));
+  f.set_attr("/traces", "distribution", hessian::to_string(opts.trace.distribution));
+  f.set_attr("/traces", "tol", opts.trace.tol);
+  f.set_attr("/traces", "rel_se", opts.trace.rel_se);
+  f.set_attr("/traces", "min_probes", static_cast<std::int64_t>(opts.trace.min_probes));
+  f.set_attr("/traces", "max_probes", static_cast<std::int64_t>(opts.trace.max_probes));
+  f.set_attr("/traces", "seed", static_cast<std::int64_t>(opts.trace.seed));
+  f.set_attr("/traces", "probe_ranks", static_cast<std::int64_t>(opts.probe_ranks));
+  f.write("/traces/batch_mean", r.mean, {B, L}, "Hutchinson estimate of tr(H_ii) per batch and layer", "loss/weight^2");
+  f.write("/traces/batch_std_error", r.std_error, {B, L}, "Standard error of batch_mean (sample std of probe values / sqrt(probes)); NaN with one probe", "loss/weight^2");
+  f.write("/traces/batch_probes", r.probes, {B, L}, "Probes used per batch and layer");
+  f.write("/traces/batch_converged", r.converged, {B}, "1 if the stopping rule fired before --max-probes");
+  f.write("/traces/batch_sizes", r.batch_sizes, {B}, "Samples in each batch");
+  f.write("/traces/batch_loss", r.batch_loss, {B}, "Batch-mean cross-entropy", "nats");
+  f.write("/traces/layer_max", r.layer_max, {L}, "Per-layer maximum over batches of batch_mean (the reference's output)", "loss/weight^2");
+  f.write("/traces/layer_mean", r.layer_mean, {L}, "Per-layer sample-weighted mean over batches of batch_mean", "loss/weight^2");
+  f.write("/traces/layer_mean_std_error", r.layer_mean_std_error, {L}, "Standard error of layer_mean from the per-batch standard errors", "loss/weight^2");
+  f.write("/traces/hvps", r.hvps, "Hessian-vector products computed on all ranks (including discarded ones)");
+  f.write("/traces/seconds", r.seconds, "Wall time of the trace computation", "s");
+}
+
+void ResultsFile::write_distance(const measures::DistanceResult& r, const measures::DistanceOptions& opts,
+                                 const std::string& init_checkpoint) {
+  if (!file_) return;
+  auto& f = *file_;
+  const auto B = static_cast<std::int64_t>(r.batch_sizes.size());
+  const auto L = static_cast<std::int64_t>(r.layers.size());
+  f.create_group("/measures");
+  f.set_attr("/measures", "mode", hessian::to_string(opts.mode));
+  f.set_attr("/measures", "head_reference", to_string(opts.head_reference));
+  f.set_attr("/measures", "init_checkpoint", init_checkpoint);
+  f.write("/measures/batch_quad", r.quad, {B, L}, opts.mode == hessian::MeasureMode::kJoint
+          ? "Per batch and layer <v_i,(Hv)_i> with one joint HVP (cross-layer terms included), v = W - W_init"
+          : "Per batch and layer v_i^T H_ii v_i (block diagonal, no cross-layer terms), v = W - W_init", "loss");
+  f.write("/measures/batch_sizes", r.batch_sizes, {B}, "Samples in each batch");
+  f.write("/measures/batch_loss", r.batch_loss, {B}, "Batch-mean cross-entropy", "nats");
+  f.write("/measures/layer_max", r.layer_max, {L}, "H_i: per-layer maximum over batches of batch_quad (starts from batch 0, may be negative)", "loss");
+  f.write("/measures/v_norm", r.v_norm, {L}, "Frobenius norm of v_i = W_i - W_i^(s) (head: W_i when head_reference = zero)", "weight");
+  f.write("/measures/max_loss", r.max_loss, "C: the largest batch-mean loss seen", "nats");
+  f.write("/measures/train_size", r.train_size, "n: number of training samples of the bound (--train-size)");
+  f.write("/measures/sum_sqrt", r.sum_sqrt, "sum_i sqrt(max(H_i, 0))");
+  f.write("/measures/bound", r.bound, "sum_i sqrt(max(H_i, 0)) / sqrt(n)");
+  f.write("/measures/bound_c", r.bound_c, "sqrt(C) * sum_i sqrt(max(H_i, 0)) / sqrt(n) (Theorem 2.1's term)");
+  f.write("/measures/negative_layers", r.negative_layers, "Layers whose H_i < 0 (clipped to 0 in the bound)");
+  f.write("/measures/seconds", r.seconds, "Wall time of the measure computation", "s");
+}
+
+void ResultsFile::write_stability(const measures::StabilityResult& r, const measures::StabilityOptions& opts) {
+  if (!file_) return;
+  auto& f = *file_;
+  f.create_group("/stability");
+  f.set_attr("/stability", "eps", opts.eps);
+  f.set_attr("/stability", "repeats", static_cast<std::int64_t>(opts.repeats));
+  f.set_attr("/stability", "seed", static_cast<std::int64_t>(opts.seed));
+  f.write_strings("/stability/perturbed_layers", r.layers, "Tensors that received N(0, eps^2) noise");
+  f.write("/stability/deltas", r.deltas, {static_cast<std::int64_t>(r.deltas.size())},
+          "f(W + U_r) - f(W) per repeat; f = sample-weighted mean cross-entropy on the subset", "nats");
+  f.write("/stability/mean", r.mean, "Mean of deltas", "nats");
+  f.write("/stability/std", r.std, "Population standard deviation of deltas", "nats");
+  f.write("/stability/base_loss", r.base_loss, "f(W) on the subset", "nats");
+  f.write("/stability/base_accuracy", r.base_accuracy, "Accuracy of the unperturbed model on the subset", "fraction");
+  f.write("/stability/num_samples", r.num_samples, "Samples in the subset");
+  f.write("/stability/seconds", r.seconds, "Wall time", "s");
+}
+
+void ResultsFile::write_eval(const measures::EvalResult& r) {
+  if (!file_) return;
+  auto& f = *file_;
+  f.write("/eval/loss", r.loss, "Mean cross-entropy per sample", "nats");
+  f.write("/eval/accuracy", r.accuracy, "Fraction of samples whose argmax logit equals the label", "fraction");
+  f.write("/eval/num_samples", r.num_samples, "Samples evaluated");
+  f.write("/eval/correct", r.correct, "Correctly classified samples");
+  f.write("/eval/seconds", r.seconds, "Wall time", "s");
+}
+
+void ResultsFile::commit() {
+  if (!file_) return;
+  file_->close();
+  out_->commit();
+}
+
+}  // namespace hessgap::app

@@ -1,0 +1,51 @@
+// The results layout (docs/output-format.md): one HDF5 file per invocation, written by rank 0 under
+// a temporary name and renamed when complete. This file and docs/output-format.md are the only
+// places that know the layout; analysis/hessgap_results.py reads it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "measures/distance.h"
+#include "measures/stability.h"
+#include "measures/traces.h"
+
+namespace hessgap::io {
+class AtomicOutput;
+class H5File;
+}  // namespace hessgap::io
+
+namespace hessgap::app {
+
+// Identity of the run, stored as root attributes.
+struct RunInfo {
+  std::string subcommand;
+  std::string command_line;
+  std::string config_json;
+  int world_size = 1;
+  std::string backend;
+  std::string arch, checkpoint, data_description;
+  std::vector<std::string> layers;
+};
+
+class ResultsFile {
+ public:
+  // path empty → a no-op writer (every method does nothing). Not collective: rank 0 only.
+  ResultsFile(const std::string& path, const RunInfo& info);
+  ~ResultsFile();
+  void write_traces(const measures::TracesResult& r, const measures::TracesOptions& opts);
+  void write_distance(const measures::DistanceResult& r, const measures::DistanceOptions& opts,
+                      const std::string& init_checkpoint);
+  void write_stability(const measures::StabilityResult& r, const measures::StabilityOptions& opts);
+  void write_eval(const measures::EvalResult& r);
+  // Closes the file and renames it into place. Without commit the temporary file is removed.
+  void commit();
+  bool enabled() const { return file_ != nullptr; }
+
+ private:
+  std::unique_ptr<io::AtomicOutput> out_;
+  std::unique_ptr<io::H5File> file_;
+};
+
+}  // namespace hessgap::app

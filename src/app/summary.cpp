@@ -1,0 +1,61 @@
+#include "app/summary.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "util/log.h"
+
+namespace hessgap::app {
+
+void print_traces(const measures::TracesResult& r) {
+  if (log::rank() != 0) return;
+  const std::size_t L = r.layers.size(), B = r.num_batches();
+  std::int64_t samples = 0;
+  for (auto s : r.batch_sizes) samples += s;
+  std::printf("\nPer-layer Hessian traces over %zu batches (%lld samples), %lld HVPs, %.1f s\n", B,
+              static_cast<long long>(samples), static_cast<long long>(r.hvps), r.seconds);
+  std::printf("%-28s %14s %12s %14s %9s\n", "layer", "mean trace", "± std.err", "max (ref.)", "probes");
+  double total_mean = 0, total_max = 0;
+  for (std::size_t i = 0; i < L; ++i) {
+    double probes = 0;
+    for (std::size_t b = 0; b < B; ++b) probes += static_cast<double>(r.probes[b * L + i]);
+    std::printf("%-28s %14.6g %12.3g %14.6g %9.1f\n", r.layers[i].c_str(), r.layer_mean[i],
+                r.layer_mean_std_error[i], r.layer_max[i], probes / static_cast<double>(B));
+    total_mean += r.layer_mean[i];
+    total_max += r.layer_max[i];
+  }
+  std::printf("%-28s %14.6g %12s %14.6g\n", "total", total_mean, "", total_max);
+  std::fflush(stdout);
+}
+
+void print_distance(const measures::DistanceResult& r) {
+  if (log::rank() != 0) return;
+  std::printf("\nHessian distance measure over %zu batches, %.1f s\n", r.batch_sizes.size(), r.seconds);
+  std::printf("%-28s %14s %14s\n", "layer", "H_i (max)", "||v_i||_F");
+  for (std::size_t i = 0; i < r.layers.size(); ++i) {
+    std::printf("%-28s %14.6g %14.6g\n", r.layers[i].c_str(), r.layer_max[i], r.v_norm[i]);
+  }
+  std::printf("sum_i sqrt(H_i+)              %.6g  (%lld negative layer(s) clipped)\n", r.sum_sqrt,
+              static_cast<long long>(r.negative_layers));
+  std::printf("bound   = sum/sqrt(n)         %.6g  (n = %lld)\n", r.bound, static_cast<long long>(r.train_size));
+  std::printf("bound_c = sqrt(C)*sum/sqrt(n) %.6g  (C = max batch loss = %.6g)\n", r.bound_c, r.max_loss);
+  std::fflush(stdout);
+}
+
+void print_stability(const measures::StabilityResult& r, double eps) {
+  if (log::rank() != 0) return;
+  std::printf("\nNoise stability (eps %g, %zu repeats, %lld samples): loss %.6f, accuracy %.2f%%\n", eps,
+              r.deltas.size(), static_cast<long long>(r.num_samples), r.base_loss, 100.0 * r.base_accuracy);
+  std::printf("  loss change: mean %.6g ± %.6g (population std)\n", r.mean, r.std);
+  std::fflush(stdout);
+}
+
+void print_eval(const measures::EvalResult& r) {
+  if (log::rank() != 0) return;
+  std::printf("\nEvaluation on %lld samples: mean cross-entropy %.6f, accuracy %.2f%% (%lld correct), %.1f s\n",
+              static_cast<long long>(r.num_samples), r.loss, 100.0 * r.accuracy,
+              static_cast<long long>(r.correct), r.seconds);
+  std::fflush(stdout);
+}
+
+}  // namespace hessgap::app

@@ -1,0 +1,114 @@
+#include "measures/distance.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "comm/communicator.h"
+#include "data/dataset.h"
+#include "hessian/hvp_engine.h"
+#include "models/classifier.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/timer.h"
+
+namespace hessgap::measures {
+
+HeadReference parse_head_reference(const std::string& name) {
+  if (name == "zero") return HeadReference::kZero;
+  if (name == "init") return HeadReference::kInit;
+  HG_FAIL("unknown head reference '" << name << "' (expected zero or init)");
+}
+std::string to_string(HeadReference h) { return h == HeadReference::kZero ? "zero" : "init"; }
+
+void DistanceOptions::validate() const {
+  HG_CHECK(train_size > 0, "--train-size must be > 0 (the n of the bound; got " << train_size << ")");
+}
+
+namespace {
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return !prefix.empty() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+std::vector<torch::Tensor> direction(const models::Classifier& model, const std::vector<std::string>& names,
+                                     const std::vector<torch::Tensor>& params, HeadReference head,
+                                     const std::map<std::string, torch::Tensor>& init) {
+  std::vector<torch::Tensor> v;
+  const std::string head_prefix = model.head_prefix();
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto w = params[i].detach();
+    if (head == HeadReference::kZero && starts_with(names[i], head_prefix)) {
+      v.push_back(w.clone());
+      continue;
+    }
+    auto it = init.find(names[i]);
+    HG_CHECK(it != init.end(), "the initialisation checkpoint has no tensor '" << names[i] << "'");
+    HG_CHECK(it->second.sizes() == w.sizes(), "initialisation tensor '" << names[i] << "' has shape "
+                                                  << it->second.sizes() << ", the model's is " << w.sizes());
+    v.push_back(w - it->second.to(w.device(), w.scalar_type()));
+  }
+  return v;
+}
+
+}  // namespace
+
+DistanceResult compute_distance(const MeasureContext& ctx, const DistanceOptions& opts,
+                                const std::map<std::string, torch::Tensor>& init) {
+  comm::Communicator& world = *ctx.world;
+  opts.validate();
+  Stopwatch clock;
+  const BatchPlan plan = plan_batches(ctx.dataset->size(), ctx.plan);
+  auto params = prepare_hessian_params(*ctx.model);
+  DistanceResult r;
+  r.layers = ctx.model->hessian_layers();
+  const auto v = direction(*ctx.model, r.layers, params, opts.head_reference, init);
+  const std::size_t L = params.size();
+  const std::size_t B = plan.batches.size();
+  r.batch_sizes = plan.batch_sizes();
+  r.batch_loss.assign(B, 0.0);
+  r.quad.assign(B * L, 0.0);
+  for (const auto& vi : v) r.v_norm.push_back(std::sqrt(hessian::dot64(vi, vi)));
+
+  const auto mine = owned_batches(plan, world.rank(), world.size());
+  log::Progress progress("measures (rank 0's batches)", static_cast<long>(mine.size()));
+  long done = 0;
+  for (std::int64_t b : mine) {
+    const auto batch = load_batch(ctx, plan.batches[static_cast<std::size_t>(b)]);
+    hessian::HvpEngine engine(batch_loss(*ctx.model, batch), params);
+    const auto q = hessian::quadratic_forms(engine, v, opts.mode);
+    r.batch_loss[static_cast<std::size_t>(b)] = engine.loss();
+    double total = 0;
+    for (std::size_t i = 0; i < L; ++i) {
+      r.quad[b * L + i] = q[i];
+      total += q[i];
+    }
+    std::ostringstream detail;
+    detail << "batch " << b << ": loss " << engine.loss() << ", sum " << total;
+    progress.update(++done, detail.str());
+  }
+  progress.finish();
+  world.all_reduce_sum(r.batch_loss.data(), B);
+  world.all_reduce_sum(r.quad.data(), B * L);
+
+  // As the reference: the running max starts from the first batch's values (so it can be < 0).
+  r.layer_max.assign(r.quad.begin(), r.quad.begin() + static_cast<std::ptrdiff_t>(L));
+  r.max_loss = r.batch_loss[0];
+  for (std::size_t b = 1; b < B; ++b) {
+    r.max_loss = std::max(r.max_loss, r.batch_loss[b]);
+    for (std::size_t i = 0; i < L; ++i) r.layer_max[i] = std::max(r.layer_max[i], r.quad[b * L + i]);
+  }
+  for (double h : r.layer_max) {
+    // H⁺ is approximated by clipping at 0 (SPEC §10.16): negative maxima contribute nothing.
+    if (h < 0) ++r.negative_layers;
+    r.sum_sqrt += std::sqrt(std::max(h, 0.0));
+  }
+  r.train_size = opts.train_size;
+  r.bound = r.sum_sqrt / std::sqrt(static_cast<double>(opts.train_size));
+  r.bound_c = std::sqrt(std::max(r.max_loss, 0.0)) * r.bound;
+  r.seconds = world.max(clock.seconds());
+  return r;
+}
+
+}  // namespace hessgap::measures

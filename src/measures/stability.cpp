@@ -1,0 +1,134 @@
+#include "measures/stability.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "comm/communicator.h"
+#include "data/dataset.h"
+#include "hessian/probes.h"
+#include "models/classifier.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/timer.h"
+
+namespace hessgap::measures {
+
+void StabilityOptions::validate() const {
+  HG_CHECK(eps > 0 && std::isfinite(eps), "--eps must be > 0 (got " << eps << ")");
+  HG_CHECK(repeats >= 1, "--repeats must be >= 1 (got " << repeats << ")");
+}
+
+namespace {
+
+struct Sums {
+  double loss = 0.0;
+  std::int64_t correct = 0, count = 0;
+};
+
+// Loss and correct-count sums over this rank's batches (pre-loaded), no autograd.
+Sums local_sums(models::Classifier& model, const std::vector<data::Batch>& batches) {
+  torch::NoGradGuard no_grad;
+  Sums s;
+  for (const auto& batch : batches) {
+    auto logits = model.forward(batch);
+    auto loss = torch::nn::functional::cross_entropy(
+        logits, batch.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    s.loss += loss.to(torch::kFloat64).item<double>();
+    s.correct += logits.argmax(1).eq(batch.labels).sum().item<std::int64_t>();
+    s.count += batch.size();
+  }
+  return s;
+}
+
+Sums global_sums(comm::Communicator& world, const Sums& s) {
+  Sums g = s;
+  g.loss = world.sum(s.loss);
+  std::int64_t counts[2] = {s.correct, s.count};
+  world.all_reduce_sum(counts, 2);
+  g.correct = counts[0];
+  g.count = counts[1];
+  return g;
+}
+
+std::vector<data::Batch> load_my_batches(const MeasureContext& ctx, const BatchPlan& plan) {
+  std::vector<data::Batch> out;
+  for (std::int64_t b : owned_batches(plan, ctx.world->rank(), ctx.world->size())) {
+    out.push_back(load_batch(ctx, plan.batches[static_cast<std::size_t>(b)]));
+  }
+  return out;
+}
+
+}  // namespace
+
+StabilityResult compute_stability(const MeasureContext& ctx, const StabilityOptions& opts) {
+  comm::Communicator& world = *ctx.world;
+  opts.validate();
+  Stopwatch clock;
+  const BatchPlan plan = plan_batches(ctx.dataset->size(), ctx.plan);
+  auto params = prepare_hessian_params(*ctx.model);
+  // The subset is small (the reference uses 1000 images): decode it once and keep it.
+  const auto batches = load_my_batches(ctx, plan);
+
+  StabilityResult r;
+  r.layers = ctx.model->hessian_layers();
+  const Sums base = global_sums(world, local_sums(*ctx.model, batches));
+  r.num_samples = base.count;
+  r.base_loss = base.loss / static_cast<double>(base.count);
+  r.base_accuracy = static_cast<double>(base.correct) / static_cast<double>(base.count);
+
+  std::vector<torch::Tensor> saved;
+  for (auto& p : params) saved.push_back(p.detach().clone());
+  log::Progress progress("stability", opts.repeats);
+  for (int rep = 0; rep < opts.repeats; ++rep) {
+    {
+      torch::NoGradGuard no_grad;
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        params[i].add_(hessian::draw_weight_noise(params[i], opts.eps, opts.seed, rep, static_cast<std::int64_t>(i)));
+      }
+    }
+    const Sums s = global_sums(world, local_sums(*ctx.model, batches));
+    r.deltas.push_back(s.loss / static_cast<double>(s.count) - r.base_loss);
+    {
+      torch::NoGradGuard no_grad;
+      for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(saved[i]);
+    }
+    progress.update(rep + 1, "delta " + std::to_string(r.deltas.back()));
+  }
+  progress.finish();
+  for (double d : r.deltas) r.mean += d;
+  r.mean /= static_cast<double>(r.deltas.size());
+  for (double d : r.deltas) r.std += (d - r.mean) * (d - r.mean);
+  r.std = std::sqrt(r.std / static_cast<double>(r.deltas.size()));
+  r.seconds = world.max(clock.seconds());
+  return r;
+}
+
+EvalResult evaluate(const MeasureContext& ctx) {
+  comm::Communicator& world = *ctx.world;
+  Stopwatch clock;
+  const BatchPlan plan = plan_batches(ctx.dataset->size(), ctx.plan);
+  ctx.model->eval();
+  Sums local;
+  const auto mine = owned_batches(plan, world.rank(), world.size());
+  log::Progress progress("eval (rank 0's batches)", static_cast<long>(mine.size()));
+  long done = 0;
+  for (std::int64_t b : mine) {
+    const auto s = local_sums(*ctx.model, {load_batch(ctx, plan.batches[static_cast<std::size_t>(b)])});
+    local.loss += s.loss;
+    local.correct += s.correct;
+    local.count += s.count;
+    progress.update(++done);
+  }
+  progress.finish();
+  const Sums g = global_sums(world, local);
+  EvalResult r;
+  r.num_samples = g.count;
+  r.correct = g.correct;
+  r.loss = g.loss / static_cast<double>(g.count);
+  r.accuracy = static_cast<double>(g.correct) / static_cast<double>(g.count);
+  r.seconds = world.max(clock.seconds());
+  return r;
+}
+
+}  // namespace hessgap::measures

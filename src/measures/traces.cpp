@@ -1,0 +1,101 @@
+#include "measures/traces.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "comm/communicator.h"
+#include "data/dataset.h"
+#include "hessian/hvp_engine.h"
+#include "models/classifier.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/timer.h"
+
+namespace hessgap::measures {
+
+void TracesOptions::validate(int world_size) const {
+  trace.validate();
+  HG_CHECK(probe_ranks >= 1, "--probe-ranks must be >= 1 (got " << probe_ranks << ")");
+  HG_CHECK(world_size % probe_ranks == 0,
+           "--probe-ranks " << probe_ranks << " must divide the number of ranks (" << world_size << ")");
+}
+
+TracesResult compute_traces(const MeasureContext& ctx, const TracesOptions& opts) {
+  comm::Communicator& world = *ctx.world;
+  opts.validate(world.size());
+  Stopwatch clock;
+  const BatchPlan plan = plan_batches(ctx.dataset->size(), ctx.plan);
+  auto params = prepare_hessian_params(*ctx.model);
+  const std::size_t L = params.size();
+  const std::size_t B = plan.batches.size();
+
+  const int groups = world.size() / opts.probe_ranks;
+  const int group_id = world.rank() / opts.probe_ranks;
+  auto group = world.split(group_id, world.rank());
+
+  TracesResult r;
+  r.layers = ctx.model->hessian_layers();
+  r.batch_sizes = plan.batch_sizes();
+  r.batch_loss.assign(B, 0.0);
+  r.mean.assign(B * L, 0.0);
+  r.std_error.assign(B * L, 0.0);
+  r.probes.assign(B * L, 0);
+  r.converged.assign(B, 0);
+
+  const auto mine = owned_batches(plan, group_id, groups);
+  log::Progress progress("traces (rank 0's batches)", static_cast<long>(mine.size()));
+  long done = 0;
+  std::int64_t hvps = 0;
+  for (std::int64_t b : mine) {
+    const auto batch = load_batch(ctx, plan.batches[static_cast<std::size_t>(b)]);
+    hessian::HvpEngine engine(batch_loss(*ctx.model, batch), params);
+    const auto t = hessian::estimate_traces(engine, opts.trace, b, *group);
+    hvps += t.hvps_computed;
+    // One rank of the group writes the batch's row; the others leave zeros for the sum.
+    if (group->rank() == 0) {
+      r.batch_loss[static_cast<std::size_t>(b)] = engine.loss();
+      r.converged[static_cast<std::size_t>(b)] = t.converged ? 1 : 0;
+      for (std::size_t i = 0; i < L; ++i) {
+        r.mean[b * L + i] = t.mean[i];
+        r.std_error[b * L + i] = t.std_error[i];
+        r.probes[b * L + i] = t.probes[i];
+      }
+    }
+    double total = 0;
+    for (double m : t.mean) total += m;
+    std::ostringstream detail;
+    detail << "batch " << b << ": loss " << engine.loss() << ", total trace " << total << ", probes "
+           << *std::max_element(t.probes.begin(), t.probes.end());
+    progress.update(++done, detail.str());
+  }
+  progress.finish();
+
+  world.all_reduce_sum(r.batch_loss.data(), B);
+  world.all_reduce_sum(r.mean.data(), B * L);
+  world.all_reduce_sum(r.std_error.data(), B * L);
+  world.all_reduce_sum(r.probes.data(), B * L);
+  world.all_reduce_sum(r.converged.data(), B);
+  r.hvps = world.sum(hvps);
+
+  // Reductions over batches, computed identically on every rank from the summed arrays.
+  r.layer_max.assign(L, -INFINITY);
+  r.layer_mean.assign(L, 0.0);
+  r.layer_mean_std_error.assign(L, 0.0);
+  const double n = static_cast<double>(plan.num_samples());
+  for (std::size_t b = 0; b < B; ++b) {
+    const double w = static_cast<double>(r.batch_sizes[b]) / n;
+    for (std::size_t i = 0; i < L; ++i) {
+      r.layer_max[i] = std::max(r.layer_max[i], r.mean[b * L + i]);
+      r.layer_mean[i] += w * r.mean[b * L + i];
+      const double se = r.std_error[b * L + i];
+      r.layer_mean_std_error[i] += std::isnan(se) ? NAN : w * w * se * se;
+    }
+  }
+  for (auto& v : r.layer_mean_std_error) v = std::sqrt(v);
+  r.seconds = world.max(clock.seconds());
+  return r;
+}
+
+}  // namespace hessgap::measures
