@@ -10,7 +10,7 @@
 #include "hessian/hvp_engine.h"
 #include "hessian/probes.h"
 #include "hessian/quadratic_forms.h"
-#include "tests/unit/hessian/explicit_hessian.h"
+#include "tests/support/explicit_hessian.h"
 #include "util/error.h"
 
 using namespace hessgap;

@@ -1,0 +1,115 @@
+// Every measure run over the MPI world equals the single-process result computed in the same
+// process (oracle), whatever the number of ranks: batches sharded round robin, probes split within
+// groups, sums all-reduced.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "measures/distance.h"
+#include "measures/stability.h"
+#include "measures/traces.h"
+#include "models/registry.h"
+#include "tests/mpi/mpi_test_main.h"
+#include "tests/support/tensor_dataset.h"
+
+using namespace hessgap;
+using namespace hessgap::measures;
+using hessgap::testing::world;
+
+namespace {
+
+struct Problem {
+  std::unique_ptr<hessgap::testing::TensorDataset> data = hessgap::testing::small_dataset(37);
+  std::shared_ptr<models::Classifier> model = hessgap::testing::small_mlp();
+  std::unique_ptr<comm::Communicator> local = comm::make_local();
+  MeasureContext ctx(comm::Communicator& c) {
+    MeasureContext m;
+    m.model = model.get();
+    m.dataset = data.get();
+    m.world = &c;
+    m.dtype = torch::kFloat64;
+    m.plan.batch_size = 3;
+    m.plan.sample_size = 30;  // reference rule: 11 batches
+    return m;
+  }
+};
+
+void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rel, const char* what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    EXPECT_NEAR(got[i], want[i], rel * (1 + std::abs(want[i]))) << what << "[" << i << "]";
+  }
+}
+
+void check_traces(hessian::ProbeScope scope, hessian::StopRule rule, int probe_ranks) {
+  Problem s;
+  TracesOptions o;
+  o.trace.scope = scope;
+  o.trace.rule = rule;
+  o.trace.rel_se = 0.1;
+  o.trace.min_probes = 3;
+  o.trace.max_probes = 40;
+  o.trace.seed = 17;
+  auto want = compute_traces(s.ctx(*s.local), o);
+  o.probe_ranks = probe_ranks;
+  auto got = compute_traces(s.ctx(world()), o);
+  EXPECT_EQ(got.num_batches(), 11u);
+  EXPECT_EQ(got.probes, want.probes);
+  EXPECT_EQ(got.converged, want.converged);
+  expect_close(got.mean, want.mean, 1e-10, "mean");
+  expect_close(got.std_error, want.std_error, 1e-10, "std_error");
+  expect_close(got.batch_loss, want.batch_loss, 1e-12, "batch_loss");
+  expect_close(got.layer_max, want.layer_max, 1e-10, "layer_max");
+  expect_close(got.layer_mean, want.layer_mean, 1e-10, "layer_mean");
+}
+
+}  // namespace
+
+TEST(MpiMeasures, TracesShardedByBatch) {
+  check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kReference, 1);
+  check_traces(hessian::ProbeScope::kLayer, hessian::StopRule::kStandardError, 1);
+}
+
+TEST(MpiMeasures, TracesWithProbesSplitAcrossRanks) {
+  // All ranks in one group, and (with 4 ranks) two groups of two.
+  check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kStandardError, world().size());
+  check_traces(hessian::ProbeScope::kLayer, hessian::StopRule::kStandardError, world().size());
+  if (world().size() % 2 == 0) check_traces(hessian::ProbeScope::kLayer, hessian::StopRule::kReference, 2);
+}
+
+TEST(MpiMeasures, DistanceMeasure) {
+  for (auto mode : {hessian::MeasureMode::kJoint, hessian::MeasureMode::kBlock}) {
+    Problem s;
+    auto params = models::parameters_by_name(*s.model, s.model->hessian_layers());
+    std::map<std::string, torch::Tensor> init = {{"fc0.weight", params[0].detach() * 0.9}};
+    DistanceOptions o;
+    o.mode = mode;
+    o.train_size = 500;
+    auto want = compute_distance(s.ctx(*s.local), o, init);
+    auto got = compute_distance(s.ctx(world()), o, init);
+    expect_close(got.quad, want.quad, 1e-12, "quad");
+    expect_close(got.layer_max, want.layer_max, 1e-12, "layer_max");
+    EXPECT_NEAR(got.bound_c, want.bound_c, 1e-12 * (1 + want.bound_c));
+    EXPECT_DOUBLE_EQ(got.max_loss, want.max_loss);
+  }
+}
+
+TEST(MpiMeasures, StabilityAndEval) {
+  Problem s;
+  StabilityOptions o;
+  o.eps = 0.02;
+  o.repeats = 5;
+  o.seed = 3;
+  auto want = compute_stability(s.ctx(*s.local), o);
+  auto got = compute_stability(s.ctx(world()), o);
+  EXPECT_EQ(got.num_samples, want.num_samples);
+  EXPECT_NEAR(got.base_loss, want.base_loss, 1e-13);
+  // Loss sums are added in a different order across ranks: agreement to rounding.
+  expect_close(got.deltas, want.deltas, 1e-11, "deltas");
+  auto e1 = evaluate(s.ctx(*s.local));
+  auto e2 = evaluate(s.ctx(world()));
+  EXPECT_EQ(e2.correct, e1.correct);
+  EXPECT_EQ(e2.num_samples, e1.num_samples);
+  EXPECT_NEAR(e2.loss, e1.loss, 1e-13);
+}
+
+HG_MPI_TEST_MAIN()

@@ -1,0 +1,283 @@
+// Oracles: batch plans in closed form; per-batch quadratic forms, traces and the bound against
+// explicit float64 Hessians of a small MLP; stability deltas recomputed from the same noise draws,
+// and E Δ ≈ (eps²/2)·Σ tr(H_ii); eval against a direct sample-weighted computation.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "comm/communicator.h"
+#include "hessian/probes.h"
+#include "measures/batch_plan.h"
+#include "measures/distance.h"
+#include "measures/stability.h"
+#include "measures/traces.h"
+#include "models/registry.h"
+#include "tests/support/explicit_hessian.h"
+#include "tests/support/tensor_dataset.h"
+#include "util/error.h"
+
+using namespace hessgap;
+using namespace hessgap::measures;
+using hessgap::testing::block_offsets;
+using hessgap::testing::explicit_hessian;
+using hessgap::testing::flatten;
+
+namespace {
+
+struct Fixture {
+  std::unique_ptr<hessgap::testing::TensorDataset> data = hessgap::testing::small_dataset();
+  std::shared_ptr<models::Classifier> model = hessgap::testing::small_mlp();
+  std::unique_ptr<comm::Communicator> local = comm::make_local();
+  MeasureContext ctx(std::int64_t batch_size, std::int64_t sample_size, SampleRule rule) {
+    MeasureContext c;
+    c.model = model.get();
+    c.dataset = data.get();
+    c.world = local.get();
+    c.dtype = torch::kFloat64;
+    c.plan.batch_size = batch_size;
+    c.plan.sample_size = sample_size;
+    c.plan.rule = rule;
+    return c;
+  }
+  // Loss of the samples `ids` as a function of the model's current Hessian-layer weights.
+  torch::Tensor loss_of(const std::vector<std::int64_t>& ids) {
+    auto b = data->get_batch(ids);
+    return torch::nn::functional::cross_entropy(model->forward(b), b.labels);
+  }
+};
+
+}  // namespace
+
+TEST(BatchPlan, ReferenceRuleTakesBatchesUntilCountExceedsSampleSize) {
+  PlanOptions o;
+  o.batch_size = 4;
+  o.sample_size = 100;
+  auto p = plan_batches(10000, o);
+  EXPECT_EQ(p.batches.size(), 26u);  // 100 is not > 100, so a 26th batch is taken
+  EXPECT_EQ(p.num_samples(), 104);
+  o.sample_size = 99;
+  EXPECT_EQ(plan_batches(10000, o).batches.size(), 25u);
+  o.rule = SampleRule::kExact;
+  o.sample_size = 102;
+  p = plan_batches(10000, o);
+  EXPECT_EQ(p.batches.size(), 26u);
+  EXPECT_EQ(p.batches.back().size(), 2u);
+  EXPECT_EQ(p.batches[3][1], 13);
+  o.sample_size = 0;
+  EXPECT_EQ(plan_batches(10, o).num_samples(), 10);
+  o.sample_size = 50;
+  EXPECT_EQ(plan_batches(10, o).num_samples(), 10);  // capped by the dataset
+}
+
+TEST(BatchPlan, ShuffleIsASeededPermutation) {
+  PlanOptions o;
+  o.batch_size = 3;
+  o.sample_size = 0;
+  o.shuffle = true;
+  o.seed = 9;
+  auto a = plan_batches(20, o), b = plan_batches(20, o);
+  EXPECT_EQ(a.batches, b.batches);
+  std::vector<std::int64_t> all;
+  for (auto& batch : a.batches) all.insert(all.end(), batch.begin(), batch.end());
+  std::vector<std::int64_t> sorted = all;
+  std::sort(sorted.begin(), sorted.end());
+  for (std::int64_t i = 0; i < 20; ++i) EXPECT_EQ(sorted[i], i);
+  EXPECT_NE(all, sorted);
+  o.seed = 10;
+  EXPECT_NE(plan_batches(20, o).batches, a.batches);
+}
+
+TEST(BatchPlan, OwnershipIsRoundRobinAndInvalidOptionsAreRejected) {
+  PlanOptions o;
+  o.batch_size = 2;
+  o.sample_size = 0;
+  auto p = plan_batches(9, o);  // 5 batches
+  EXPECT_EQ(owned_batches(p, 1, 2), (std::vector<std::int64_t>{1, 3}));
+  EXPECT_EQ(owned_batches(p, 0, 3), (std::vector<std::int64_t>{0, 3}));
+  o.batch_size = 0;
+  EXPECT_THROW(plan_batches(9, o), Error);
+  o.batch_size = 2;
+  EXPECT_THROW(plan_batches(0, o), Error);
+  EXPECT_THROW(parse_sample_rule("all"), Error);
+}
+
+TEST(Distance, QuadraticFormsAndBoundMatchExplicitHessians) {
+  for (auto mode : {hessian::MeasureMode::kJoint, hessian::MeasureMode::kBlock}) {
+    Fixture f;
+    auto ctx = f.ctx(4, 0, SampleRule::kExact);
+    // W^(s): the weights perturbed deterministically; the head is measured around zero.
+    const auto names = f.model->hessian_layers();
+    ASSERT_EQ(names, (std::vector<std::string>{"fc0.weight", "head.weight"}));
+    auto params = models::parameters_by_name(*f.model, names);
+    std::map<std::string, torch::Tensor> init;
+    init["fc0.weight"] = params[0].detach() - 0.1 * torch::ones_like(params[0]);
+    DistanceOptions opts;
+    opts.mode = mode;
+    opts.train_size = 1000;
+    auto r = compute_distance(ctx, opts, init);
+
+    std::vector<torch::Tensor> v = {0.1 * torch::ones_like(params[0]), params[1].detach().clone()};
+    auto off = block_offsets(params);
+    auto plan = plan_batches(f.data->size(), ctx.plan);
+    ASSERT_EQ(r.batch_sizes.size(), 6u);
+    EXPECT_EQ(r.batch_sizes.back(), 3);
+    for (std::size_t b = 0; b < plan.batches.size(); ++b) {
+      auto H = explicit_hessian(f.loss_of(plan.batches[b]), params);
+      auto vf = flatten(v);
+      auto Hv = H.mv(vf);
+      for (std::size_t i = 0; i < 2; ++i) {
+        auto vi = vf.slice(0, off[i], off[i + 1]);
+        const double want = mode == hessian::MeasureMode::kJoint
+                                ? vi.dot(Hv.slice(0, off[i], off[i + 1])).item<double>()
+                                : vi.dot(H.slice(0, off[i], off[i + 1]).slice(1, off[i], off[i + 1]).mv(vi)).item<double>();
+        EXPECT_NEAR(r.quad[b * 2 + i], want, 1e-10 * (1 + std::abs(want))) << "batch " << b << " layer " << i;
+      }
+      EXPECT_NEAR(r.batch_loss[b], f.loss_of(plan.batches[b]).item<double>(), 1e-12);
+    }
+    double sum_sqrt = 0, max_loss = -1;
+    for (std::size_t i = 0; i < 2; ++i) {
+      double mx = r.quad[i];
+      for (std::size_t b = 1; b < 6; ++b) mx = std::max(mx, r.quad[b * 2 + i]);
+      EXPECT_DOUBLE_EQ(r.layer_max[i], mx);
+      sum_sqrt += std::sqrt(std::max(mx, 0.0));
+      EXPECT_NEAR(r.v_norm[i], v[i].norm().item<double>(), 1e-12);
+    }
+    for (double l : r.batch_loss) max_loss = std::max(max_loss, l);
+    EXPECT_NEAR(r.sum_sqrt, sum_sqrt, 1e-12);
+    EXPECT_NEAR(r.bound, sum_sqrt / std::sqrt(1000.0), 1e-12);
+    EXPECT_NEAR(r.bound_c, std::sqrt(max_loss) * sum_sqrt / std::sqrt(1000.0), 1e-12);
+    EXPECT_DOUBLE_EQ(r.max_loss, max_loss);
+  }
+}
+
+TEST(Distance, HeadAroundInitAndErrors) {
+  Fixture f;
+  auto ctx = f.ctx(8, 0, SampleRule::kExact);
+  auto params = models::parameters_by_name(*f.model, f.model->hessian_layers());
+  std::map<std::string, torch::Tensor> init = {{"fc0.weight", params[0].detach().clone()},
+                                               {"head.weight", params[1].detach().clone()}};
+  DistanceOptions opts;
+  opts.train_size = 10;
+  opts.head_reference = HeadReference::kInit;
+  auto r = compute_distance(ctx, opts, init);  // W == W^(s): every form is 0
+  for (double q : r.quad) EXPECT_EQ(q, 0.0);
+  EXPECT_EQ(r.bound, 0.0);
+  init.erase("head.weight");
+  EXPECT_THROW(compute_distance(ctx, opts, init), Error);
+  init["head.weight"] = torch::zeros({2, 2}, torch::kFloat64);
+  EXPECT_THROW(compute_distance(ctx, opts, init), Error);
+  opts.train_size = 0;
+  EXPECT_THROW(compute_distance(ctx, opts, init), Error);
+}
+
+TEST(Traces, LayerProbesConvergeToExactBlockTracesPerBatch) {
+  Fixture f;
+  auto ctx = f.ctx(8, 0, SampleRule::kExact);
+  TracesOptions opts;
+  opts.trace.scope = hessian::ProbeScope::kLayer;
+  opts.trace.rule = hessian::StopRule::kStandardError;
+  opts.trace.rel_se = 0.02;
+  opts.trace.min_probes = 10;
+  opts.trace.max_probes = 3000;
+  auto r = compute_traces(ctx, opts);
+  auto params = models::parameters_by_name(*f.model, f.model->hessian_layers());
+  auto off = block_offsets(params);
+  auto plan = plan_batches(f.data->size(), ctx.plan);
+  const std::size_t L = 2;
+  for (std::size_t b = 0; b < plan.batches.size(); ++b) {
+    auto H = explicit_hessian(f.loss_of(plan.batches[b]), params);
+    for (std::size_t i = 0; i < L; ++i) {
+      const double exact = H.slice(0, off[i], off[i + 1]).slice(1, off[i], off[i + 1]).trace().item<double>();
+      EXPECT_NEAR(r.mean[b * L + i], exact, 4.5 * r.std_error[b * L + i]) << "batch " << b << " layer " << i;
+      // A layer stopped before the limit only when its relative standard error reached the target.
+      if (r.probes[b * L + i] < 3000) EXPECT_LE(r.std_error[b * L + i], 0.02 * std::abs(r.mean[b * L + i]));
+      EXPECT_GE(r.probes[b * L + i], 10);
+    }
+  }
+  // Reductions over batches.
+  for (std::size_t i = 0; i < L; ++i) {
+    double mx = -INFINITY, mean = 0;
+    for (std::size_t b = 0; b < r.num_batches(); ++b) {
+      mx = std::max(mx, r.mean[b * L + i]);
+      mean += r.mean[b * L + i] * static_cast<double>(r.batch_sizes[b]) / 23.0;
+    }
+    EXPECT_DOUBLE_EQ(r.layer_max[i], mx);
+    EXPECT_NEAR(r.layer_mean[i], mean, 1e-12 * (1 + std::abs(mean)));
+  }
+  EXPECT_EQ(r.layers, f.model->hessian_layers());
+}
+
+TEST(Traces, InvalidProbeRanksAreRejected) {
+  TracesOptions o;
+  o.probe_ranks = 3;
+  EXPECT_THROW(o.validate(2), Error);
+  o.probe_ranks = 2;
+  EXPECT_NO_THROW(o.validate(4));
+}
+
+TEST(Stability, DeltasEqualLossesUnderTheKeyedNoise) {
+  Fixture f;
+  auto ctx = f.ctx(4, 0, SampleRule::kExact);
+  StabilityOptions opts;
+  opts.eps = 0.01;
+  opts.repeats = 3;
+  opts.seed = 4;
+  auto r = compute_stability(ctx, opts);
+  std::vector<std::int64_t> all(23);
+  std::iota(all.begin(), all.end(), 0);
+  const double base = f.loss_of(all).item<double>();  // the mean over all samples
+  EXPECT_NEAR(r.base_loss, base, 1e-12);
+  auto params = models::parameters_by_name(*f.model, f.model->hessian_layers());
+  ASSERT_EQ(r.deltas.size(), 3u);
+  for (int rep = 0; rep < 3; ++rep) {
+    torch::NoGradGuard ng;
+    std::vector<torch::Tensor> saved;
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      saved.push_back(params[i].clone());
+      params[i].add_(hessian::draw_weight_noise(params[i], 0.01, 4, rep, static_cast<std::int64_t>(i)));
+    }
+    const double want = f.loss_of(all).item<double>() - base;
+    for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(saved[i]);
+    EXPECT_NEAR(r.deltas[rep], want, 1e-12) << "repeat " << rep;
+  }
+  // Weights are restored exactly.
+  EXPECT_NEAR(f.loss_of(all).item<double>(), base, 0.0);
+  double mean = (r.deltas[0] + r.deltas[1] + r.deltas[2]) / 3, var = 0;
+  for (double d : r.deltas) var += (d - mean) * (d - mean) / 3;
+  EXPECT_NEAR(r.mean, mean, 1e-15);
+  EXPECT_NEAR(r.std, std::sqrt(var), 1e-15);
+}
+
+TEST(Stability, MeanLossChangeMatchesHalfEpsSquaredTimesTrace) {
+  Fixture f;
+  auto ctx = f.ctx(23, 0, SampleRule::kExact);
+  StabilityOptions opts;
+  opts.eps = 0.05;
+  opts.repeats = 2000;
+  auto r = compute_stability(ctx, opts);
+  std::vector<std::int64_t> all(23);
+  std::iota(all.begin(), all.end(), 0);
+  auto params = models::parameters_by_name(*f.model, f.model->hessian_layers());
+  const double trace = explicit_hessian(f.loss_of(all), params).trace().item<double>();
+  const double predicted = 0.5 * opts.eps * opts.eps * trace;
+  // The first-order term g·U averages out with standard error std/√R; higher orders are O(eps⁴).
+  EXPECT_NEAR(r.mean, predicted, 4.0 * r.std / std::sqrt(2000.0) + 0.05 * std::abs(predicted))
+      << "trace " << trace;
+  EXPECT_GT(predicted, 0.0);
+}
+
+TEST(Eval, SampleWeightedLossAndAccuracy) {
+  Fixture f;
+  auto ctx = f.ctx(5, 0, SampleRule::kExact);  // batches 5,5,5,5,3
+  auto r = evaluate(ctx);
+  std::vector<std::int64_t> all(23);
+  std::iota(all.begin(), all.end(), 0);
+  auto b = f.data->get_batch(all);
+  torch::NoGradGuard ng;
+  auto logits = f.model->forward(b);
+  EXPECT_NEAR(r.loss, torch::nn::functional::cross_entropy(logits, b.labels).item<double>(), 1e-12);
+  EXPECT_EQ(r.correct, logits.argmax(1).eq(b.labels).sum().item<std::int64_t>());
+  EXPECT_EQ(r.num_samples, 23);
+  EXPECT_DOUBLE_EQ(r.accuracy, static_cast<double>(r.correct) / 23.0);
+}
