@@ -2,6 +2,7 @@
 // --config/--set), runs it, and maps failures to exit codes: 0 ok, 2 bad usage or input, 1 other
 // failure. After an error on any rank the whole job is aborted so that no rank waits forever in a
 // collective.
+#include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -34,6 +35,10 @@ int fail(hessgap::comm::Communicator& world, int code, const std::string& msg) {
 
 int main(int argc, char** argv) {
   hessgap::comm::MpiSession session(&argc, &argv);
+  // One inter-op thread per rank: ranks, not threads, use the cores (BUILD.md: spinning OpenMP
+  // threads under load made gradients 30x slower). --threads sets the intra-op count.
+  at::set_num_interop_threads(1);
+  at::set_num_threads(1);
   auto world = session.world();
   hessgap::log::set_identity(world->rank(), world->size(), hessgap::comm::MpiSession::host_name());
 

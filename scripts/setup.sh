@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Sets up a Debian 12 machine for hessgap and builds it; then optionally runs the main job or the tests.
+#
+#   scripts/setup.sh            install packages (if missing) and build into ./build
+#   scripts/setup.sh run [...]  ... then run the main job on the embedded data under mpirun -np 2
+#                               (extra arguments go to `hessgap run`)
+#   scripts/setup.sh test       ... then run every test (unit, mpi, integration; data when ../shared/data exists)
+#
+# Idempotent: packages are installed only when one is missing, the build is incremental (ccache).
+# Environment: HG_BUILD_DIR (default ./build), HG_JOBS (default: number of cores), HG_RANKS (run: 2).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${HG_BUILD_DIR:-$ROOT/build}"
+JOBS="${HG_JOBS:-$(nproc)}"
+MODE="${1:-build}"
+[[ $# -gt 0 ]] && shift
+
+PACKAGES=(g++ cmake make ccache libtorch-dev libopenblas0-openmp libopenmpi-dev openmpi-bin
+  libhdf5-dev libcli11-dev libgtest-dev nlohmann-json3-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev
+  dataset-fashion-mnist python3-torch python3-torchvision python3-h5py python3-numpy python3-pandas
+  python3-matplotlib python3-pil python3-pytest)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${#missing[@]} Debian package(s): ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
+
+# ccache keyed on paths relative to the checkout, so a fresh clone reuses earlier compilations.
+export CCACHE_BASEDIR="$ROOT"
+export CCACHE_NOHASHDIR=1
+LAUNCHER=()
+command -v ccache >/dev/null && LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release "${LAUNCHER[@]}" >"$BUILD.configure.log" 2>&1 ||
+  { cat "$BUILD.configure.log"; exit 1; }
+echo "setup: building in $BUILD with $JOBS job(s)"
+cmake --build "$BUILD" -j "$JOBS"
+
+# mpirun as root (CI) and with more ranks than cores (tests) must be allowed explicitly.
+MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE)
+[[ $(id -u) -eq 0 ]] && MPIRUN+=(--allow-run-as-root)
+
+case "$MODE" in
+  build) ;;
+  run)
+    cd "$ROOT"
+    "${MPIRUN[@]}" -np "${HG_RANKS:-2}" "$BUILD/bin/hessgap" run "$@"
+    echo "Read it back: /usr/bin/python3 analysis/hessgap_results.py hessgap-run.h5 --plot hessgap-run.png"
+    ;;
+  test)
+    cd "$BUILD"
+    ctest --output-on-failure -j "$JOBS" "$@"
+    ;;
+  *)
+    echo "usage: scripts/setup.sh [build|run|test] [args...]" >&2
+    exit 2
+    ;;
+esac
