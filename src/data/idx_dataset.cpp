@@ -1,0 +1,155 @@
+// IDX reading through zlib's gz* functions, which read gzip and plain files alike.
+#include "data/idx_dataset.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <climits>
+#include <sstream>
+
+#include "util/error.h"
+
+namespace hessgap::data {
+namespace {
+
+class GzFile {
+ public:
+  explicit GzFile(const std::string& path) : path_(path), f_(gzopen(path.c_str(), "rb")) {
+    HG_CHECK(f_, "cannot open IDX file '" << path << "'");
+  }
+  ~GzFile() { gzclose(f_); }
+  GzFile(const GzFile&) = delete;
+  GzFile& operator=(const GzFile&) = delete;
+
+  // Reads up to n bytes; returns how many were read (fewer only at the end of the data).
+  std::size_t read(std::uint8_t* dst, std::size_t n) {
+    std::size_t done = 0;
+    while (done < n) {
+      const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, INT_MAX / 2));
+      const int got = gzread(f_, dst + done, chunk);
+      if (got < 0) {
+        int code = 0;
+        const char* msg = gzerror(f_, &code);
+        HG_FAIL("cannot read IDX file '" << path_ << "': " << (msg ? msg : "read error"));
+      }
+      if (got == 0) break;
+      done += static_cast<std::size_t>(got);
+    }
+    // A gzip stream cut short ends in a short read with Z_BUF_ERROR rather than a failed gzread.
+    int code = Z_OK;
+    const char* msg = gzerror(f_, &code);
+    HG_CHECK(code == Z_OK || code == Z_STREAM_END,
+             "cannot read IDX file '" << path_ << "': " << (msg ? msg : "gzip error") << " (truncated or corrupt)");
+    return done;
+  }
+
+ private:
+  std::string path_;
+  gzFile f_;
+};
+
+}  // namespace
+
+IdxArray read_idx(const std::string& path, int expected_ndim) {
+  GzFile f(path);
+  std::uint8_t magic[4];
+  HG_CHECK(f.read(magic, 4) == 4, "IDX file '" << path << "' is truncated: no 4-byte magic number");
+  HG_CHECK(magic[0] == 0 && magic[1] == 0 && magic[2] == 0x08 && magic[3] == expected_ndim,
+           "IDX file '" << path << "': expected the magic number 0x0000080" << expected_ndim << " (unsigned bytes, "
+                        << expected_ndim << " dimensions), got 0x" << std::hex << (magic[0] << 24 | magic[1] << 16 | magic[2] << 8 | magic[3]));
+  IdxArray out;
+  std::int64_t total = 1;
+  for (int d = 0; d < expected_ndim; ++d) {
+    std::uint8_t b[4];
+    HG_CHECK(f.read(b, 4) == 4, "IDX file '" << path << "' is truncated in its header (dimension " << d << ")");
+    const std::int64_t dim = static_cast<std::int64_t>(b[0]) << 24 | b[1] << 16 | b[2] << 8 | b[3];
+    out.dims.push_back(dim);
+    total *= dim;
+    HG_CHECK(total <= (std::int64_t{1} << 36), "IDX file '" << path << "': implausible size " << total << " bytes");
+  }
+  out.data.resize(static_cast<std::size_t>(total));
+  const std::size_t got = f.read(out.data.data(), out.data.size());
+  HG_CHECK(got == out.data.size(), "IDX file '" << path << "' is truncated: its header declares " << total
+                                                << " bytes of data, the file holds " << got);
+  std::uint8_t extra;
+  HG_CHECK(f.read(&extra, 1) == 0,
+           "IDX file '" << path << "' is longer than its header declares (" << total << " bytes of data)");
+  return out;
+}
+
+const std::vector<std::string>& fashion_mnist_classes() {
+  static const std::vector<std::string> names{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                              "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  return names;
+}
+
+IdxDataset::IdxDataset(std::string images_path, std::string labels_path, IdxOptions options)
+    : images_path_(std::move(images_path)), labels_path_(std::move(labels_path)), options_(std::move(options)) {
+  HG_CHECK(options_.stddev > 0.0, "IDX dataset '" << images_path_ << "': stddev must be > 0, got " << options_.stddev);
+  HG_CHECK(options_.max_per_class >= 0,
+           "IDX dataset '" << images_path_ << "': max_per_class must be >= 0, got " << options_.max_per_class);
+  IdxArray images = read_idx(images_path_, 3);
+  IdxArray labels = read_idx(labels_path_, 1);
+  HG_CHECK(images.dims[0] == labels.dims[0], "IDX files '" << images_path_ << "' and '" << labels_path_
+                                                           << "' disagree: " << images.dims[0] << " images but "
+                                                           << labels.dims[0] << " labels");
+  height_ = images.dims[1];
+  width_ = images.dims[2];
+  pixels_ = std::move(images.data);
+  labels_ = std::move(labels.data);
+  for (std::uint8_t l : labels_) num_classes_ = std::max<std::int64_t>(num_classes_, std::int64_t{l} + 1);
+  std::vector<std::int64_t> per_class(static_cast<std::size_t>(num_classes_), 0);
+  for (std::size_t i = 0; i < labels_.size(); ++i) {
+    if (options_.max_per_class > 0 && per_class[labels_[i]]++ >= options_.max_per_class) continue;
+    index_.push_back(static_cast<std::int64_t>(i));
+  }
+  if (!options_.class_names.empty()) {
+    HG_CHECK(static_cast<std::int64_t>(options_.class_names.size()) >= num_classes_,
+             "IDX dataset '" << labels_path_ << "': " << options_.class_names.size() << " class names given, "
+                             << "the labels need " << num_classes_);
+    class_names_ = options_.class_names;
+    class_names_.resize(static_cast<std::size_t>(num_classes_));
+  } else if (num_classes_ == 10) {
+    class_names_ = fashion_mnist_classes();
+  } else {
+    for (std::int64_t c = 0; c < num_classes_; ++c) class_names_.push_back(std::to_string(c));
+  }
+}
+
+std::int64_t IdxDataset::label(std::int64_t i) const {
+  HG_CHECK(i >= 0 && i < size(), "IDX dataset '" << images_path_ << "': sample id " << i << " out of range [0, " << size() << ")");
+  return labels_[static_cast<std::size_t>(index_[static_cast<std::size_t>(i)])];
+}
+
+Batch IdxDataset::get_batch(const std::vector<std::int64_t>& ids) const {
+  const std::int64_t n = static_cast<std::int64_t>(ids.size());
+  const std::int64_t plane = height_ * width_;
+  Batch batch;
+  batch.sample_ids = ids;
+  batch.inputs = torch::empty({n, 1, height_, width_}, torch::kFloat32);
+  batch.labels = torch::empty({n}, torch::kInt64);
+  float* x = batch.inputs.data_ptr<float>();
+  std::int64_t* y = batch.labels.data_ptr<std::int64_t>();
+  const float mean = static_cast<float>(options_.mean);
+  const float stddev = static_cast<float>(options_.stddev);
+  for (std::int64_t k = 0; k < n; ++k) {
+    HG_CHECK(ids[k] >= 0 && ids[k] < size(),
+             "IDX dataset '" << images_path_ << "': sample id " << ids[k] << " out of range [0, " << size() << ")");
+    const std::int64_t row = index_[static_cast<std::size_t>(ids[k])];
+    const std::uint8_t* p = pixels_.data() + row * plane;
+    for (std::int64_t j = 0; j < plane; ++j) x[k * plane + j] = (static_cast<float>(p[j]) / 255.0f - mean) / stddev;
+    y[k] = labels_[static_cast<std::size_t>(row)];
+  }
+  return batch;
+}
+
+std::string IdxDataset::describe() const {
+  std::ostringstream os;
+  os << "IDX " << images_path_ << " + " << labels_path_ << " (" << size() << " images " << height_ << "x" << width_
+     << ", " << num_classes_ << " classes";
+  if (options_.max_per_class > 0) os << ", at most " << options_.max_per_class << " per class";
+  os << ")";
+  return os.str();
+}
+
+}  // namespace hessgap::data

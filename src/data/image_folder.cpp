@@ -1,0 +1,177 @@
+// Listing follows torchvision 0.14 datasets.folder (find_classes, make_dataset) so that sample ids
+// mean the same images as in the reference scripts.
+#include "data/image_folder.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <exception>
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include "util/error.h"
+
+namespace hessgap::data {
+namespace fs = std::filesystem;
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool is_supported_image(const std::string& name) {
+  const std::string l = lower(name);
+  return ends_with(l, ".jpg") || ends_with(l, ".jpeg") || ends_with(l, ".png");
+}
+
+bool is_other_torchvision_image(const std::string& name) {
+  const std::string l = lower(name);
+  for (const char* ext : {".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}) {
+    if (ends_with(l, ext)) return true;
+  }
+  return false;
+}
+
+bool is_dir(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_directory(p, ec);  // follows symlinks, as os.scandir().is_dir() does
+}
+
+// sorted(os.walk(dir, followlinks=True)), then sorted file names in each folder.
+void list_images(const std::string& dir, std::vector<std::string>& out) {
+  std::vector<std::string> folders{dir};
+  for (std::size_t i = 0; i < folders.size(); ++i) {
+    std::error_code ec;
+    for (fs::directory_iterator it(folders[i], ec), end; !ec && it != end; it.increment(ec)) {
+      if (is_dir(it->path())) folders.push_back(folders[i] + "/" + it->path().filename().string());
+    }
+    HG_CHECK(!ec, "cannot list folder '" << folders[i] << "': " << ec.message());
+  }
+  std::sort(folders.begin(), folders.end());
+  for (const std::string& folder : folders) {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+      if (is_dir(it->path())) continue;
+      const std::string name = it->path().filename().string();
+      HG_CHECK(!is_other_torchvision_image(name),
+               "image file '" << folder << "/" << name
+                              << "' has a format hessgap does not decode (expected .jpg, .jpeg or .png); "
+                                 "convert it, or remove it (torchvision would count it as a sample)");
+      if (is_supported_image(name)) names.push_back(name);
+    }
+    HG_CHECK(!ec, "cannot list folder '" << folder << "': " << ec.message());
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) out.push_back(folder + "/" + name);
+  }
+}
+
+}  // namespace
+
+ImageFolderDataset::ImageFolderDataset(std::string root, ImageFolderOptions options)
+    : root_(std::move(root)), options_(std::move(options)) {
+  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+  HG_CHECK(options_.max_per_class >= 0, "image folder '" << root_ << "': max_per_class must be >= 0, got "
+                                                         << options_.max_per_class);
+  HG_CHECK(options_.num_threads >= 1,
+           "image folder '" << root_ << "': num_threads must be >= 1, got " << options_.num_threads);
+  HG_CHECK(fs::exists(root_), "image folder '" << root_ << "' does not exist");
+  HG_CHECK(is_dir(root_), "image folder '" << root_ << "' is not a folder");
+  std::error_code ec;
+  for (fs::directory_iterator it(root_, ec), end; !ec && it != end; it.increment(ec)) {
+    if (is_dir(it->path())) classes_.push_back(it->path().filename().string());
+  }
+  HG_CHECK(!ec, "cannot list image folder '" << root_ << "': " << ec.message());
+  HG_CHECK(!classes_.empty(), "image folder '" << root_ << "' has no class sub-folders (expected <root>/<class>/<image>)");
+  std::sort(classes_.begin(), classes_.end());
+  for (std::size_t c = 0; c < classes_.size(); ++c) {
+    std::vector<std::string> images;
+    const std::string dir = root_ + "/" + classes_[c];
+    list_images(dir, images);
+    HG_CHECK(!images.empty(), "empty data folder '" << dir << "': class '" << classes_[c]
+                                                    << "' has no .jpg, .jpeg or .png file");
+    if (options_.max_per_class > 0 && static_cast<std::int64_t>(images.size()) > options_.max_per_class) {
+      images.resize(static_cast<std::size_t>(options_.max_per_class));
+    }
+    for (std::string& f : images) {
+      files_.push_back(std::move(f));
+      labels_.push_back(static_cast<std::int64_t>(c));
+    }
+  }
+}
+
+std::int64_t ImageFolderDataset::label(std::int64_t i) const {
+  HG_CHECK(i >= 0 && i < size(), "image folder '" << root_ << "': sample id " << i << " out of range [0, " << size() << ")");
+  return labels_[static_cast<std::size_t>(i)];
+}
+
+const std::string& ImageFolderDataset::file(std::int64_t i) const {
+  HG_CHECK(i >= 0 && i < size(), "image folder '" << root_ << "': sample id " << i << " out of range [0, " << size() << ")");
+  return files_[static_cast<std::size_t>(i)];
+}
+
+Batch ImageFolderDataset::get_batch(const std::vector<std::int64_t>& ids) const {
+  for (std::int64_t id : ids) {
+    HG_CHECK(id >= 0 && id < size(), "image folder '" << root_ << "': sample id " << id << " out of range [0, " << size() << ")");
+  }
+  const std::size_t n = ids.size();
+  std::vector<torch::Tensor> inputs(n);
+  std::vector<std::exception_ptr> errors(n);
+  std::atomic<std::size_t> next{0};
+  auto work = [&]() {
+    for (std::size_t k = next++; k < n; k = next++) {
+      try {
+        inputs[k] = apply_eval_transform(decode_image(files_[static_cast<std::size_t>(ids[k])]), options_.transform);
+      } catch (...) {
+        errors[k] = std::current_exception();
+      }
+    }
+  };
+  const std::size_t threads = std::min<std::size_t>(static_cast<std::size_t>(options_.num_threads), n);
+  if (threads <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    pool.reserve(threads);
+    for (std::size_t t = 0; t < threads; ++t) pool.emplace_back(work);
+    for (std::thread& t : pool) t.join();
+  }
+  for (const std::exception_ptr& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+
+  Batch batch;
+  batch.sample_ids = ids;
+  batch.labels = torch::empty({static_cast<std::int64_t>(n)}, torch::kInt64);
+  std::int64_t* labels = batch.labels.data_ptr<std::int64_t>();
+  for (std::size_t k = 0; k < n; ++k) labels[k] = labels_[static_cast<std::size_t>(ids[k])];
+  if (n == 0) {
+    batch.inputs = torch::empty({0, 3, options_.transform.crop, options_.transform.crop}, torch::kFloat32);
+    return batch;
+  }
+  for (std::size_t k = 1; k < n; ++k) {
+    HG_CHECK(inputs[k].sizes() == inputs[0].sizes(),
+             "image folder '" << root_ << "': images of one batch differ in size after the transform: '"
+                              << files_[static_cast<std::size_t>(ids[0])] << "' gives " << inputs[0].sizes() << ", '"
+                              << files_[static_cast<std::size_t>(ids[k])] << "' gives " << inputs[k].sizes()
+                              << " (set a crop size so that all images come out the same)");
+  }
+  batch.inputs = torch::stack(inputs);
+  return batch;
+}
+
+std::string ImageFolderDataset::describe() const {
+  std::ostringstream os;
+  os << "image folder " << root_ << " (" << size() << " images, " << num_classes() << " classes";
+  if (options_.max_per_class > 0) os << ", at most " << options_.max_per_class << " per class";
+  os << "; resize " << options_.transform.resize << ", crop " << options_.transform.crop << ")";
+  return os.str();
+}
+
+}  // namespace hessgap::data

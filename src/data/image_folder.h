@@ -1,0 +1,58 @@
+// An image classification dataset read from a folder laid out as torchvision's ImageFolder expects
+// (root/<class>/<image>), with the same class and sample order, decoded and transformed on demand.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/transforms.h"
+
+namespace hessgap::data {
+
+struct ImageFolderOptions {
+  EvalTransform transform;         // applied to every image; see transforms.h
+  std::int64_t max_per_class = 0;  // keep the first N files (in sample order) of each class; 0 = all
+  int num_threads = 4;             // decoding threads per get_batch call (1 = decode in the caller)
+};
+
+// Index order is torchvision ImageFolder's: class sub-folders of `root` sorted by name (byte order)
+// give labels 0..K-1; within a class, files are listed as sorted(os.walk(class folder)) and then
+// sorted by name, i.e. nested folders are included and ordered by their path. Files whose name ends
+// (case-insensitively) in .jpg, .jpeg or .png are samples; other files are skipped, except the other
+// extensions torchvision treats as images (.ppm .bmp .pgm .tif .tiff .webp), which throw rather than
+// silently shifting the indices relative to the reference. Symbolic links are followed.
+//
+// Errors (hessgap::Error, thrown by the constructor): `root` missing or not a folder; no class
+// sub-folders; a class folder without images ("empty data folder '<root>/<class>'", as torchvision
+// refuses it too); an unsupported image extension. get_batch throws naming the file when an image is
+// unreadable or corrupt, and when the transformed images of one batch differ in size.
+class ImageFolderDataset : public Dataset {
+ public:
+  explicit ImageFolderDataset(std::string root, ImageFolderOptions options = {});
+
+  std::int64_t size() const override { return static_cast<std::int64_t>(files_.size()); }
+  std::int64_t num_classes() const override { return static_cast<std::int64_t>(classes_.size()); }
+  std::vector<std::string> class_names() const override { return classes_; }
+  std::int64_t label(std::int64_t i) const override;
+  // inputs float32 [B,3,H,W] (H, W from the transform, or the images' own size when it has no crop),
+  // labels int64 [B], sample_ids = ids. Decodes with up to options.num_threads threads; the result
+  // does not depend on the thread count. When several images fail, the error of the first in `ids`
+  // order is thrown.
+  Batch get_batch(const std::vector<std::int64_t>& ids) const override;
+  std::string describe() const override;
+
+  const std::string& root() const { return root_; }
+  const std::string& file(std::int64_t i) const;  // full path of sample i
+  const ImageFolderOptions& options() const { return options_; }
+
+ private:
+  std::string root_;
+  ImageFolderOptions options_;
+  std::vector<std::string> classes_;
+  std::vector<std::string> files_;
+  std::vector<std::int64_t> labels_;
+};
+
+}  // namespace hessgap::data

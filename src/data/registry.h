@@ -1,0 +1,47 @@
+// Opening a dataset from a small description (config file / CLI flags) without naming its class.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "data/dataset.h"
+
+namespace hessgap::data {
+
+struct DatasetSpec {
+  // "imagefolder": `path` is the ImageFolder root itself (root/<class>/<image>; pick the split by
+  //                choosing the folder, e.g. .../cifar10-jpeg/test); `split` is not used.
+  // "idx":         `path` is a folder holding {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]
+  //                (as /usr/share/datasets/fashion-mnist) and `split` picks "train" or "test"
+  //                (t10k); or `path` is an images file whose labels file has the same name with
+  //                "images-idx3" replaced by "labels-idx1".
+  std::string kind = "imagefolder";
+  std::string path;
+  std::string split = "test";
+  int resize = 0;  // imagefolder: shorter side (torchvision Resize); 0 = none. idx: must be 0
+  int crop = 0;    // imagefolder: square center crop; 0 = none. idx: must be 0
+  // Per-channel statistics: "imagenet" (0.485,0.456,0.406)/(0.229,0.224,0.225) and "cifar10"
+  // (0.4914,0.4822,0.4465)/(0.2470,0.2435,0.2616) for 3-channel images; "fashion-mnist"
+  // 0.2860/0.3530 and "mnist" 0.1307/0.3081 for 1-channel IDX images; "none" (mean 0, std 1)
+  // for either. A 3-channel name with kind "idx" (or the reverse) is an error.
+  std::string normalize = "imagenet";
+  std::int64_t max_per_class = 0;  // first N samples of each class; 0 = all
+};
+
+// Per-channel mean and stddev for a `normalize` name (1-channel names repeat their value).
+// Throws hessgap::Error for an unknown name.
+struct NormalizeStats {
+  std::array<double, 3> mean;
+  std::array<double, 3> stddev;
+  int channels;  // 3, 1, or 0 for "none" (either)
+};
+NormalizeStats normalize_stats(const std::string& name);
+
+// Opens the dataset `spec` describes (see DatasetSpec). Not collective; every rank opens its own.
+// Throws hessgap::Error for an unknown kind, split or normalize name, a path that does not hold the
+// expected files, resize/crop given for "idx", and every error of the dataset's constructor.
+std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec);
+
+}  // namespace hessgap::data
