@@ -82,8 +82,9 @@ RunFn add_traces_command(CLI::App& app) {
     resolve_trace_flags(st->traces, st->scope, st->rule, st->dist, st->common.seed);
     st->traces.validate(world.size());
     Session s = open_session(st->common);
-    auto out = open_results(st->common.out, run_info("traces", command_line, *cmd, world, s), world);
-    auto r = measures::compute_traces(s.context(world), st->traces);
+    auto dev_world = device_world(world, s);
+    auto out = open_results(st->common.out, run_info("traces", command_line, *cmd, *dev_world, s), world);
+    auto r = measures::compute_traces(s.context(*dev_world), st->traces);
     out->write_traces(r, st->traces);
     finish(*out, st->common.out);
     print_traces(r);
@@ -109,11 +110,12 @@ RunFn add_measures_command(CLI::App& app) {
     st->dist.head_reference = measures::parse_head_reference(st->head);
     st->dist.validate();
     Session s = open_session(st->common);
+    auto dev_world = device_world(world, s);
     // W^(s) for every Hessian layer, by name, from the init checkpoint (any other tensors ignored).
     std::map<std::string, torch::Tensor> init;
     for (auto& [name, t] : io::read_checkpoint(st->init_checkpoint)) init[name] = t;
-    auto out = open_results(st->common.out, run_info("measures", command_line, *cmd, world, s), world);
-    auto r = measures::compute_distance(s.context(world), st->dist, init);
+    auto out = open_results(st->common.out, run_info("measures", command_line, *cmd, *dev_world, s), world);
+    auto r = measures::compute_distance(s.context(*dev_world), st->dist, init);
     out->write_distance(r, st->dist, st->init_checkpoint);
     finish(*out, st->common.out);
     print_distance(r);
@@ -137,8 +139,9 @@ RunFn add_stability_command(CLI::App& app) {
     st->stab.seed = st->common.seed;
     st->stab.validate();
     Session s = open_session(st->common);
-    auto out = open_results(st->common.out, run_info("stability", command_line, *cmd, world, s), world);
-    auto r = measures::compute_stability(s.context(world), st->stab);
+    auto dev_world = device_world(world, s);
+    auto out = open_results(st->common.out, run_info("stability", command_line, *cmd, *dev_world, s), world);
+    auto r = measures::compute_stability(s.context(*dev_world), st->stab);
     out->write_stability(r, st->stab);
     finish(*out, st->common.out);
     print_stability(r, st->stab.eps);
@@ -155,8 +158,9 @@ RunFn add_eval_command(CLI::App& app) {
   add_common_options(cmd, *common);
   return [common, cmd](comm::Communicator& world, const std::string& command_line) {
     Session s = open_session(*common);
-    auto out = open_results(common->out, run_info("eval", command_line, *cmd, world, s), world);
-    auto r = measures::evaluate(s.context(world));
+    auto dev_world = device_world(world, s);
+    auto out = open_results(common->out, run_info("eval", command_line, *cmd, *dev_world, s), world);
+    auto r = measures::evaluate(s.context(*dev_world));
     out->write_eval(r);
     finish(*out, common->out);
     print_eval(r);
@@ -197,9 +201,10 @@ RunFn add_run_command(CLI::App& app) {
     HG_CHECK(st->trace_samples > 0, "--trace-samples must be > 0 (got " << st->trace_samples << ")");
     HG_CHECK(st->stability_samples > 0, "--stability-samples must be > 0 (got " << st->stability_samples << ")");
     Session s = open_session(st->common);
-    auto out = open_results(st->common.out, run_info("run", command_line, *cmd, world, s), world);
+    auto dev_world = device_world(world, s);
+    auto out = open_results(st->common.out, run_info("run", command_line, *cmd, *dev_world, s), world);
     // Spread the subset over all classes: the natural order of an image folder is class by class.
-    auto ctx = s.context(world);
+    auto ctx = s.context(*dev_world);
     ctx.plan.sample_size = 0;
     log::info("[1/3] evaluating on every sample");
     auto ev = measures::evaluate(ctx);

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 
+#include "comm/communicator.h"
 #include "data/dataset.h"
 #include "data/registry.h"
 #include "io/atomic_output.h"
@@ -12,6 +13,9 @@
 #include "models/registry.h"
 #include "util/error.h"
 #include "util/log.h"
+#if HG_WITH_NCCL
+#include "comm/nccl/nccl_communicator.h"
+#endif
 
 namespace hessgap::app {
 
@@ -40,6 +44,7 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   cmd->add_flag("--shuffle", o.shuffle, "Use a seeded permutation of the dataset instead of its natural order");
   cmd->add_option("--seed", o.seed, "Seed of probes, noise and shuffling");
   cmd->add_option("--dtype", o.dtype, "Compute dtype: float32 | float64");
+  cmd->add_option("--device", o.device, "cpu | cuda | cuda:N (TF32 stays off: it changes HVPs at the 1e-3 level)");
   cmd->add_option("--out", o.out, "Write results to this HDF5 file (written under a temporary name, then renamed)");
   cmd->add_option("--threads", o.threads, "Intra-op threads per rank (1 is best with one rank per core)");
   cmd->add_option("--verbosity", o.verbosity, "0 quiet, 1 progress, 2 debug");
@@ -51,6 +56,7 @@ measures::MeasureContext Session::context(comm::Communicator& world) const {
   ctx.dataset = dataset.get();
   ctx.world = &world;
   ctx.dtype = dtype;
+  ctx.device = device;
   ctx.plan = plan;
   return ctx;
 }
@@ -70,6 +76,20 @@ Session open_session(const CommonOptions& o) {
   if (!o.out.empty()) io::check_writable_output(o.out);
   torch::set_num_threads(o.threads);
   s.dtype = o.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+  try {
+    s.device = torch::Device(o.device);
+  } catch (const std::exception&) {
+    HG_FAIL("--device must be cpu, cuda or cuda:N (got '" << o.device << "')");
+  }
+  HG_CHECK(s.device.is_cpu() || s.device.is_cuda(), "--device must be cpu, cuda or cuda:N (got '" << o.device << "')");
+  if (s.device.is_cuda()) {
+    HG_CHECK(torch::cuda::is_available(), "--device " << o.device << ": no CUDA device is available to this build");
+    HG_CHECK(s.device.index() < static_cast<int>(torch::cuda::device_count()),
+             "--device " << o.device << ": only " << torch::cuda::device_count() << " CUDA device(s)");
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+    at::globalContext().setBenchmarkCuDNN(true);  // convolution double backward picks faster kernels
+  }
 
   data::DatasetSpec spec;
   spec.kind = o.data_format;
@@ -93,9 +113,18 @@ Session open_session(const CommonOptions& o) {
     io::load_state_dict(*s.model, io::read_checkpoint(o.checkpoint), lo);
     log::info("model: " + s.model->arch() + " from " + o.checkpoint);
   }
-  s.model->to(s.dtype);
+  s.model->to(s.device, s.dtype);
   s.model->eval();
   return s;
+}
+
+std::unique_ptr<comm::Communicator> device_world(comm::Communicator& world, const Session& s) {
+#if HG_WITH_NCCL
+  if (s.device.is_cuda()) {
+    return comm::make_nccl_communicator(world.split(0, world.rank()), s.device.has_index() ? s.device.index() : 0);
+  }
+#endif
+  return world.split(0, world.rank());
 }
 
 }  // namespace hessgap::app

@@ -37,6 +37,7 @@ struct CommonOptions {
   bool shuffle = false;
   std::uint64_t seed = 0;
   std::string dtype = "float32";
+  std::string device = "cpu";      // cpu | cuda | cuda:N
   std::string out;                 // --out FILE.h5 (empty: no file)
   int threads = 1;                 // intra-op threads per rank
   int verbosity = 1;
@@ -53,7 +54,12 @@ struct Session {
   measures::MeasureContext context(comm::Communicator& world) const;
   measures::PlanOptions plan;
   torch::Dtype dtype = torch::kFloat32;
+  torch::Device device = torch::kCPU;
 };
+
+// The communicator the measures use: `world` itself on the CPU; on a CUDA device of a build with
+// NCCL, an NCCL communicator over the same ranks (tensor reductions on the GPU). Collective.
+std::unique_ptr<comm::Communicator> device_world(comm::Communicator& world, const Session& s);
 
 // Validates the flags (throws hessgap::Error naming the flag), checks that --out is writable,
 // opens the dataset and builds the model from --arch and the checkpoint's weights (strict).

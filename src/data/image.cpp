@@ -18,7 +18,9 @@
 // jpeglib.h needs size_t and FILE declared first.
 #include <jerror.h>
 #include <jpeglib.h>
+#if HG_HAVE_PNG
 #include <png.h>
+#endif
 
 #include "util/error.h"
 
@@ -128,6 +130,7 @@ Image decode_jpeg(const std::string& path, const std::vector<std::uint8_t>& byte
 
 // ---- PNG -------------------------------------------------------------------------------------
 
+#if HG_HAVE_PNG
 struct PngState {
   const std::uint8_t* data = nullptr;
   std::size_t size = 0;
@@ -211,6 +214,13 @@ Image decode_png(const std::string& path, const std::vector<std::uint8_t>& bytes
   }
   return std::move(state->image);
 }
+
+#else
+// Built without libpng (CMake did not find it): PNG files are refused with a clear message.
+Image decode_png(const std::string& path, const std::vector<std::uint8_t>&) {
+  HG_FAIL("cannot decode PNG file '" << path << "': this hessgap was built without libpng");
+}
+#endif  // HG_HAVE_PNG
 
 }  // namespace
 

@@ -1,0 +1,116 @@
+// GPU checks (label gpu; every test skips without CUDA): HVPs, traces and quadratic forms on a CUDA
+// device equal the CPU float64 results (oracle) for the small MLP and the ResNet-20 with its weights;
+// with NCCL, the NCCL communicator sums CUDA tensors (one rank: NCCL refuses two ranks on one GPU).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "comm/communicator.h"
+#include "hessian/hutchinson.h"
+#include "hessian/hvp_engine.h"
+#include "hessian/quadratic_forms.h"
+#include "io/checkpoint.h"
+#include "measures/measure_context.h"
+#include "models/registry.h"
+#include "tests/support/tensor_dataset.h"
+
+#if HG_WITH_NCCL
+#include "comm/mpi/mpi_communicator.h"
+#include "comm/nccl/nccl_communicator.h"
+#endif
+
+using namespace hessgap;
+
+namespace {
+
+#define SKIP_WITHOUT_CUDA() \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
+
+struct Run {
+  std::vector<double> quad_joint, quad_block, traces;
+  std::vector<torch::Tensor> hv;
+};
+
+Run run_on(const std::string& arch, const std::string& ckpt, torch::Device device, torch::Dtype dtype,
+           const data::Batch& cpu_batch) {
+  torch::manual_seed(3);
+  auto model = models::make_model(arch, 10);
+  if (!ckpt.empty()) io::load_state_dict(*model, io::read_checkpoint(ckpt));
+  model->to(device, dtype);
+  auto params = measures::prepare_hessian_params(*model);
+  auto batch = cpu_batch.to(device, dtype);
+  hessian::HvpEngine engine(measures::batch_loss(*model, batch), params);
+  std::vector<torch::Tensor> v;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    v.push_back(hessian::draw_probe(params[i], hessian::ProbeDistribution::kGaussian, 1, 0, 0, static_cast<std::int64_t>(i)));
+  }
+  Run r;
+  r.hv = engine.hvp(v);
+  for (auto& t : r.hv) t = t.to(torch::kCPU, torch::kFloat64);
+  r.quad_joint = hessian::quadratic_forms(engine, v, hessian::MeasureMode::kJoint);
+  r.quad_block = hessian::quadratic_forms(engine, v, hessian::MeasureMode::kBlock);
+  hessian::TraceOptions o;
+  o.max_probes = 5;
+  o.min_probes = 5;
+  auto local = comm::make_local();
+  r.traces = hessian::estimate_traces(engine, o, 0, *local).mean;
+  return r;
+}
+
+void compare(const Run& got, const Run& want, double rel) {
+  for (std::size_t i = 0; i < want.hv.size(); ++i) {
+    const double scale = want.hv[i].abs().max().item<double>() + 1e-30;
+    EXPECT_LT((got.hv[i] - want.hv[i]).abs().max().item<double>() / scale, rel) << "hv block " << i;
+    EXPECT_NEAR(got.quad_joint[i], want.quad_joint[i], rel * (1 + std::abs(want.quad_joint[i])));
+    EXPECT_NEAR(got.quad_block[i], want.quad_block[i], rel * (1 + std::abs(want.quad_block[i])));
+    EXPECT_NEAR(got.traces[i], want.traces[i], rel * (1 + std::abs(want.traces[i])));
+  }
+}
+
+data::Batch cifar_batch() {
+  torch::manual_seed(9);
+  data::Batch b;
+  b.inputs = torch::randn({4, 3, 32, 32});
+  b.labels = torch::tensor({0, 3, 5, 9}, torch::kInt64);
+  return b;
+}
+
+std::string resnet20_path() { return std::string(HG_SOURCE_DIR) + "/assets/models/cifar10-resnet20/resnet20.safetensors"; }
+
+}  // namespace
+
+TEST(Gpu, Resnet20Float64MatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  auto b = cifar_batch();
+  auto want = run_on("cifar-resnet20", resnet20_path(), torch::kCPU, torch::kFloat64, b);
+  auto got = run_on("cifar-resnet20", resnet20_path(), torch::Device("cuda"), torch::kFloat64, b);
+  compare(got, want, 1e-8);
+}
+
+TEST(Gpu, Resnet20Float32NoTf32MatchesCpuFloat64) {
+  SKIP_WITHOUT_CUDA();
+  at::globalContext().setAllowTF32CuBLAS(false);
+  at::globalContext().setAllowTF32CuDNN(false);
+  auto b = cifar_batch();
+  auto want = run_on("cifar-resnet20", resnet20_path(), torch::kCPU, torch::kFloat64, b);
+  auto got = run_on("cifar-resnet20", resnet20_path(), torch::Device("cuda"), torch::kFloat32, b);
+  compare(got, want, 2e-3);
+}
+
+#if HG_WITH_NCCL
+TEST(Gpu, NcclSumsCudaTensorsAtOneRank) {
+  SKIP_WITHOUT_CUDA();
+  int argc = 0;
+  char** argv = nullptr;
+  comm::MpiSession session(&argc, &argv);
+  auto nccl = comm::make_nccl_communicator(session.world(), 0);
+  EXPECT_EQ(nccl->backend(), "nccl");
+  auto t = torch::arange(6, torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCUDA));
+  nccl->all_reduce_sum(t);
+  EXPECT_TRUE(torch::equal(t.cpu(), torch::arange(6, torch::kFloat32) * nccl->size()));
+  EXPECT_DOUBLE_EQ(nccl->sum(2.0), 2.0 * nccl->size());
+  auto sub = nccl->split(0, nccl->rank());
+  auto u = torch::ones({3}, torch::TensorOptions().dtype(torch::kFloat64).device(torch::kCUDA));
+  sub->all_reduce_sum(u);
+  EXPECT_DOUBLE_EQ(u.sum().item<double>(), 3.0 * sub->size());
+}
+#endif
