@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 
 #include "app/config.h"
@@ -41,29 +42,39 @@ void resolve_trace_flags(measures::TracesOptions& t, const std::string& scope, c
   t.trace.seed = seed;
 }
 
-RunInfo run_info(const std::string& sub, const std::string& command_line, const CLI::App& cmd,
-                 comm::Communicator& world, const Session& s) {
+// What a measurement leaves behind: how to write it into the results file and how to print it.
+struct Outcome {
+  std::function<void(ResultsFile&)> write;
+  std::function<void()> print;
+};
+
+// Opens the session, runs `compute` (collective), and only then has rank 0 write the results file,
+// so that an error on any rank (which aborts the job) leaves no file, not even a temporary one.
+int run_measurement(comm::Communicator& world, const std::string& sub, const std::string& command_line,
+                    const CLI::App& cmd, const CommonOptions& common,
+                    const std::function<Outcome(const Session&, measures::MeasureContext&)>& compute) {
+  Session s = open_session(common);
+  auto dev_world = device_world(world, s);
+  auto ctx = s.context(*dev_world);
+  Outcome outcome = compute(s, ctx);
   RunInfo info;
   info.subcommand = sub;
   info.command_line = command_line;
   info.config_json = resolved_config_json(cmd);
-  info.world_size = world.size();
-  info.backend = world.backend();
+  info.world_size = dev_world->size();
+  info.backend = dev_world->backend();
   info.arch = s.model->arch();
   info.checkpoint = s.checkpoint_path;
   info.data_description = s.dataset->describe();
   info.layers = s.model->hessian_layers();
-  return info;
-}
-
-// Only rank 0 writes; other ranks get a disabled writer with the same interface.
-std::unique_ptr<ResultsFile> open_results(const std::string& path, const RunInfo& info, comm::Communicator& world) {
-  return std::make_unique<ResultsFile>(world.rank() == 0 ? path : std::string(), info);
-}
-
-void finish(ResultsFile& out, const std::string& path) {
-  out.commit();
-  if (out.enabled()) log::info("results written to " + path);
+  if (world.rank() == 0 && !common.out.empty()) {
+    ResultsFile out(common.out, info);
+    outcome.write(out);
+    out.commit();
+    log::info("results written to " + common.out);
+  }
+  outcome.print();
+  return 0;
 }
 
 }  // namespace
@@ -81,14 +92,10 @@ RunFn add_traces_command(CLI::App& app) {
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
     resolve_trace_flags(st->traces, st->scope, st->rule, st->dist, st->common.seed);
     st->traces.validate(world.size());
-    Session s = open_session(st->common);
-    auto dev_world = device_world(world, s);
-    auto out = open_results(st->common.out, run_info("traces", command_line, *cmd, *dev_world, s), world);
-    auto r = measures::compute_traces(s.context(*dev_world), st->traces);
-    out->write_traces(r, st->traces);
-    finish(*out, st->common.out);
-    print_traces(r);
-    return 0;
+    return run_measurement(world, "traces", command_line, *cmd, st->common, [&](const Session&, measures::MeasureContext& ctx) {
+      auto r = std::make_shared<measures::TracesResult>(measures::compute_traces(ctx, st->traces));
+      return Outcome{[=](ResultsFile& f) { f.write_traces(*r, st->traces); }, [=] { print_traces(*r); }};
+    });
   };
 }
 
@@ -109,17 +116,14 @@ RunFn add_measures_command(CLI::App& app) {
     st->dist.mode = hessian::parse_measure_mode(st->mode);
     st->dist.head_reference = measures::parse_head_reference(st->head);
     st->dist.validate();
-    Session s = open_session(st->common);
-    auto dev_world = device_world(world, s);
     // W^(s) for every Hessian layer, by name, from the init checkpoint (any other tensors ignored).
     std::map<std::string, torch::Tensor> init;
     for (auto& [name, t] : io::read_checkpoint(st->init_checkpoint)) init[name] = t;
-    auto out = open_results(st->common.out, run_info("measures", command_line, *cmd, *dev_world, s), world);
-    auto r = measures::compute_distance(s.context(*dev_world), st->dist, init);
-    out->write_distance(r, st->dist, st->init_checkpoint);
-    finish(*out, st->common.out);
-    print_distance(r);
-    return 0;
+    return run_measurement(world, "measures", command_line, *cmd, st->common, [&](const Session&, measures::MeasureContext& ctx) {
+      auto r = std::make_shared<measures::DistanceResult>(measures::compute_distance(ctx, st->dist, init));
+      return Outcome{[=](ResultsFile& f) { f.write_distance(*r, st->dist, st->init_checkpoint); },
+                     [=] { print_distance(*r); }};
+    });
   };
 }
 
@@ -138,14 +142,10 @@ RunFn add_stability_command(CLI::App& app) {
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
     st->stab.seed = st->common.seed;
     st->stab.validate();
-    Session s = open_session(st->common);
-    auto dev_world = device_world(world, s);
-    auto out = open_results(st->common.out, run_info("stability", command_line, *cmd, *dev_world, s), world);
-    auto r = measures::compute_stability(s.context(*dev_world), st->stab);
-    out->write_stability(r, st->stab);
-    finish(*out, st->common.out);
-    print_stability(r, st->stab.eps);
-    return 0;
+    return run_measurement(world, "stability", command_line, *cmd, st->common, [&](const Session&, measures::MeasureContext& ctx) {
+      auto r = std::make_shared<measures::StabilityResult>(measures::compute_stability(ctx, st->stab));
+      return Outcome{[=](ResultsFile& f) { f.write_stability(*r, st->stab); }, [=] { print_stability(*r, st->stab.eps); }};
+    });
   };
 }
 
@@ -157,14 +157,10 @@ RunFn add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Loss and accuracy of a checkpoint on a dataset");
   add_common_options(cmd, *common);
   return [common, cmd](comm::Communicator& world, const std::string& command_line) {
-    Session s = open_session(*common);
-    auto dev_world = device_world(world, s);
-    auto out = open_results(common->out, run_info("eval", command_line, *cmd, *dev_world, s), world);
-    auto r = measures::evaluate(s.context(*dev_world));
-    out->write_eval(r);
-    finish(*out, common->out);
-    print_eval(r);
-    return 0;
+    return run_measurement(world, "eval", command_line, *cmd, *common, [&](const Session&, measures::MeasureContext& ctx) {
+      auto r = std::make_shared<measures::EvalResult>(measures::evaluate(ctx));
+      return Outcome{[=](ResultsFile& f) { f.write_eval(*r); }, [=] { print_eval(*r); }};
+    });
   };
 }
 
@@ -189,8 +185,11 @@ RunFn add_run_command(CLI::App& app) {
   // --data has a default here.
   cmd->get_option("--data")->required(false);
   add_trace_flags(cmd, st->traces, st->scope, st->rule, st->dist);
-  cmd->add_option("--trace-samples", st->trace_samples, "Samples for the traces (first in dataset order)");
-  cmd->add_option("--stability-samples", st->stability_samples, "Samples for noise stability");
+  // The subsets come from --trace-samples / --stability-samples with a seeded shuffle.
+  cmd->remove_option(cmd->get_option("--sample-size"));
+  cmd->remove_option(cmd->get_option("--shuffle"));
+  cmd->add_option("--trace-samples", st->trace_samples, "Samples for the traces (a seeded shuffle of the dataset)");
+  cmd->add_option("--stability-samples", st->stability_samples, "Samples for noise stability (the same shuffle)");
   cmd->add_option("--eps", st->stab.eps, "Standard deviation of the weight noise");
   cmd->add_option("--repeats", st->stab.repeats, "Noise draws");
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
@@ -200,35 +199,35 @@ RunFn add_run_command(CLI::App& app) {
     st->stab.validate();
     HG_CHECK(st->trace_samples > 0, "--trace-samples must be > 0 (got " << st->trace_samples << ")");
     HG_CHECK(st->stability_samples > 0, "--stability-samples must be > 0 (got " << st->stability_samples << ")");
-    Session s = open_session(st->common);
-    auto dev_world = device_world(world, s);
-    auto out = open_results(st->common.out, run_info("run", command_line, *cmd, *dev_world, s), world);
-    // Spread the subset over all classes: the natural order of an image folder is class by class.
-    auto ctx = s.context(*dev_world);
-    ctx.plan.sample_size = 0;
-    log::info("[1/3] evaluating on every sample");
-    auto ev = measures::evaluate(ctx);
-    out->write_eval(ev);
-    ctx.plan.shuffle = true;
-    ctx.plan.sample_size = st->trace_samples;
-    log::info("[2/3] per-layer traces on " + std::to_string(st->trace_samples) + " samples (seeded shuffle)");
-    auto tr = measures::compute_traces(ctx, st->traces);
-    out->write_traces(tr, st->traces);
-    ctx.plan.sample_size = st->stability_samples;
-    log::info("[3/3] noise stability on " + std::to_string(st->stability_samples) + " samples");
-    auto sb = measures::compute_stability(ctx, st->stab);
-    out->write_stability(sb, st->stab);
-    finish(*out, st->common.out);
-    print_traces(tr);
-    print_eval(ev);
-    print_stability(sb, st->stab.eps);
-    if (log::rank() == 0) {
-      double total = 0;
-      for (double t : tr.layer_mean) total += t;
-      std::printf("  (eps^2/2)·Σ tr(H_ii) from the traces: %.6g (the second-order prediction of the mean change)\n",
-                  0.5 * st->stab.eps * st->stab.eps * total);
-    }
-    return 0;
+    return run_measurement(world, "run", command_line, *cmd, st->common, [&](const Session&, measures::MeasureContext& ctx) {
+      ctx.plan.sample_size = 0;
+      log::info("[1/3] evaluating on every sample");
+      auto ev = std::make_shared<measures::EvalResult>(measures::evaluate(ctx));
+      // The subsets are drawn by a seeded shuffle: an image folder's natural order is class by class.
+      ctx.plan.shuffle = true;
+      ctx.plan.sample_size = st->trace_samples;
+      log::info("[2/3] per-layer traces on " + std::to_string(st->trace_samples) + " samples (seeded shuffle)");
+      auto tr = std::make_shared<measures::TracesResult>(measures::compute_traces(ctx, st->traces));
+      ctx.plan.sample_size = st->stability_samples;
+      log::info("[3/3] noise stability on " + std::to_string(st->stability_samples) + " samples (seeded shuffle)");
+      auto sb = std::make_shared<measures::StabilityResult>(measures::compute_stability(ctx, st->stab));
+      auto write = [=](ResultsFile& f) {
+        f.write_eval(*ev);
+        f.write_traces(*tr, st->traces);
+        f.write_stability(*sb, st->stab);
+      };
+      auto print = [=] {
+        print_traces(*tr);
+        print_eval(*ev);
+        print_stability(*sb, st->stab.eps);
+        if (log::rank() != 0) return;
+        double total = 0;
+        for (double t : tr->layer_mean) total += t;
+        std::printf("  (eps^2/2)·Σ tr(H_ii) from the traces: %.6g (the second-order prediction of the mean change)\n",
+                    0.5 * st->stab.eps * st->stab.eps * total);
+      };
+      return Outcome{write, print};
+    });
   };
 }
 

@@ -118,7 +118,7 @@ std::string resolved_config_json(const CLI::App& command) {
     if (opt->get_lnames().empty()) continue;
     const std::string name = opt->get_lnames()[0];
     if (name == "help") continue;
-    if (opt->get_type_size() == 0) {  // a flag
+    if (opt->get_items_expected_max() == 0) {  // a flag (CLI11 2.x: expected(0), not type_size(0))
       j[name] = opt->count() > 0;
       continue;
     }

@@ -60,6 +60,15 @@ int main(int argc, char** argv) {
   };
 
   try {
+    if (original.size() > 1 && !original[1].empty() && original[1][0] != '-') {
+      std::string known;
+      bool found = false;
+      for (const auto& c : commands) {
+        known += (known.empty() ? "" : ", ") + c.first;
+        found = found || c.first == original[1];
+      }
+      HG_CHECK(found, "unknown subcommand '" << original[1] << "' (expected one of: " << known << "; see --help)");
+    }
     std::vector<std::string> args = hessgap::app::expand_config_args(original);
     std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);  // CLI11 wants reversed, no argv[0]
     try {

@@ -1,0 +1,589 @@
+"""End-to-end tests of the hessgap command line: usage, input errors (exit code, message, no output
+left behind), single- and multi-rank failures, every subcommand's results file, config precedence,
+rank-count independence, and (marker `golden`, ctest cli_golden) the CIFAR-10 accuracy of the
+embedded ResNet-20 on the full test set.
+
+Oracles: the messages and exit codes the CLI documents (docs/cli.md), the layout of
+docs/output-format.md, the bound recomputed here from the stored per-layer maxima, the
+single-process traces for multi-rank runs, and the published accuracy (81.03%) of the weights.
+"""
+import json
+import math
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import (CLASSES, GOLDEN_DATA, IMAGES, SOURCE_DIR, WEIGHTS, leftovers, make_image_folder,
+                      read_safetensors, run_hg, write_safetensors)
+
+SUBCOMMANDS = ["traces", "measures", "stability", "eval", "run"]
+NUM_LAYERS = 20  # ResNet-20: 19 convolutions + the linear head
+
+
+def assert_failed(r, code, *fragments, out_dir=None):
+    """Exit code `code`, every fragment in the output, and nothing left in out_dir."""
+    assert r.rc == code, r
+    for frag in fragments:
+        assert frag in r.output, f"expected {frag!r} in the output\n{r!r}"
+    if out_dir is not None:
+        left = leftovers(out_dir)
+        assert left == [], f"files left in {out_dir}: {left}\n{r!r}"
+
+
+def tiny_args(data=IMAGES, ckpt=WEIGHTS, **extra):
+    """The common flags for a tiny run (1 image per class, 4 samples in batches of 2)."""
+    flags = {"checkpoint": ckpt, "data": data, "max-per-class": 1, "batch-size": 2, "sample-size": 4,
+             "sample-rule": "exact", "verbosity": 0}
+    flags.update(extra)
+    args = []
+    for k, v in flags.items():
+        if v is None:
+            continue
+        args += [f"--{k}"] if v is True else [f"--{k}", str(v)]
+    return args
+
+
+# ---- usage ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_help_of_every_subcommand(hessgap_bin, sub):
+    r = run_hg(sub, "--help")
+    assert r.rc == 0, r
+    assert "--data" in r.stdout and "--out" in r.stdout, r
+    if sub != "run":
+        assert "--checkpoint" in r.stdout and "REQUIRED" in r.stdout, r
+
+
+def test_top_level_help_and_version(hessgap_bin):
+    r = run_hg("--help")
+    assert r.rc == 0, r
+    for sub in SUBCOMMANDS:
+        assert sub in r.stdout, r
+    r = run_hg("--version")
+    assert r.rc == 0 and "hessgap" in r.stdout, r
+
+
+def test_unknown_subcommand_is_usage_error(hessgap_bin):
+    r = run_hg("frobnicate", "--data", "x")
+    assert r.rc == 2, r
+    assert "unknown subcommand 'frobnicate'" in r.output, r
+
+
+def test_no_subcommand_is_usage_error(hessgap_bin):
+    r = run_hg()
+    assert r.rc == 2, r
+    assert "subcommand" in r.output.lower(), r
+
+
+def test_missing_required_flag_is_usage_error(hessgap_bin, tmp_path):
+    r = run_hg("traces", "--data", IMAGES, "--out", tmp_path / "t.h5")
+    assert_failed(r, 2, "--checkpoint", out_dir=tmp_path)
+    assert "required" in r.output.lower(), r
+    r = run_hg("measures", *tiny_args(), "--train-size", 10, "--out", tmp_path / "m.h5")
+    assert_failed(r, 2, "--init-checkpoint", out_dir=tmp_path)
+
+
+def test_unknown_flag_is_usage_error(hessgap_bin, tmp_path):
+    r = run_hg("eval", *tiny_args(), "--no-such-flag", 3, "--out", tmp_path / "e.h5")
+    assert_failed(r, 2, "--no-such-flag", out_dir=tmp_path)
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------
+
+def test_missing_checkpoint(hessgap_bin, tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_hg("eval", *tiny_args(ckpt=missing), "--out", out / "e.h5")
+    assert_failed(r, 2, str(missing), "not found", out_dir=out)
+
+
+def test_random_bytes_checkpoint(hessgap_bin, tmp_path):
+    bad = tmp_path / "random.safetensors"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_hg("eval", *tiny_args(ckpt=bad), "--out", out / "e.h5")
+    assert_failed(r, 2, str(bad), out_dir=out)
+    assert "format" in r.output or "safetensors" in r.output, r
+
+
+def test_truncated_safetensors(hessgap_bin, tmp_path, weights):
+    bad = tmp_path / "truncated.safetensors"
+    bad.write_bytes(weights.read_bytes()[:50000])
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_hg("traces", *tiny_args(ckpt=bad), "--out", out / "t.h5")
+    assert_failed(r, 2, str(bad), "truncated", out_dir=out)
+
+
+def test_architecture_mismatch_names_missing_tensors(hessgap_bin, tmp_path):
+    r = run_hg("eval", *tiny_args(), "--arch", "cifar-resnet32", "--out", tmp_path / "e.h5")
+    assert_failed(r, 2, "layer1.3.conv1.weight", "missing", out_dir=tmp_path)
+    assert str(WEIGHTS) in r.output, r
+
+
+def test_misshaped_tensor_is_named(hessgap_bin, tmp_path, weights):
+    tensors = read_safetensors(weights)
+    name = "layer2.0.conv2.weight"
+    assert tensors[name].shape == (32, 32, 3, 3)
+    tensors[name] = np.zeros((32, 32, 1, 1), dtype=tensors[name].dtype)
+    bad = tmp_path / "misshaped.safetensors"
+    write_safetensors(bad, tensors)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_hg("eval", *tiny_args(ckpt=bad), "--out", out / "e.h5")
+    assert_failed(r, 2, name, "[32, 32, 1, 1]", "[32, 32, 3, 3]", out_dir=out)
+
+
+def write_h5_checkpoint(path, tensors, version=1):
+    """The HDF5 checkpoint layout of docs/output-format.md, written independently with h5py."""
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "hessgap-checkpoint"
+        f.attrs["format_version"] = np.int64(version)
+        f.create_group("metadata").attrs["written_by"] = "test_cli.py"
+        for name, a in tensors.items():
+            ds = f.create_dataset(f"tensors/{name}", data=a)
+            ds.attrs["dtype"] = str(a.dtype)
+            ds.attrs["description"] = f"model tensor {name}"
+
+
+def test_hdf5_checkpoint_gives_the_same_result(hessgap_bin, tmp_path, weights):
+    ck = tmp_path / "resnet20.h5"
+    write_h5_checkpoint(ck, read_safetensors(weights))
+    results = {}
+    for name, path in (("st", weights), ("h5", ck)):
+        r = run_hg("eval", *tiny_args(ckpt=path), "--out", tmp_path / f"{name}.out.h5")
+        assert r.rc == 0, r
+        with h5py.File(tmp_path / f"{name}.out.h5", "r") as f:
+            results[name] = (float(f["eval/loss"][()]), int(f["eval/correct"][()]))
+            assert f["model"].attrs["checkpoint"] == str(path)
+    assert results["st"] == results["h5"]
+
+
+def test_hdf5_checkpoint_errors(hessgap_bin, tmp_path, weights, traces_file):
+    newer = tmp_path / "newer.h5"
+    write_h5_checkpoint(newer, read_safetensors(weights), version=99)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_hg("eval", *tiny_args(ckpt=newer), "--out", out / "e.h5")
+    assert_failed(r, 2, str(newer), "format_version 99", out_dir=out)
+    # A results file is HDF5 but not a checkpoint.
+    r = run_hg("eval", *tiny_args(ckpt=traces_file), "--out", out / "e.h5")
+    assert_failed(r, 2, str(traces_file), "is not a hessgap checkpoint", out_dir=out)
+
+
+def test_init_checkpoint_missing(hessgap_bin, tmp_path):
+    missing = tmp_path / "init.safetensors"
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_hg("measures", *tiny_args(), "--init-checkpoint", missing, "--train-size", 10, "--out", out / "m.h5")
+    assert_failed(r, 2, str(missing), out_dir=out)
+
+
+# ---- data -----------------------------------------------------------------------------------------
+
+def test_data_folder_with_an_empty_class(hessgap_bin, tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    for f in (data / "cat").iterdir():
+        f.unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_hg("eval", *tiny_args(data=data), "--out", out / "e.h5")
+    assert_failed(r, 2, "empty data folder", str(data / "cat"), out_dir=out)
+
+
+def test_data_folder_without_classes(hessgap_bin, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_hg("eval", *tiny_args(data=data), "--out", out / "e.h5")
+    assert_failed(r, 2, str(data), "no class sub-folders", out_dir=out)
+
+
+def test_missing_data_folder(hessgap_bin, tmp_path):
+    r = run_hg("eval", *tiny_args(data=tmp_path / "absent"), "--out", tmp_path / "e.h5")
+    assert_failed(r, 2, str(tmp_path / "absent"), "does not exist", out_dir=tmp_path)
+
+
+def test_corrupt_jpeg_is_named(hessgap_bin, tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    bad = next((data / "dog").iterdir())
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + b"not really a jpeg" * 20)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_hg("eval", *tiny_args(data=data, **{"sample-size": 0}), "--out", out / "e.h5")
+    assert_failed(r, 2, str(bad), out_dir=out)
+
+
+# ---- flag values ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sub,flags,message", [
+    ("eval", ["--batch-size", "0"], "--batch-size must be > 0"),
+    ("traces", ["--sample-size", "-1"], "--sample-size must be >= 0"),
+    ("traces", ["--tol", "0"], "--tol must be > 0"),
+    ("traces", ["--max-probes", "0"], "--max-probes must be >= 1"),
+    ("stability", ["--eps", "0"], "--eps must be > 0"),
+    ("eval", ["--dtype", "float16"], "--dtype must be float32 or float64"),
+    ("traces", ["--sample-rule", "most"], "unknown sample rule 'most'"),
+    ("traces", ["--probe-scope", "diagonal"], "diagonal"),
+    ("measures", ["--train-size", "0", "--init-checkpoint", str(WEIGHTS)], "--train-size must be > 0"),
+])
+def test_invalid_flag_values(hessgap_bin, tmp_path, sub, flags, message):
+    extra = [] if sub != "measures" or "--train-size" in flags else ["--train-size", "10", "--init-checkpoint", WEIGHTS]
+    r = run_hg(sub, *tiny_args(), *extra, *flags, "--out", tmp_path / "o.h5")
+    assert_failed(r, 2, message, out_dir=tmp_path)
+
+
+def test_probe_ranks_must_divide_the_rank_count(hessgap_bin, tmp_path):
+    r = run_hg("traces", *tiny_args(), "--probe-ranks", 3, "--out", tmp_path / "t.h5", np_=2, timeout=60)
+    assert_failed(r, 2, "--probe-ranks 3 must divide the number of ranks (2)", out_dir=tmp_path)
+
+
+def test_output_directory_does_not_exist(hessgap_bin, tmp_path):
+    r = run_hg("eval", *tiny_args(), "--out", "/nonexistent-dir/x.h5")
+    assert_failed(r, 2, "cannot write output '/nonexistent-dir/x.h5'", "does not exist")
+
+
+def test_output_path_is_a_directory(hessgap_bin, tmp_path):
+    target = tmp_path / "adir"
+    target.mkdir()
+    r = run_hg("eval", *tiny_args(), "--out", target)
+    assert_failed(r, 2, f"cannot write output '{target}'", "is a directory")
+    assert leftovers(tmp_path) == ["adir"] and leftovers(target) == []
+
+
+def test_bad_config_file(hessgap_bin, tmp_path):
+    cfg = tmp_path / "bad.json"
+    cfg.write_text("{ not json")
+    r = run_hg("eval", "--config", cfg, *tiny_args())
+    assert_failed(r, 2, str(cfg), "not valid JSON")
+    cfg.write_text('{"data": {"nested": 1}}')
+    r = run_hg("eval", "--config", cfg, *tiny_args())
+    assert_failed(r, 2, "nested object")
+    r = run_hg("eval", *tiny_args(), "--set", "batch-size")
+    assert_failed(r, 2, "--set expects key=value")
+
+
+# ---- one rank fails in a multi-rank job -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rank1_corrupt_data(tmp_path_factory):
+    """1 image per class; sample 1 (class 'automobile') is corrupt. With --batch-size 1 and
+    --sample-size 2 --sample-rule exact, batch 1 = sample 1 belongs to rank 1 only."""
+    data = make_image_folder(tmp_path_factory.mktemp("rank1") / "data", per_class=1)
+    bad = next((data / CLASSES[1]).iterdir())
+    bad.write_bytes(b"\xff\xd8\xff\xe0 corrupt " * 10)
+    return data, bad
+
+
+@pytest.mark.parametrize("sub", ["traces", "eval"])
+def test_error_on_one_rank_ends_the_job(hessgap_bin, tmp_path, rank1_corrupt_data, sub):
+    data, bad = rank1_corrupt_data
+    args = tiny_args(data=data, **{"batch-size": 1, "sample-size": 2, "max-probes": 2 if sub == "traces" else None})
+    r = run_hg(sub, *args, "--out", tmp_path / "o.h5", np_=2, timeout=60)
+    assert r.rc != 0, r
+    assert r.seconds < 45, f"the job took {r.seconds:.0f} s to end (hang?)\n{r!r}"
+    assert str(bad) in r.output and "rank 1" in r.output.replace("[", " ").replace("/", " "), r
+    assert not (tmp_path / "o.h5").exists(), r
+
+
+def test_error_on_one_rank_leaves_no_temp_file(hessgap_bin, tmp_path, rank1_corrupt_data):
+    data, _ = rank1_corrupt_data
+    r = run_hg("traces", *tiny_args(data=data, **{"batch-size": 1, "sample-size": 2, "max-probes": 2}),
+               "--out", tmp_path / "o.h5", np_=2, timeout=60)
+    assert r.rc != 0, r
+    assert leftovers(tmp_path) == [], r
+
+
+def test_single_rank_error_after_output_opened_leaves_nothing(hessgap_bin, tmp_path, rank1_corrupt_data):
+    data, bad = rank1_corrupt_data
+    r = run_hg("traces", *tiny_args(data=data, **{"batch-size": 1, "sample-size": 2, "max-probes": 2}),
+               "--out", tmp_path / "o.h5")
+    assert_failed(r, 2, str(bad), out_dir=tmp_path)
+
+
+# ---- success paths --------------------------------------------------------------------------------
+
+def check_common(path, sub, given, world_size=1):
+    """Root attributes, layer names, descriptions and finiteness of every dataset; returns the config."""
+    with h5py.File(path, "r") as f:
+        a = f.attrs
+        assert a["format"] == "hessgap-results" and int(a["format_version"]) == 1
+        assert a["subcommand"] == sub
+        assert a["hessgap_version"] and a["git_sha"]
+        assert f"hessgap {sub}" in a["command_line"] or f" {sub} " in a["command_line"]
+        assert int(a["world_size"]) == world_size
+        config = json.loads(a["config"])
+        for k, v in given.items():
+            assert k in config, f"config lacks {k}: {config}"
+            if v is not None:
+                assert str(config[k]) == str(v), f"config[{k}] = {config[k]!r}, expected {v!r}"
+        names = [n.decode() if isinstance(n, bytes) else n for n in f["layers/names"][()]]
+        assert len(names) == NUM_LAYERS and names[0] == "conv1.weight" and names[-1] == "linear.weight", names
+        assert f["model"].attrs["arch"] == "cifar-resnet20"
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                assert obj.attrs.get("description"), f"{name} has no description"
+                if obj.dtype.kind in "fi":
+                    v = np.asarray(obj[()], dtype=np.float64)
+                    if name.endswith("batch_std_error"):
+                        v = v[~np.isnan(v)]
+                    assert np.all(np.isfinite(v)), f"{name} has non-finite values: {v}"
+        f.visititems(visit)
+    return config
+
+
+def load_with_reader(path):
+    import hessgap_results
+    res = hessgap_results.load(str(path))
+    assert res.layers[0] == "conv1.weight" and len(res.layers) == NUM_LAYERS
+    return res
+
+
+@pytest.fixture(scope="module")
+def outdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def traces_file(hessgap_bin, outdir):
+    out = outdir / "traces.h5"
+    r = run_hg("traces", *tiny_args(**{"max-probes": 3}), "--out", out)
+    assert r.rc == 0, r
+    assert "Per-layer Hessian traces" in r.stdout, r
+    return out
+
+
+def test_traces_file(traces_file):
+    cfg = check_common(traces_file, "traces", {"max-probes": 3, "batch-size": 2, "sample-size": 4,
+                                                "max-per-class": 1, "checkpoint": str(WEIGHTS)})
+    assert cfg["probe-scope"] == "joint"
+    with h5py.File(traces_file, "r") as f:
+        t = f["traces"]
+        assert t["batch_mean"].shape == (2, NUM_LAYERS)
+        assert t["batch_mean"].dtype == np.float64 and t["batch_probes"].dtype == np.int64
+        probes = t["batch_probes"][()]
+        assert np.all(probes >= 1) and np.all(probes <= 3), probes
+        assert int(t.attrs["max_probes"]) == 3
+        assert list(t["batch_sizes"][()]) == [2, 2]
+        bm = t["batch_mean"][()]
+        np.testing.assert_allclose(t["layer_max"][()], bm.max(axis=0), rtol=1e-12)
+        w = t["batch_sizes"][()] / np.sum(t["batch_sizes"][()])
+        np.testing.assert_allclose(t["layer_mean"][()], w @ bm, rtol=1e-12)
+        se = t["batch_std_error"][()]
+        np.testing.assert_allclose(t["layer_mean_std_error"][()], np.sqrt((w**2) @ (se**2)), rtol=1e-12)
+        assert t["batch_mean"].attrs["units"] == "loss/weight^2"
+    res = load_with_reader(traces_file)
+    assert res.traces["batch_mean"].shape == (2, NUM_LAYERS) and res.config["max-probes"] == "3"
+
+
+def test_reader_cli_summary_and_plot(traces_file, tmp_path):
+    png = tmp_path / "traces.png"
+    p = subprocess.run(["/usr/bin/python3", str(SOURCE_DIR / "analysis" / "hessgap_results.py"),
+                        str(traces_file), "--plot", str(png)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "conv1.weight" in p.stdout and "[traces]" in p.stdout, p.stdout
+    assert png.stat().st_size > 1000
+
+
+def perturbed(tmp_path_factory, weights):
+    """A copy of the weights with small Gaussian noise on every float parameter, so that v != 0."""
+    rng = np.random.default_rng(1234)
+    tensors = read_safetensors(weights)
+    for name, a in tensors.items():
+        if a.dtype.kind == "f" and not name.endswith(("running_mean", "running_var")):
+            tensors[name] = (a + rng.normal(0.0, 0.01 * float(np.std(a)) + 1e-4, a.shape)).astype(a.dtype)
+    path = tmp_path_factory.mktemp("ckpt") / "perturbed.safetensors"
+    write_safetensors(path, tensors)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory, weights):
+    return perturbed(tmp_path_factory, weights)
+
+
+def check_bound(m, train_size):
+    layer_max = m["layer_max"][()]
+    sum_sqrt = float(np.sum(np.sqrt(np.maximum(layer_max, 0.0))))
+    assert math.isclose(float(m["sum_sqrt"][()]), sum_sqrt, rel_tol=1e-12, abs_tol=1e-300)
+    assert math.isclose(float(m["bound"][()]), sum_sqrt / math.sqrt(train_size), rel_tol=1e-12, abs_tol=1e-300)
+    c = float(m["max_loss"][()])
+    assert math.isclose(c, float(np.max(m["batch_loss"][()])), rel_tol=1e-12)
+    assert math.isclose(float(m["bound_c"][()]), math.sqrt(c) * sum_sqrt / math.sqrt(train_size), rel_tol=1e-12)
+    assert int(m["negative_layers"][()]) == int(np.sum(layer_max < 0))
+    np.testing.assert_allclose(layer_max, m["batch_quad"][()].max(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["joint", "block"])
+def test_measures_file(hessgap_bin, outdir, finetuned, mode):
+    out = outdir / f"measures_{mode}.h5"
+    r = run_hg("measures", *tiny_args(ckpt=finetuned), "--init-checkpoint", WEIGHTS, "--train-size", 1000,
+               "--mode", mode, "--out", out)
+    assert r.rc == 0, r
+    assert "bound" in r.stdout, r
+    check_common(out, "measures", {"mode": mode, "train-size": 1000, "init-checkpoint": str(WEIGHTS)})
+    with h5py.File(out, "r") as f:
+        m = f["measures"]
+        assert m.attrs["mode"] == mode and m.attrs["head_reference"] == "zero"
+        assert m["batch_quad"].shape == (2, NUM_LAYERS)
+        check_bound(m, 1000)
+        v = m["v_norm"][()]
+        assert np.all(v > 0), v
+        assert float(m["bound"][()]) > 0
+    res = load_with_reader(out)
+    assert res.measures["batch_quad"].shape == (2, NUM_LAYERS)
+
+
+def test_measures_head_reference_init_with_equal_checkpoints(hessgap_bin, outdir, weights):
+    out = outdir / "measures_init.h5"
+    r = run_hg("measures", *tiny_args(), "--init-checkpoint", weights, "--train-size", 50,
+               "--head-reference", "init", "--out", out)
+    assert r.rc == 0, r
+    check_common(out, "measures", {"head-reference": "init"})
+    with h5py.File(out, "r") as f:
+        m = f["measures"]
+        assert np.all(m["v_norm"][()] == 0.0), m["v_norm"][()]
+        assert np.all(m["batch_quad"][()] == 0.0)
+        assert float(m["bound"][()]) == 0.0
+        check_bound(m, 50)
+    # Around zero (the default), the head's v is the head itself.
+    out0 = outdir / "measures_zero.h5"
+    r = run_hg("measures", *tiny_args(), "--init-checkpoint", weights, "--train-size", 50, "--out", out0)
+    assert r.rc == 0, r
+    head = read_safetensors(weights)["linear.weight"]
+    with h5py.File(out0, "r") as f:
+        v = f["measures/v_norm"][()]
+        assert np.all(v[:-1] == 0.0)
+        assert math.isclose(v[-1], float(np.linalg.norm(head.astype(np.float64))), rel_tol=1e-5)
+
+
+def test_stability_file(hessgap_bin, outdir):
+    out = outdir / "stability.h5"
+    r = run_hg("stability", *tiny_args(), "--eps", "1e-3", "--repeats", 2, "--out", out)
+    assert r.rc == 0, r
+    assert "Noise stability" in r.stdout, r
+    check_common(out, "stability", {"eps": None, "repeats": 2})
+    with h5py.File(out, "r") as f:
+        s = f["stability"]
+        assert s["deltas"].shape == (2,) and int(s["num_samples"][()]) == 4
+        d = s["deltas"][()]
+        assert math.isclose(float(s["mean"][()]), float(d.mean()), rel_tol=1e-12, abs_tol=1e-15)
+        assert math.isclose(float(s["std"][()]), float(d.std()), rel_tol=1e-9, abs_tol=1e-15)
+        assert float(s.attrs["eps"]) == 1e-3
+        assert 0.0 <= float(s["base_accuracy"][()]) <= 1.0
+    load_with_reader(out)
+
+
+def test_eval_file(hessgap_bin, outdir):
+    out = outdir / "eval.h5"
+    r = run_hg("eval", *tiny_args(**{"max-per-class": 2, "sample-size": 0, "batch-size": 7}), "--out", out)
+    assert r.rc == 0, r
+    check_common(out, "eval", {"batch-size": 7, "max-per-class": 2})
+    with h5py.File(out, "r") as f:
+        e = f["eval"]
+        n, correct = int(e["num_samples"][()]), int(e["correct"][()])
+        assert n == 20
+        assert float(e["accuracy"][()]) == correct / n
+        assert 0.0 < float(e["loss"][()]) < 10.0
+        assert e["accuracy"].attrs["units"] == "fraction" and e["loss"].attrs["units"] == "nats"
+    res = load_with_reader(out)
+    assert res.eval["num_samples"] == 20
+
+
+def test_run_file(hessgap_bin, outdir):
+    out = outdir / "run.h5"
+    r = run_hg("run", "--max-per-class", 1, "--trace-samples", 2, "--stability-samples", 4, "--max-probes", 2,
+               "--repeats", 2, "--batch-size", 2, "--verbosity", 0, "--out", out, cwd=outdir)
+    assert r.rc == 0, r
+    cfg = check_common(out, "run", {"trace-samples": 2, "stability-samples": 4, "max-probes": 2})
+    assert cfg["checkpoint"].endswith("resnet20.safetensors")
+    with h5py.File(out, "r") as f:
+        assert int(f["eval/num_samples"][()]) == 10
+        assert f["traces/batch_mean"].shape == (1, NUM_LAYERS)
+        assert np.all(f["traces/batch_probes"][()] <= 2)
+        assert int(f["stability/num_samples"][()]) == 4
+    res = load_with_reader(out)
+    assert res.sections() == ["eval", "traces", "stability"]
+    assert not (outdir / "hessgap-run.h5").exists()
+
+
+def test_config_file_and_set_precedence(hessgap_bin, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"checkpoint": str(WEIGHTS), "data": str(IMAGES), "max_per_class": 1,
+                               "batch-size": 3, "sample-size": 5, "seed": 7, "max-probes": 4,
+                               "sample-rule": "exact", "verbosity": 0}))
+    out = tmp_path / "cfg.h5"
+    r = run_hg("traces", "--config", cfg, "--sample-size", 4, "--seed", 8, "--set", "seed=9",
+               "--set", "max-probes=2", "--out", out)
+    assert r.rc == 0, r
+    config = check_common(out, "traces", {
+        "batch-size": 3,    # config file only
+        "max-per-class": 1,  # config file, snake_case key
+        "sample-size": 4,   # command line beats config
+        "seed": 9,          # --set beats command line and config
+        "max-probes": 2,    # --set beats config
+    })
+    with h5py.File(out, "r") as f:
+        assert list(f["traces/batch_sizes"][()]) == [3, 1]
+        assert int(f["traces"].attrs["seed"]) == 9
+        assert np.all(f["traces/batch_probes"][()] <= 2)
+    assert config["probe-scope"] == "joint"
+    assert config["shuffle"] is False  # boolean flags are JSON booleans
+
+
+def test_boolean_flag_from_set_and_config(hessgap_bin, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"shuffle": False, "seed": 3}))
+    out = tmp_path / "b.h5"
+    r = run_hg("eval", "--config", cfg, *tiny_args(), "--set", "shuffle=true", "--out", out)
+    assert r.rc == 0, r
+    config = check_common(out, "eval", {"seed": 3})
+    assert config["shuffle"] is True
+
+
+# ---- rank-count independence ------------------------------------------------------------------------
+
+def test_traces_same_at_1_and_2_ranks(hessgap_bin, tmp_path):
+    args = tiny_args(**{"max-probes": 3, "sample-size": 6, "batch-size": 2})
+    runs = {
+        "np1": run_hg("traces", *args, "--out", tmp_path / "np1.h5"),
+        "np2": run_hg("traces", *args, "--out", tmp_path / "np2.h5", np_=2, timeout=90),
+        "np2p2": run_hg("traces", *args, "--probe-ranks", 2, "--out", tmp_path / "np2p2.h5", np_=2, timeout=90),
+    }
+    for name, r in runs.items():
+        assert r.rc == 0, r
+    with h5py.File(tmp_path / "np1.h5", "r") as f:
+        ref = f["traces/batch_mean"][()]
+        ref_probes = f["traces/batch_probes"][()]
+    assert ref.shape == (3, NUM_LAYERS)
+    for name in ("np2", "np2p2"):
+        check_common(tmp_path / f"{name}.h5", "traces", {}, world_size=2)
+        with h5py.File(tmp_path / f"{name}.h5", "r") as f:
+            got = f["traces/batch_mean"][()]
+            np.testing.assert_array_equal(f["traces/batch_probes"][()], ref_probes)
+            assert int(f["traces"].attrs["probe_ranks"]) == (2 if name == "np2p2" else 1)
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max(), err_msg=name)
+
+
+# ---- golden: the embedded ResNet-20 on all 10,000 CIFAR-10 test images ------------------------------
+
+@pytest.mark.golden
+def test_golden_cifar10_eval(hessgap_bin, tmp_path):
+    if not GOLDEN_DATA.is_dir():
+        pytest.skip(f"CIFAR-10 test JPEGs not found at {GOLDEN_DATA} (the shared data folder is absent)")
+    out = tmp_path / "golden.h5"
+    r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", GOLDEN_DATA, "--verbosity", 0, "--out", out,
+               np_=2, timeout=900)
+    assert r.rc == 0, r
+    check_common(out, "eval", {}, world_size=2)
+    with h5py.File(out, "r") as f:
+        assert int(f["eval/num_samples"][()]) == 10000
+        assert int(f["eval/correct"][()]) == 8103
+        assert float(f["eval/accuracy"][()]) == pytest.approx(0.8103, abs=1e-12)
+        assert float(f["eval/loss"][()]) == pytest.approx(0.8788, abs=5e-4)
