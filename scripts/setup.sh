@@ -46,8 +46,16 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release "${LAUNCHER[@]}" >"$BUIL
 echo "setup: building in $BUILD with $JOBS job(s)"
 cmake --build "$BUILD" -j "$JOBS"
 
+# OpenBLAS 0.3.21 falls back to generic SSE3 kernels on CPUs it does not recognise (bench/README.md):
+# name the core type from the CPU flags unless the caller did.
+if [[ -z "${OPENBLAS_CORETYPE:-}" ]]; then
+  if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+  elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+fi
+
 # mpirun as root (CI) and with more ranks than cores (tests) must be allowed explicitly.
 MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE)
+[[ -n "${OPENBLAS_CORETYPE:-}" ]] && MPIRUN+=(-x OPENBLAS_CORETYPE)
 [[ $(id -u) -eq 0 ]] && MPIRUN+=(--allow-run-as-root)
 
 case "$MODE" in
