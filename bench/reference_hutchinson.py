@@ -22,7 +22,6 @@ Runs with Debian's /usr/bin/python3 (torch 1.13, Pillow); no torchvision or safe
 import argparse
 import json
 import os
-import struct
 import sys
 import time
 
@@ -37,99 +36,28 @@ from PIL import Image  # noqa: E402
 T_IMPORTED = time.perf_counter()
 
 # ---------------------------------------------------------------------------------------------
-# safetensors (read and write), without the safetensors package
-_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64, "I32": np.int32}
-_NAMES = {np.dtype(v).str: k for k, v in _DTYPES.items()}
+# safetensors and the CIFAR ResNet: shared with the fixture generators (analysis/tools)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "analysis"))
+from tools import safetensors_np  # noqa: E402
+from tools.cifar_resnet import CifarResNet  # noqa: E402,F401  (bench_traces.py uses ref.CifarResNet)
+from tools import cifar_resnet  # noqa: E402
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        arr = np.frombuffer(data[a:b], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
-        out[name] = torch.from_numpy(arr.copy())
-    return out
+    return {k: torch.from_numpy(v) for k, v in safetensors_np.read(path)[0].items()}
 
 
 def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        arr = np.ascontiguousarray(t.detach().cpu().numpy())
-        raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": _NAMES[np.dtype(arr.dtype).newbyteorder("<").str],
-                        "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for raw in blobs:
-            f.write(raw)
+    safetensors_np.write(tmp, {k: t.detach().cpu().numpy() for k, t in tensors.items()})
     os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------------------------
-# akamaster/pytorch_resnet_cifar10 ResNet (option A)
-class BasicBlock(nn.Module):
-    def __init__(self, in_planes, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.subsample = stride != 1 or in_planes != planes
-        self.pad = planes // 4
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        sc = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad)) if self.subsample else x
-        return F.relu(out + sc)
-
-
-class CifarResNet(nn.Module):
-    def __init__(self, depth=20, num_classes=10):
-        super().__init__()
-        n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        in_planes = 16
-        stages = []
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = []
-            for b in range(n):
-                blocks.append(BasicBlock(in_planes, planes, stride if b == 0 else 1))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = stages
-        self.linear = nn.Linear(64, num_classes)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        out = F.avg_pool2d(out, out.size()[3])
-        return self.linear(out.view(out.size(0), -1))
 
 
 def hessian_layers(model):
     """(names, params): conv weights of modules whose name contains "conv", then linear.weight."""
-    names, params = [], []
-    for mname, m in model.named_modules():
-        if isinstance(m, nn.Conv2d) and "conv" in mname:
-            names.append(mname + ".weight")
-            params.append(m.weight)
-    names.append("linear.weight")
-    params.append(model.linear.weight)
-    return names, params
+    names = cifar_resnet.hessian_layers(model)
+    by_name = dict(model.named_parameters())
+    return names, [by_name[n] for n in names]
 
 
 def load_model(path, depth):

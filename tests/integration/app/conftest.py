@@ -10,7 +10,6 @@ suite runs in well under three minutes on two cores.
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -77,40 +76,16 @@ def run_hg(*args, np_=None, timeout=120, cwd=None):
 
 # ---- safetensors (a tiny reader/writer; the python safetensors package is not installed) -------
 
-ST_TO_NP = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "F16": np.float16}
-NP_TO_ST = {np.dtype(v): k for k, v in ST_TO_NP.items()}
+from tools import safetensors_np  # noqa: E402  (analysis/ is on sys.path above)
 
 
 def read_safetensors(path):
     """name -> numpy array, in file order."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    header.pop("__metadata__", None)
-    out = {}
-    for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-        b, e = info["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype=ST_TO_NP[info["dtype"]]).reshape(info["shape"]).copy()
-    return out
+    return safetensors_np.read(path)[0]
 
 
 def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name, a in tensors.items():
-        a = np.ascontiguousarray(a)
-        raw = a.tobytes()
-        header[name] = {"dtype": NP_TO_ST[a.dtype], "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for raw in blobs:
-            f.write(raw)
+    safetensors_np.write(path, tensors)
 
 
 # ---- fixtures -------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Python helpers shared by analysis scripts, test oracles, fixture generators and benchmarks."""
