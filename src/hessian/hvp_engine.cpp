@@ -48,7 +48,8 @@ torch::Tensor HvpEngine::block_hvp(std::size_t i, const torch::Tensor& v_i) {
 }
 
 double dot64(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kFloat64) * b.to(torch::kFloat64)).sum().item<double>();
+  // Products in the tensors' dtype, accumulated in float64: no float64 copies of the operands.
+  return (a * b).sum(torch::kFloat64).item<double>();
 }
 
 }  // namespace hessgap::hessian

@@ -41,7 +41,7 @@ class HvpEngine {
   long products_ = 0;
 };
 
-// Σ over elements of a ⊙ b, accumulated in float64 (a and b of the same shape).
+// Σ over elements of a ⊙ b: products in the operands' dtype, accumulated in float64 (same shapes).
 double dot64(const torch::Tensor& a, const torch::Tensor& b);
 
 }  // namespace hessgap::hessian
