@@ -8,6 +8,7 @@ docs/output-format.md, the bound recomputed here from the stored per-layer maxim
 single-process traces for multi-rank runs, and the published accuracy (81.03%) of the weights.
 """
 import json
+import os
 import math
 import subprocess
 
@@ -613,3 +614,31 @@ def test_golden_cifar10_eval(hessgap_bin, tmp_path):
         assert int(f["eval/correct"][()]) == 8103
         assert float(f["eval/accuracy"][()]) == pytest.approx(0.8103, abs=1e-12)
         assert float(f["eval/loss"][()]) == pytest.approx(0.8788, abs=5e-4)
+
+
+def test_idx_fashion_mnist_traces(hessgap_bin, tmp_path):
+    # The IDX reader end to end: a small CNN on the first Fashion-MNIST test images (Debian's
+    # dataset-fashion-mnist), with random weights written here; 1 rank and 2 ranks agree.
+    root = "/usr/share/datasets/fashion-mnist"
+    if not os.path.exists(os.path.join(root, "t10k-images-idx3-ubyte.gz")):
+        pytest.skip("dataset-fashion-mnist is not installed")
+    rng = np.random.default_rng(0)
+    shapes = {"conv1.weight": (4, 1, 3, 3), "bn1.weight": (4,), "bn1.bias": (4,), "bn1.running_mean": (4,),
+              "bn1.running_var": (4,), "conv2.weight": (8, 4, 3, 3), "bn2.weight": (8,), "bn2.bias": (8,),
+              "bn2.running_mean": (8,), "bn2.running_var": (8,), "fc.weight": (10, 8), "fc.bias": (10,)}
+    tensors = {k: (rng.standard_normal(s) * 0.3 + (1.0 if k.endswith(("running_var", "bn1.weight", "bn2.weight")) else 0.0))
+               .astype(np.float32) for k, s in shapes.items()}
+    ck = tmp_path / "cnn.safetensors"
+    write_safetensors(ck, tensors)
+    args = ["--checkpoint", ck, "--arch", "small-cnn:in=1", "--data", root, "--data-format", "idx",
+            "--normalize", "fashion-mnist", "--batch-size", "4", "--sample-size", "8", "--max-probes", "5",
+            "--verbosity", "0"]
+    r1 = run_hg("traces", *args, "--out", tmp_path / "a.h5")
+    r2 = run_hg("traces", *args, "--out", tmp_path / "b.h5", np_=2)
+    assert r1.rc == 0 and r2.rc == 0, (r1, r2)
+    with h5py.File(tmp_path / "a.h5", "r") as a, h5py.File(tmp_path / "b.h5", "r") as b:
+        assert [n.decode() if isinstance(n, bytes) else n for n in a["layers/names"][()]] == \
+            ["conv1.weight", "conv2.weight", "fc.weight"]
+        assert "idx" in a["data"].attrs["description"].lower() or "fashion" in a["data"].attrs["description"].lower()
+        np.testing.assert_allclose(a["traces/batch_mean"][()], b["traces/batch_mean"][()], rtol=1e-6)
+        assert a["traces/batch_sizes"][()].tolist() == [4, 4, 4]  # reference rule: 8 is not > 8
