@@ -35,7 +35,7 @@ def write(path, tensors, metadata=None):
     header = {"__metadata__": dict(metadata)} if metadata else {}
     blobs, offset = [], 0
     for name, a in items:
-        a = np.ascontiguousarray(np.asarray(a))
+        a = np.asarray(a, order="C")
         raw = a.astype(a.dtype.newbyteorder("<")).tobytes()
         header[name] = {"dtype": NP_TO_ST[np.dtype(a.dtype.newbyteorder("="))], "shape": list(a.shape),
                         "data_offsets": [offset, offset + len(raw)]}

@@ -9,6 +9,7 @@
 
 #include "models/cifar_resnet.h"
 #include "models/mlp.h"
+#include "models/resnet.h"
 #include "models/small_cnn.h"
 #include "util/error.h"
 
@@ -16,6 +17,7 @@ namespace hessgap::models {
 namespace {
 
 const std::vector<std::int64_t> kResNetDepths = {20, 32, 44, 56, 110};
+const std::vector<std::int64_t> kImageNetResNetDepths = {18, 34, 50, 101};
 
 std::string join(const std::vector<std::string>& items, const char* sep) {
   std::string out;
@@ -72,6 +74,7 @@ std::int64_t parse_positive(const std::string& arch, const std::string& key,
 std::vector<std::string> known_architectures() {
   std::vector<std::string> names;
   for (auto d : kResNetDepths) names.push_back("cifar-resnet" + std::to_string(d));
+  for (auto d : kImageNetResNetDepths) names.push_back("resnet" + std::to_string(d));
   names.push_back("mlp");
   names.push_back("small-cnn");
   return names;
@@ -88,6 +91,12 @@ std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num
     if (base == "cifar-resnet" + std::to_string(d)) {
       HG_CHECK(colon == std::string::npos, "model '" << arch << "' takes no options");
       return std::make_shared<CifarResNet>(d, num_classes);
+    }
+  }
+  for (auto d : kImageNetResNetDepths) {
+    if (base == "resnet" + std::to_string(d)) {
+      HG_CHECK(colon == std::string::npos, "model '" << arch << "' takes no options");
+      return std::make_shared<ResNet>(d, num_classes);
     }
   }
   if (base == "mlp") {

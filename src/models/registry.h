@@ -16,6 +16,7 @@ namespace hessgap::models {
 // with torch::manual_seed for reproducibility; a checkpoint normally overwrites the weights).
 // `arch` is one of
 //   cifar-resnet20 | cifar-resnet32 | cifar-resnet44 | cifar-resnet56 | cifar-resnet110
+//   resnet18 | resnet34 | resnet50 | resnet101  torchvision names (models/resnet.h)
 //   mlp[:in=N,hidden=H1-H2-...,act=tanh|gelu]   defaults in=3072, hidden=32, act=tanh;
 //                                               "hidden=" (empty) means no hidden layer
 //   small-cnn[:in=C,c1=C1,c2=C2]                defaults in=3, c1=4, c2=8
