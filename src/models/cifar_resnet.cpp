@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "models/layers.h"
 #include "util/error.h"
 
 namespace hessgap::models {
@@ -11,23 +12,16 @@ namespace {
 namespace nn = torch::nn;
 namespace F = torch::nn::functional;
 
-nn::Conv2d conv3x3(std::int64_t in, std::int64_t out, std::int64_t stride) {
-  return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false));
-}
-
 // akamaster's _weights_init: kaiming_normal_(weight) with its defaults (a = 0, fan_in).
-// Walks children() recursively: modules() needs shared_from_this(), which does not exist yet while
-// the top-level module is being constructed (LibTorch 1.13 checks it even with include_self=false).
 void kaiming_init(nn::Module& module) {
   torch::NoGradGuard no_grad;
-  for (auto& m : module.children()) {
-    if (auto* conv = m->as<nn::Conv2d>()) {
+  visit_submodules(module, [](nn::Module& m) {
+    if (auto* conv = m.as<nn::Conv2d>()) {
       nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanIn, torch::kLeakyReLU);
-    } else if (auto* linear = m->as<nn::Linear>()) {
+    } else if (auto* linear = m.as<nn::Linear>()) {
       nn::init::kaiming_normal_(linear->weight, 0.0, torch::kFanIn, torch::kLeakyReLU);
     }
-    kaiming_init(*m);
-  }
+  });
 }
 
 class BasicBlockImpl : public nn::Module {

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "models/layers.h"
 #include "util/error.h"
 
 namespace hessgap::models {
@@ -11,27 +12,17 @@ namespace {
 namespace nn = torch::nn;
 namespace F = torch::nn::functional;
 
-nn::Conv2d conv3x3(std::int64_t in, std::int64_t out, std::int64_t stride) {
-  return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false));
-}
-
-nn::Conv2d conv1x1(std::int64_t in, std::int64_t out, std::int64_t stride) {
-  return nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false));
-}
-
-// torchvision's ResNet.__init__ init loop. Walks children() recursively: modules() needs
-// shared_from_this(), which does not exist yet while the top-level module is being constructed.
+// torchvision's ResNet.__init__ init loop.
 void torchvision_init(nn::Module& module) {
   torch::NoGradGuard no_grad;
-  for (auto& m : module.children()) {
-    if (auto* conv = m->as<nn::Conv2d>()) {
+  visit_submodules(module, [](nn::Module& m) {
+    if (auto* conv = m.as<nn::Conv2d>()) {
       nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
-    } else if (auto* bn = m->as<nn::BatchNorm2d>()) {
+    } else if (auto* bn = m.as<nn::BatchNorm2d>()) {
       nn::init::ones_(bn->weight);
       nn::init::zeros_(bn->bias);
     }
-    torchvision_init(*m);
-  }
+  });
 }
 
 // The residual branch differs between the two block kinds; the stage loop only needs forward.
