@@ -14,6 +14,11 @@
 #include "io/safetensors.h"
 #include "models/registry.h"
 
+#include "tests/support/tensor_assert.h"
+
+using hessgap::testing::close_rel;
+using hessgap::testing::split_commas;
+
 namespace hm = hessgap::models;
 namespace fs = std::filesystem;
 
@@ -32,25 +37,7 @@ std::string weights_path() {
   return "";
 }
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::string item;
-  std::istringstream is(s);
-  while (std::getline(is, item, ',')) out.push_back(item);
-  return out;
-}
 
-// max |a - b| <= tol * max(|b|_inf, tiny): relative to the reference's scale, so that entries
-// near zero are not judged on their own.
-::testing::AssertionResult close_rel(const torch::Tensor& a, const torch::Tensor& b, double tol) {
-  if (a.sizes() != b.sizes()) {
-    return ::testing::AssertionFailure() << "shape " << a.sizes() << " vs " << b.sizes();
-  }
-  const double err = (a - b).abs().max().item<double>();
-  const double scale = std::max(b.abs().max().item<double>(), 1e-300);
-  if (err <= tol * scale) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "max abs diff " << err << " > " << tol << " * " << scale;
-}
 
 class ResNet20Fixture : public ::testing::Test {
  protected:

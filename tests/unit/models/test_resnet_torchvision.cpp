@@ -17,6 +17,11 @@
 #include "models/resnet.h"
 #include "util/error.h"
 
+#include "tests/support/tensor_assert.h"
+
+using hessgap::testing::close_rel;
+using hessgap::testing::split_commas;
+
 namespace hm = hessgap::models;
 
 namespace {
@@ -46,16 +51,6 @@ std::string listing(const torch::OrderedDict<std::string, torch::Tensor>& items)
   return out;
 }
 
-// max |a - b| <= tol * max(|b|_inf, tiny), as in test_resnet20_fixture.cpp.
-::testing::AssertionResult close_rel(const torch::Tensor& a, const torch::Tensor& b, double tol) {
-  if (a.sizes() != b.sizes()) {
-    return ::testing::AssertionFailure() << "shape " << a.sizes() << " vs " << b.sizes();
-  }
-  const double err = (a - b).abs().max().item<double>();
-  const double scale = std::max(b.abs().max().item<double>(), 1e-300);
-  if (err <= tol * scale) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "max abs diff " << err << " > " << tol << " * " << scale;
-}
 
 // Sorted names of the floating parameters and buffers (the script's closed_form_names).
 std::vector<std::string> closed_form_names(const hm::Classifier& model) {
