@@ -30,9 +30,9 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   if (needs_checkpoint) ck->required();
   cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, mlp[:...], small-cnn[:...])");
   cmd->add_option("--num-classes", o.num_classes, "Classes of the head (default: the dataset's)");
-  cmd->add_option("--data", o.data, "Dataset: an image folder (one sub-folder per class) or an IDX folder")->required();
-  cmd->add_option("--data-format", o.data_format, "imagefolder | idx");
-  cmd->add_option("--split", o.split, "For IDX folders: train | test");
+  cmd->add_option("--data", o.data, "Dataset: an image folder (one sub-folder per class), an IDX folder, a CIFAR binary folder or a Caltech-256 root")->required();
+  cmd->add_option("--data-format", o.data_format, "imagefolder | idx | cifar10 | cifar100 | caltech256");
+  cmd->add_option("--split", o.split, "idx, cifar10, cifar100: train | test; caltech256: train | val | test (30/20/20 files per class)");
   cmd->add_option("--resize", o.resize, "Eval transform: resize the shorter side to this (0: none)");
   cmd->add_option("--crop", o.crop, "Eval transform: center crop to this square size (0: none)");
   cmd->add_option("--normalize", o.normalize, "Normalisation: imagenet | none | fashion-mnist");

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "data/caltech.h"
+#include "data/cifar_binary.h"
 #include "data/idx_dataset.h"
 #include "data/image_folder.h"
 #include "util/error.h"
@@ -43,6 +45,20 @@ std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
     options.max_per_class = spec.max_per_class;
     return std::make_unique<ImageFolderDataset>(spec.path, options);
   }
+  if (spec.kind == "cifar10" || spec.kind == "cifar100" || spec.kind == "caltech256") {
+    HG_CHECK(stats.channels != 1, "normalize '" << spec.normalize << "' is for 1-channel images; " << spec.kind
+                                                << " gives RGB (expected imagenet, cifar10 or none)");
+    EvalTransform transform;
+    transform.resize = spec.resize;
+    transform.crop = spec.crop;
+    transform.mean = stats.mean;
+    transform.stddev = stats.stddev;
+    if (spec.kind == "caltech256") {
+      return std::make_unique<Caltech256Dataset>(spec.path, spec.split, transform, spec.max_per_class);
+    }
+    return std::make_unique<CifarBinaryDataset>(spec.path, spec.split, transform, spec.kind == "cifar100", false,
+                                                spec.max_per_class);
+  }
   if (spec.kind == "idx") {
     HG_CHECK(stats.channels != 3, "normalize '" << spec.normalize << "' is for RGB images; IDX images have one "
                                                 << "channel (expected fashion-mnist, mnist or none)");
@@ -71,7 +87,7 @@ std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
     options.max_per_class = spec.max_per_class;
     return std::make_unique<IdxDataset>(images, labels, options);
   }
-  HG_FAIL("unknown dataset kind '" << spec.kind << "' (expected imagefolder or idx)");
+  HG_FAIL("unknown dataset kind '" << spec.kind << "' (expected imagefolder, idx, cifar10, cifar100 or caltech256)");
 }
 
 }  // namespace hessgap::data

@@ -17,11 +17,18 @@ struct DatasetSpec {
   //                (as /usr/share/datasets/fashion-mnist) and `split` picks "train" or "test"
   //                (t10k); or `path` is an images file whose labels file has the same name with
   //                "images-idx3" replaced by "labels-idx1".
+  // "cifar10":     `path` is a folder holding cifar-10-batches-bin/ (or that folder itself), the
+  //                official binary version; `split` picks "train" (data_batch_1..5) or "test".
+  // "cifar100":    likewise with cifar-100-binary/{train,test}.bin; fine labels (100 classes).
+  // "caltech256":  `path` is the Caltech-256 root (root/NNN.name/<image>, 257.clutter excluded);
+  //                `split` picks "train", "val" or "test" (files 0-29, 30-49, 50-69 of each class
+  //                sorted by name; see caltech.h). max_per_class applies within the split.
+  // The three take resize, crop and a 3-channel (or "none") normalize as "imagefolder" does.
   std::string kind = "imagefolder";
   std::string path;
   std::string split = "test";
-  int resize = 0;  // imagefolder: shorter side (torchvision Resize); 0 = none. idx: must be 0
-  int crop = 0;    // imagefolder: square center crop; 0 = none. idx: must be 0
+  int resize = 0;  // RGB kinds: shorter side (torchvision Resize); 0 = none. idx: must be 0
+  int crop = 0;    // RGB kinds: square center crop; 0 = none. idx: must be 0
   // Per-channel statistics: "imagenet" (0.485,0.456,0.406)/(0.229,0.224,0.225) and "cifar10"
   // (0.4914,0.4822,0.4465)/(0.2470,0.2435,0.2616) for 3-channel images; "fashion-mnist"
   // 0.2860/0.3530 and "mnist" 0.1307/0.3081 for 1-channel IDX images; "none" (mean 0, std 1)
