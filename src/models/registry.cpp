@@ -8,9 +8,12 @@
 #include <sstream>
 
 #include "models/cifar_resnet.h"
+#include "models/hf_config.h"
 #include "models/mlp.h"
 #include "models/resnet.h"
 #include "models/small_cnn.h"
+#include "models/transformer_text.h"
+#include "models/vit.h"
 #include "util/error.h"
 
 namespace hessgap::models {
@@ -80,6 +83,25 @@ std::vector<std::string> known_architectures() {
   return names;
 }
 
+std::vector<std::string> hf_architectures() { return {"bert-base", "roberta-base", "vit-base"}; }
+
+namespace {
+
+std::shared_ptr<Classifier> build_transformer(const TransformerConfig& config,
+                                              std::int64_t num_classes, const std::string& arch) {
+  if (config.model_type == "vit") {
+    return std::make_shared<VisionTransformer>(config, num_classes, arch);
+  }
+  return std::make_shared<TextTransformer>(config, num_classes, arch);
+}
+
+}  // namespace
+
+std::shared_ptr<Classifier> make_hf_model(const std::string& path, std::int64_t num_classes) {
+  const auto config = read_hf_config(path);
+  return build_transformer(config, num_classes > 0 ? num_classes : config.num_labels, "hf:" + path);
+}
+
 std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num_classes) {
   HG_CHECK(num_classes >= 1, "model '" << arch << "': num_classes must be >= 1, got "
                                        << num_classes);
@@ -98,6 +120,22 @@ std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num
       HG_CHECK(colon == std::string::npos, "model '" << arch << "' takes no options");
       return std::make_shared<ResNet>(d, num_classes);
     }
+  }
+  if (base == "bert-base" || base == "roberta-base" || base == "vit-base") {
+    HG_CHECK(colon == std::string::npos, "model '" << arch << "' takes no options");
+    const auto config = base == "bert-base"      ? bert_base_config()
+                        : base == "roberta-base" ? roberta_base_config()
+                                                 : vit_base_config();
+    return build_transformer(config, num_classes, arch);
+  }
+  if (base == "hf" || base == "bert" || base == "roberta" || base == "vit") {
+    HG_CHECK(!rest.empty(), "model '" << arch << "': expected " << base
+                                      << ":<config.json or Hugging Face folder>");
+    const auto config = read_hf_config(rest);
+    HG_CHECK(base == "hf" || config.model_type == base,
+             "model '" << arch << "': " << config.source << " has model_type '"
+                       << config.model_type << "', not '" << base << "'");
+    return build_transformer(config, num_classes, arch);
   }
   if (base == "mlp") {
     auto opts = parse_options(arch, rest, {"in", "hidden", "act"});
@@ -123,7 +161,9 @@ std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num
     return std::make_shared<SmallCnn>(o, num_classes);
   }
   HG_FAIL("unknown model architecture '" << arch << "' (known: "
-                                         << join(known_architectures(), ", ") << ")");
+                                         << join(known_architectures(), ", ") << ", "
+                                         << join(hf_architectures(), ", ")
+                                         << ", hf:<path>, bert:<path>, roberta:<path>, vit:<path>)");
 }
 
 std::vector<torch::Tensor> parameters_by_name(const Classifier& model,

@@ -1,0 +1,151 @@
+#include "models/hf_config.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "util/error.h"
+
+namespace hessgap::models {
+namespace {
+
+using nlohmann::json;
+
+std::int64_t get_int(const json& j, const std::string& key, const std::string& file, bool required,
+                     std::int64_t fallback) {
+  if (!j.contains(key) || j.at(key).is_null()) {
+    HG_CHECK(!required, "config " << file << ": missing field '" << key << "'");
+    return fallback;
+  }
+  const auto& v = j.at(key);
+  HG_CHECK(v.is_number_integer(), "config " << file << ": field '" << key
+                                             << "' must be an integer, got " << v.dump());
+  return v.get<std::int64_t>();
+}
+
+}  // namespace
+
+void validate(const TransformerConfig& c) {
+  const std::string& f = c.source;
+  HG_CHECK(c.model_type == "bert" || c.model_type == "roberta" || c.model_type == "vit",
+           "config " << f << ": model_type '" << c.model_type
+                     << "' is not supported (bert, roberta, vit)");
+  auto positive = [&](std::int64_t v, const char* name) {
+    HG_CHECK(v >= 1, "config " << f << ": field '" << name << "' must be >= 1, got " << v);
+  };
+  positive(c.hidden_size, "hidden_size");
+  positive(c.num_hidden_layers, "num_hidden_layers");
+  positive(c.num_attention_heads, "num_attention_heads");
+  positive(c.intermediate_size, "intermediate_size");
+  positive(c.num_labels, "num_labels");
+  HG_CHECK(c.hidden_size % c.num_attention_heads == 0,
+           "config " << f << ": hidden_size " << c.hidden_size
+                     << " is not a multiple of num_attention_heads " << c.num_attention_heads);
+  HG_CHECK(c.layer_norm_eps > 0, "config " << f << ": field 'layer_norm_eps' must be > 0");
+  if (c.model_type == "vit") {
+    positive(c.image_size, "image_size");
+    positive(c.patch_size, "patch_size");
+    positive(c.num_channels, "num_channels");
+    HG_CHECK(c.image_size % c.patch_size == 0, "config " << f << ": image_size " << c.image_size
+                                                         << " is not a multiple of patch_size "
+                                                         << c.patch_size);
+  } else {
+    positive(c.vocab_size, "vocab_size");
+    positive(c.max_position_embeddings, "max_position_embeddings");
+    positive(c.type_vocab_size, "type_vocab_size");
+    HG_CHECK(c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size,
+             "config " << f << ": field 'pad_token_id' " << c.pad_token_id
+                       << " is outside the vocabulary [0, " << c.vocab_size << ")");
+    if (c.model_type == "roberta") {
+      HG_CHECK(c.max_position_embeddings > c.pad_token_id + 1,
+               "config " << f << ": max_position_embeddings " << c.max_position_embeddings
+                         << " leaves no position after pad_token_id + 1");
+    }
+  }
+}
+
+TransformerConfig read_hf_config(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::string file = path;
+  if (fs::is_directory(path)) file = (fs::path(path) / "config.json").string();
+  std::ifstream in(file);
+  HG_CHECK(in.good(), "config " << file << ": cannot open (expected a Hugging Face config.json)");
+  json j;
+  try {
+    in >> j;
+  } catch (const std::exception& e) {
+    HG_FAIL("config " << file << ": invalid JSON: " << e.what());
+  }
+  HG_CHECK(j.is_object(), "config " << file << ": not a JSON object");
+  TransformerConfig c;
+  c.source = file;
+  HG_CHECK(j.contains("model_type") && j.at("model_type").is_string(),
+           "config " << file << ": missing field 'model_type' (string)");
+  c.model_type = j.at("model_type").get<std::string>();
+  const bool vit = c.model_type == "vit";
+  c.hidden_size = get_int(j, "hidden_size", file, true, 0);
+  c.num_hidden_layers = get_int(j, "num_hidden_layers", file, true, 0);
+  c.num_attention_heads = get_int(j, "num_attention_heads", file, true, 0);
+  c.intermediate_size = get_int(j, "intermediate_size", file, true, 0);
+  if (j.contains("layer_norm_eps") && !j.at("layer_norm_eps").is_null()) {
+    HG_CHECK(j.at("layer_norm_eps").is_number(),
+             "config " << file << ": field 'layer_norm_eps' must be a number");
+    c.layer_norm_eps = j.at("layer_norm_eps").get<double>();
+  }
+  if (j.contains("hidden_act") && !j.at("hidden_act").is_null()) {
+    const auto& act = j.at("hidden_act");
+    HG_CHECK(act.is_string() && act.get<std::string>() == "gelu",
+             "config " << file << ": field 'hidden_act' " << act.dump()
+                       << " is not supported (only \"gelu\", the exact erf form)");
+  }
+  if (j.contains("id2label") && j.at("id2label").is_object()) {
+    c.num_labels = static_cast<std::int64_t>(j.at("id2label").size());
+  } else {
+    c.num_labels = get_int(j, "num_labels", file, false, 2);
+  }
+  if (vit) {
+    c.image_size = get_int(j, "image_size", file, true, 0);
+    c.patch_size = get_int(j, "patch_size", file, true, 0);
+    c.num_channels = get_int(j, "num_channels", file, false, 3);
+    if (j.contains("qkv_bias") && !j.at("qkv_bias").is_null()) {
+      HG_CHECK(j.at("qkv_bias").is_boolean(), "config " << file << ": field 'qkv_bias' must be a boolean");
+      c.qkv_bias = j.at("qkv_bias").get<bool>();
+    }
+  } else {
+    c.vocab_size = get_int(j, "vocab_size", file, true, 0);
+    c.max_position_embeddings = get_int(j, "max_position_embeddings", file, true, 0);
+    c.type_vocab_size = get_int(j, "type_vocab_size", file, false, 2);
+    c.pad_token_id = get_int(j, "pad_token_id", file, false, c.model_type == "roberta" ? 1 : 0);
+  }
+  validate(c);
+  return c;
+}
+
+TransformerConfig bert_base_config() {
+  TransformerConfig c;
+  c.model_type = "bert";
+  c.source = "built-in bert-base";
+  return c;
+}
+
+TransformerConfig roberta_base_config() {
+  TransformerConfig c;
+  c.model_type = "roberta";
+  c.vocab_size = 50265;
+  c.max_position_embeddings = 514;
+  c.type_vocab_size = 1;
+  c.pad_token_id = 1;
+  c.layer_norm_eps = 1e-5;
+  c.source = "built-in roberta-base";
+  return c;
+}
+
+TransformerConfig vit_base_config() {
+  TransformerConfig c;
+  c.model_type = "vit";
+  c.source = "built-in vit-base";
+  return c;
+}
+
+}  // namespace hessgap::models

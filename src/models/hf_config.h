@@ -1,0 +1,54 @@
+// Hugging Face config.json for the transformer models (BERT, RoBERTa, ViT): the fields the C++
+// ports use, parsed with errors that name the file and the field, plus built-in base configs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace hessgap::models {
+
+struct TransformerConfig {
+  std::string model_type;  // "bert" | "roberta" | "vit"
+  std::int64_t hidden_size = 768;
+  std::int64_t num_hidden_layers = 12;
+  std::int64_t num_attention_heads = 12;
+  std::int64_t intermediate_size = 3072;
+  double layer_norm_eps = 1e-12;
+  std::int64_t num_labels = 2;  // size of id2label if present, else num_labels, else 2
+  // Text models (bert, roberta).
+  std::int64_t vocab_size = 30522;
+  std::int64_t max_position_embeddings = 512;
+  std::int64_t type_vocab_size = 2;
+  std::int64_t pad_token_id = 0;
+  // Vision (vit).
+  std::int64_t image_size = 224;
+  std::int64_t patch_size = 16;
+  std::int64_t num_channels = 3;
+  bool qkv_bias = true;
+  // Where the config came from (the file path, or "built-in <name>"), for error messages.
+  std::string source;
+};
+
+// Reads a Hugging Face config.json; `path` is the file or a folder holding config.json.
+// Required: model_type (bert | roberta | vit), hidden_size, num_hidden_layers,
+// num_attention_heads, intermediate_size; text: vocab_size, max_position_embeddings;
+// vit: image_size, patch_size. Optional with Hugging Face's defaults: layer_norm_eps (1e-12),
+// type_vocab_size (2), pad_token_id (bert 0, roberta 1), num_channels (3), qkv_bias (true).
+// hidden_act must be "gelu" (the exact erf form; other activations are refused) when present.
+// Errors (hessgap::Error) name the file and the field: missing file, bad JSON, missing or
+// mistyped field, non-positive sizes, hidden_size not divisible by num_attention_heads,
+// image_size not divisible by patch_size, pad_token_id outside the vocabulary.
+TransformerConfig read_hf_config(const std::string& path);
+
+// Checks the invariants listed above (read_hf_config calls it; the constructors do too).
+void validate(const TransformerConfig& config);
+
+// bert-base-uncased / roberta-base / google/vit-base-patch16-224 shapes (12 layers, hidden 768,
+// 12 heads, ffn 3072): bert vocab 30522, 512 positions, 2 token types, eps 1e-12, pad 0;
+// roberta vocab 50265, 514 positions, 1 token type, eps 1e-5, pad 1; vit 224x224, patch 16,
+// 3 channels, eps 1e-12. num_labels 2.
+TransformerConfig bert_base_config();
+TransformerConfig roberta_base_config();
+TransformerConfig vit_base_config();
+
+}  // namespace hessgap::models
