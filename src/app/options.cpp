@@ -28,7 +28,7 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   auto* ck = cmd->add_option("--checkpoint", o.checkpoint,
                              "Model weights: safetensors file, Hugging Face folder or hessgap HDF5 checkpoint");
   if (needs_checkpoint) ck->required();
-  cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, mlp[:...], small-cnn[:...])");
+  cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, bert-base, roberta-base, vit-base, hf:FOLDER, mlp[:...], small-cnn[:...])");
   cmd->add_option("--num-classes", o.num_classes, "Classes of the head (default: the dataset's)");
   cmd->add_option("--data", o.data, "Dataset: an image folder (one sub-folder per class), an IDX folder, a CIFAR binary folder or a Caltech-256 root")->required();
   cmd->add_option("--data-format", o.data_format, "imagefolder | idx | cifar10 | cifar100 | caltech256");
