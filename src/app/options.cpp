@@ -31,11 +31,15 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, bert-base, roberta-base, vit-base, hf:FOLDER, mlp[:...], small-cnn[:...])");
   cmd->add_option("--num-classes", o.num_classes, "Classes of the head (default: the dataset's)");
   cmd->add_option("--data", o.data, "Dataset: an image folder (one sub-folder per class), an IDX folder, a CIFAR binary folder or a Caltech-256 root")->required();
-  cmd->add_option("--data-format", o.data_format, "imagefolder | idx | cifar10 | cifar100 | caltech256");
-  cmd->add_option("--split", o.split, "idx, cifar10, cifar100: train | test; caltech256: train | val | test (30/20/20 files per class)");
+  cmd->add_option("--data-format", o.data_format, "imagefolder | idx | cifar10 | cifar100 | caltech256 | domainnet | mit-indoor");
+  cmd->add_option("--split", o.split, "idx, cifar10, cifar100: train | test; caltech256, domainnet, mit-indoor: train | val | test");
   cmd->add_option("--resize", o.resize, "Eval transform: resize the shorter side to this (0: none)");
   cmd->add_option("--crop", o.crop, "Eval transform: center crop to this square size (0: none)");
   cmd->add_option("--normalize", o.normalize, "Normalisation: imagenet | none | fashion-mnist");
+  cmd->add_option("--domain", o.domain, "domainnet: clipart | infograph | painting | quickdraw | real | sketch");
+  cmd->add_option("--sample", o.domain_sample, "domainnet: the class sample, 1 or 2 (the reference's --sample)");
+  cmd->add_option("--label-source", o.label_source, "domainnet: weak (majority-vote labels) | true; default weak for train, true otherwise");
+  cmd->add_option("--valid-split", o.valid_split, "mit-indoor: fraction of the training list held out for validation");
   cmd->add_option("--max-per-class", o.max_per_class, "Image folders: only the first N files of each class (0: all)");
   cmd->add_option("--batch-size,--bs", o.batch_size, "Samples per batch (the reference's README uses 4)");
   cmd->add_option("--sample-size", o.sample_size, "Samples to use (0: all); see --sample-rule");
@@ -99,6 +103,11 @@ Session open_session(const CommonOptions& o) {
   spec.crop = o.crop;
   spec.normalize = o.normalize;
   spec.max_per_class = o.max_per_class;
+  spec.domain = o.domain;
+  spec.sample = o.domain_sample;
+  spec.label_source = o.label_source;
+  spec.valid_split = o.valid_split;
+  spec.split_seed = o.seed;
   s.dataset = data::open_dataset(spec);
   log::info("data: " + s.dataset->describe());
 

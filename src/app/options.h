@@ -31,6 +31,10 @@ struct CommonOptions {
   int resize = 0, crop = 0;
   std::string normalize = "imagenet";
   std::int64_t max_per_class = 0;
+  std::string domain = "clipart";  // domainnet
+  int domain_sample = 1;           // domainnet: class sample 1 or 2
+  std::string label_source;        // domainnet: weak | true ("" = weak for train, true otherwise)
+  double valid_split = 0.1;        // mit-indoor: fraction of TrainImages.txt used for validation
   std::int64_t batch_size = 4;
   std::int64_t sample_size = 100;
   std::string sample_rule = "reference";

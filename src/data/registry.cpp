@@ -4,8 +4,10 @@
 
 #include "data/caltech.h"
 #include "data/cifar_binary.h"
+#include "data/domainnet.h"
 #include "data/idx_dataset.h"
 #include "data/image_folder.h"
+#include "data/mit_indoor.h"
 #include "util/error.h"
 
 namespace hessgap::data {
@@ -32,8 +34,24 @@ NormalizeStats normalize_stats(const std::string& name) {
 }
 
 std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
-  const NormalizeStats stats = normalize_stats(spec.normalize);
   HG_CHECK(!spec.path.empty(), "dataset of kind '" << spec.kind << "': no path given");
+  if (spec.kind == "domainnet") {
+    HG_CHECK(spec.normalize == "domain", "dataset '" << spec.path << "' of kind domainnet: normalize must be "
+                                                     << "'domain' (the domain's train statistics), got '"
+                                                     << spec.normalize << "'");
+    HG_CHECK(spec.crop == 0, "dataset '" << spec.path << "' of kind domainnet: crop is not supported (expected 0, got "
+                                         << spec.crop << ")");
+    DomainNetOptions options;
+    options.sample = spec.sample;
+    options.domain = spec.domain;
+    options.partition = spec.split;
+    options.label_source = spec.label_source;
+    options.resize = spec.resize;
+    options.max_per_class = spec.max_per_class;
+    return std::make_unique<DomainNetDataset>(spec.path, options);
+  }
+  HG_CHECK(spec.normalize != "domain", "normalize 'domain' is only for kind domainnet, not '" << spec.kind << "'");
+  const NormalizeStats stats = normalize_stats(spec.normalize);
   if (spec.kind == "imagefolder") {
     HG_CHECK(stats.channels != 1, "normalize '" << spec.normalize << "' is for 1-channel images; image folders "
                                                 << "give RGB (expected imagenet, cifar10 or none)");
@@ -45,7 +63,7 @@ std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
     options.max_per_class = spec.max_per_class;
     return std::make_unique<ImageFolderDataset>(spec.path, options);
   }
-  if (spec.kind == "cifar10" || spec.kind == "cifar100" || spec.kind == "caltech256") {
+  if (spec.kind == "cifar10" || spec.kind == "cifar100" || spec.kind == "caltech256" || spec.kind == "mit-indoor") {
     HG_CHECK(stats.channels != 1, "normalize '" << spec.normalize << "' is for 1-channel images; " << spec.kind
                                                 << " gives RGB (expected imagenet, cifar10 or none)");
     EvalTransform transform;
@@ -53,6 +71,14 @@ std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
     transform.crop = spec.crop;
     transform.mean = stats.mean;
     transform.stddev = stats.stddev;
+    if (spec.kind == "mit-indoor") {
+      MitIndoorOptions options;
+      options.transform = transform;
+      options.valid_split = spec.valid_split;
+      options.split_seed = spec.split_seed;
+      options.max_per_class = spec.max_per_class;
+      return std::make_unique<MitIndoorDataset>(spec.path, spec.split, options);
+    }
     if (spec.kind == "caltech256") {
       return std::make_unique<Caltech256Dataset>(spec.path, spec.split, transform, spec.max_per_class);
     }
@@ -87,7 +113,7 @@ std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
     options.max_per_class = spec.max_per_class;
     return std::make_unique<IdxDataset>(images, labels, options);
   }
-  HG_FAIL("unknown dataset kind '" << spec.kind << "' (expected imagefolder, idx, cifar10, cifar100 or caltech256)");
+  HG_FAIL("unknown dataset kind '" << spec.kind << "' (expected imagefolder, idx, cifar10, cifar100, caltech256, domainnet or mit-indoor)");
 }
 
 }  // namespace hessgap::data

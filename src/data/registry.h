@@ -23,7 +23,15 @@ struct DatasetSpec {
   // "caltech256":  `path` is the Caltech-256 root (root/NNN.name/<image>, 257.clutter excluded);
   //                `split` picks "train", "val" or "test" (files 0-29, 30-49, 50-69 of each class
   //                sorted by name; see caltech.h). max_per_class applies within the split.
-  // The three take resize, crop and a 3-channel (or "none") normalize as "imagefolder" does.
+  // "domainnet":   `path` is the DomainNet root in the layout of domainnet.h (sample_classes_{s}.txt,
+  //                sample_{s}/...); `split` picks the partition "train", "val" or "test"; `domain`,
+  //                `sample` and `label_source` ("" = weak for train, true otherwise) as DomainNetOptions.
+  //                normalize "domain" (the reference) uses the domain's train statistics; crop must be
+  //                0. The reference transform is resize 224, normalize "domain".
+  // "mit-indoor":  `path` is the MIT-Indoor-67 root (Images/<class>/<file>, TrainImages.txt,
+  //                TestImages.txt); `split` picks "train", "val" or "test"; `valid_split` and
+  //                `split_seed` choose the validation part of TrainImages.txt (see mit_indoor.h).
+  // These take resize, crop and a 3-channel (or "none") normalize as "imagefolder" does.
   std::string kind = "imagefolder";
   std::string path;
   std::string split = "test";
@@ -32,9 +40,17 @@ struct DatasetSpec {
   // Per-channel statistics: "imagenet" (0.485,0.456,0.406)/(0.229,0.224,0.225) and "cifar10"
   // (0.4914,0.4822,0.4465)/(0.2470,0.2435,0.2616) for 3-channel images; "fashion-mnist"
   // 0.2860/0.3530 and "mnist" 0.1307/0.3081 for 1-channel IDX images; "none" (mean 0, std 1)
-  // for either. A 3-channel name with kind "idx" (or the reverse) is an error.
+  // for either; "domain" (kind "domainnet" only): the domain's train statistics. A 3-channel name
+  // with kind "idx" (or the reverse) is an error.
   std::string normalize = "imagenet";
   std::int64_t max_per_class = 0;  // first N samples of each class; 0 = all
+  // "domainnet" only.
+  std::string domain = "clipart";
+  int sample = 1;
+  std::string label_source;  // "", "weak" or "true"
+  // "mit-indoor" only.
+  double valid_split = 0.1;
+  std::uint64_t split_seed = 0;
 };
 
 // Per-channel mean and stddev for a `normalize` name (1-channel names repeat their value).
