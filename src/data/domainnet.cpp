@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "data/image.h"
+#include "data/image_folder.h"
 #include "data/npy.h"
 #include "util/error.h"
 
@@ -223,48 +224,15 @@ const std::string& DomainNetDataset::file(std::int64_t i) const {
 }
 
 Batch DomainNetDataset::get_batch(const std::vector<std::int64_t>& ids) const {
-  for (std::int64_t id : ids) {
-    HG_CHECK(id >= 0 && id < size(), "DomainNet '" << dir_ << "': sample id " << id << " out of range [0, " << size() << ")");
-  }
-  const std::size_t n = ids.size();
-  std::vector<torch::Tensor> inputs(n);
-  std::vector<std::exception_ptr> errors(n);
-  std::atomic<std::size_t> next{0};
-  auto work = [&]() {
-    for (std::size_t k = next++; k < n; k = next++) {
-      try {
-        inputs[k] = apply_eval_transform(decode_image(file(ids[k])), transform_);
-      } catch (...) {
-        errors[k] = std::current_exception();
-      }
-    }
-  };
-  const std::size_t threads = std::min<std::size_t>(static_cast<std::size_t>(options_.num_threads), n);
-  if (threads <= 1) {
-    work();
-  } else {
-    std::vector<std::thread> pool;
-    for (std::size_t t = 0; t < threads; ++t) pool.emplace_back(work);
-    for (std::thread& t : pool) t.join();
-  }
-  for (const std::exception_ptr& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
+  std::vector<std::string> paths;
+  paths.reserve(ids.size());
+  for (std::int64_t id : ids) paths.push_back(file(id));  // checks the range
   Batch batch;
   batch.sample_ids = ids;
-  batch.labels = torch::empty({static_cast<std::int64_t>(n)}, torch::kInt64);
+  batch.labels = torch::empty({static_cast<std::int64_t>(ids.size())}, torch::kInt64);
   std::int64_t* labels = batch.labels.data_ptr<std::int64_t>();
-  for (std::size_t k = 0; k < n; ++k) labels[k] = label(ids[k]);
-  if (n == 0) {
-    batch.inputs = torch::empty({0, 3, 0, 0}, torch::kFloat32);
-    return batch;
-  }
-  for (std::size_t k = 1; k < n; ++k) {
-    HG_CHECK(inputs[k].sizes() == inputs[0].sizes(),
-             "DomainNet '" << dir_ << "': images of one batch differ in size after the resize: '" << file(ids[0])
-                           << "' gives " << inputs[0].sizes() << ", '" << file(ids[k]) << "' gives " << inputs[k].sizes());
-  }
-  batch.inputs = torch::stack(inputs);
+  for (std::size_t k = 0; k < ids.size(); ++k) labels[k] = label(ids[k]);
+  batch.inputs = load_image_batch(paths, transform_, options_.num_threads, "DomainNet '" + dir_ + "'");
   return batch;
 }
 

@@ -116,24 +116,23 @@ const std::string& ImageFolderDataset::file(std::int64_t i) const {
   return files_[static_cast<std::size_t>(i)];
 }
 
-Batch ImageFolderDataset::get_batch(const std::vector<std::int64_t>& ids) const {
-  for (std::int64_t id : ids) {
-    HG_CHECK(id >= 0 && id < size(), "image folder '" << root_ << "': sample id " << id << " out of range [0, " << size() << ")");
-  }
-  const std::size_t n = ids.size();
+torch::Tensor load_image_batch(const std::vector<std::string>& paths, const EvalTransform& transform, int num_threads,
+                               const std::string& what) {
+  const std::size_t n = paths.size();
+  if (n == 0) return torch::empty({0, 3, transform.crop, transform.crop}, torch::kFloat32);
   std::vector<torch::Tensor> inputs(n);
   std::vector<std::exception_ptr> errors(n);
   std::atomic<std::size_t> next{0};
   auto work = [&]() {
     for (std::size_t k = next++; k < n; k = next++) {
       try {
-        inputs[k] = apply_eval_transform(decode_image(files_[static_cast<std::size_t>(ids[k])]), options_.transform);
+        inputs[k] = apply_eval_transform(decode_image(paths[k]), transform);
       } catch (...) {
         errors[k] = std::current_exception();
       }
     }
   };
-  const std::size_t threads = std::min<std::size_t>(static_cast<std::size_t>(options_.num_threads), n);
+  const std::size_t threads = std::min<std::size_t>(static_cast<std::size_t>(std::max(num_threads, 1)), n);
   if (threads <= 1) {
     work();
   } else {
@@ -145,24 +144,25 @@ Batch ImageFolderDataset::get_batch(const std::vector<std::int64_t>& ids) const 
   for (const std::exception_ptr& e : errors) {
     if (e) std::rethrow_exception(e);
   }
-
-  Batch batch;
-  batch.sample_ids = ids;
-  batch.labels = torch::empty({static_cast<std::int64_t>(n)}, torch::kInt64);
-  std::int64_t* labels = batch.labels.data_ptr<std::int64_t>();
-  for (std::size_t k = 0; k < n; ++k) labels[k] = labels_[static_cast<std::size_t>(ids[k])];
-  if (n == 0) {
-    batch.inputs = torch::empty({0, 3, options_.transform.crop, options_.transform.crop}, torch::kFloat32);
-    return batch;
-  }
   for (std::size_t k = 1; k < n; ++k) {
     HG_CHECK(inputs[k].sizes() == inputs[0].sizes(),
-             "image folder '" << root_ << "': images of one batch differ in size after the transform: '"
-                              << files_[static_cast<std::size_t>(ids[0])] << "' gives " << inputs[0].sizes() << ", '"
-                              << files_[static_cast<std::size_t>(ids[k])] << "' gives " << inputs[k].sizes()
-                              << " (set a crop size so that all images come out the same)");
+             what << ": images of one batch differ in size after the transform: '" << paths[0] << "' gives "
+                  << inputs[0].sizes() << ", '" << paths[k] << "' gives " << inputs[k].sizes()
+                  << " (set a crop size so that all images come out the same)");
   }
-  batch.inputs = torch::stack(inputs);
+  return torch::stack(inputs);
+}
+
+Batch ImageFolderDataset::get_batch(const std::vector<std::int64_t>& ids) const {
+  std::vector<std::string> paths;
+  paths.reserve(ids.size());
+  for (std::int64_t id : ids) paths.push_back(file(id));  // checks the range
+  Batch batch;
+  batch.sample_ids = ids;
+  batch.labels = torch::empty({static_cast<std::int64_t>(ids.size())}, torch::kInt64);
+  std::int64_t* labels = batch.labels.data_ptr<std::int64_t>();
+  for (std::size_t k = 0; k < ids.size(); ++k) labels[k] = labels_[static_cast<std::size_t>(ids[k])];
+  batch.inputs = load_image_batch(paths, options_.transform, options_.num_threads, "image folder '" + root_ + "'");
   return batch;
 }
 

@@ -17,6 +17,13 @@ struct ImageFolderOptions {
   int num_threads = 4;             // decoding threads per get_batch call (1 = decode in the caller)
 };
 
+// Decodes and transforms the images at `paths` with up to `num_threads` threads and stacks them,
+// in order, into float32 [N,3,H,W]. Shared by every dataset of image files. Throws the error of the
+// first failing path (in `paths` order, whatever the threads), or, naming `what` and two files, when
+// the images differ in size after the transform. N = 0 gives [0,3,crop,crop].
+torch::Tensor load_image_batch(const std::vector<std::string>& paths, const EvalTransform& transform, int num_threads,
+                               const std::string& what);
+
 // Index order is torchvision ImageFolder's: class sub-folders of `root` sorted by name (byte order)
 // give labels 0..K-1; within a class, files are listed as sorted(os.walk(class folder)) and then
 // sorted by name, i.e. nested folders are included and ordered by their path. Files whose name ends

@@ -15,14 +15,6 @@ namespace {
 
 namespace nn = torch::nn;
 
-std::shared_ptr<nn::Module> holder(nn::Module& parent, const std::string& name) {
-  return parent.register_module(name, std::make_shared<nn::Module>());
-}
-
-nn::LayerNorm layer_norm(std::int64_t d, double eps) {
-  return nn::LayerNorm(nn::LayerNormOptions({d}).eps(eps).elementwise_affine(true));
-}
-
 double dtype_min(torch::Dtype dtype) {
   switch (dtype) {
     case torch::kFloat64: return std::numeric_limits<double>::lowest();

@@ -3,20 +3,13 @@
 #include <torch/torch.h>
 
 #include "models/transformer_text.h"
+#include "models/layers.h"
 #include "util/error.h"
 
 namespace hessgap::models {
 namespace {
 
 namespace nn = torch::nn;
-
-std::shared_ptr<nn::Module> holder(nn::Module& parent, const std::string& name) {
-  return parent.register_module(name, std::make_shared<nn::Module>());
-}
-
-nn::LayerNorm layer_norm(std::int64_t d, double eps) {
-  return nn::LayerNorm(nn::LayerNormOptions({d}).eps(eps).elementwise_affine(true));
-}
 
 }  // namespace
 
