@@ -176,7 +176,7 @@ RunFn add_run_command(CLI::App& app) {
   };
   auto st = std::make_shared<State>();
   st->common.checkpoint = assets_dir() + "/models/cifar10-resnet20/resnet20.safetensors";
-  st->common.data = assets_dir() + "/cifar10-test-100";
+  st->common.data.path = assets_dir() + "/cifar10-test-100";
   st->common.out = "hessgap-run.h5";
   st->common.batch_size = 8;
   st->common.sample_rule = "exact";

@@ -30,17 +30,17 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   if (needs_checkpoint) ck->required();
   cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, bert-base, roberta-base, vit-base, hf:FOLDER, mlp[:...], small-cnn[:...])");
   cmd->add_option("--num-classes", o.num_classes, "Classes of the head (default: the dataset's)");
-  cmd->add_option("--data", o.data, "Dataset: an image folder (one sub-folder per class), an IDX folder, a CIFAR binary folder or a Caltech-256 root")->required();
-  cmd->add_option("--data-format", o.data_format, "imagefolder | idx | cifar10 | cifar100 | caltech256 | domainnet | mit-indoor");
-  cmd->add_option("--split", o.split, "idx, cifar10, cifar100: train | test; caltech256, domainnet, mit-indoor: train | val | test");
-  cmd->add_option("--resize", o.resize, "Eval transform: resize the shorter side to this (0: none)");
-  cmd->add_option("--crop", o.crop, "Eval transform: center crop to this square size (0: none)");
-  cmd->add_option("--normalize", o.normalize, "Normalisation: imagenet | none | fashion-mnist");
-  cmd->add_option("--domain", o.domain, "domainnet: clipart | infograph | painting | quickdraw | real | sketch");
-  cmd->add_option("--sample", o.domain_sample, "domainnet: the class sample, 1 or 2 (the reference's --sample)");
-  cmd->add_option("--label-source", o.label_source, "domainnet: weak (majority-vote labels) | true; default weak for train, true otherwise");
-  cmd->add_option("--valid-split", o.valid_split, "mit-indoor: fraction of the training list held out for validation");
-  cmd->add_option("--max-per-class", o.max_per_class, "Image folders: only the first N files of each class (0: all)");
+  cmd->add_option("--data", o.data.path, "Dataset: an image folder (one sub-folder per class), an IDX folder, a CIFAR binary folder or a Caltech-256 root")->required();
+  cmd->add_option("--data-format", o.data.kind, "imagefolder | idx | cifar10 | cifar100 | caltech256 | domainnet | mit-indoor");
+  cmd->add_option("--split", o.data.split, "idx, cifar10, cifar100: train | test; caltech256, domainnet, mit-indoor: train | val | test");
+  cmd->add_option("--resize", o.data.resize, "Eval transform: resize the shorter side to this (0: none)");
+  cmd->add_option("--crop", o.data.crop, "Eval transform: center crop to this square size (0: none)");
+  cmd->add_option("--normalize", o.data.normalize, "Normalisation: imagenet | cifar10 | fashion-mnist | mnist | domain (domainnet) | none");
+  cmd->add_option("--domain", o.data.domain, "domainnet: clipart | infograph | painting | quickdraw | real | sketch");
+  cmd->add_option("--sample", o.data.sample, "domainnet: the class sample, 1 or 2 (the reference's --sample)");
+  cmd->add_option("--label-source", o.data.label_source, "domainnet: weak (majority-vote labels) | true; default weak for train, true otherwise");
+  cmd->add_option("--valid-split", o.data.valid_split, "mit-indoor: fraction of the training list held out for validation");
+  cmd->add_option("--max-per-class", o.data.max_per_class, "Image folders: only the first N files of each class (0: all)");
   cmd->add_option("--batch-size,--bs", o.batch_size, "Samples per batch (the reference's README uses 4)");
   cmd->add_option("--sample-size", o.sample_size, "Samples to use (0: all); see --sample-rule");
   cmd->add_option("--sample-rule", o.sample_rule,
@@ -69,7 +69,7 @@ Session open_session(const CommonOptions& o) {
   HG_CHECK(o.threads >= 1, "--threads must be >= 1 (got " << o.threads << ")");
   HG_CHECK(o.dtype == "float32" || o.dtype == "float64", "--dtype must be float32 or float64 (got '" << o.dtype << "')");
   HG_CHECK(o.num_classes >= 0, "--num-classes must be >= 0 (got " << o.num_classes << ")");
-  HG_CHECK(o.resize >= 0 && o.crop >= 0, "--resize and --crop must be >= 0");
+  HG_CHECK(o.data.resize >= 0 && o.data.crop >= 0, "--resize and --crop must be >= 0");
   Session s;
   s.plan.batch_size = o.batch_size;
   s.plan.sample_size = o.sample_size;
@@ -95,18 +95,7 @@ Session open_session(const CommonOptions& o) {
     at::globalContext().setBenchmarkCuDNN(true);  // convolution double backward picks faster kernels
   }
 
-  data::DatasetSpec spec;
-  spec.kind = o.data_format;
-  spec.path = o.data;
-  spec.split = o.split;
-  spec.resize = o.resize;
-  spec.crop = o.crop;
-  spec.normalize = o.normalize;
-  spec.max_per_class = o.max_per_class;
-  spec.domain = o.domain;
-  spec.sample = o.domain_sample;
-  spec.label_source = o.label_source;
-  spec.valid_split = o.valid_split;
+  data::DatasetSpec spec = o.data;
   spec.split_seed = o.seed;
   s.dataset = data::open_dataset(spec);
   log::info("data: " + s.dataset->describe());

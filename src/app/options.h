@@ -7,6 +7,7 @@
 
 #include <torch/types.h>
 
+#include "data/registry.h"
 #include "measures/measure_context.h"
 
 namespace CLI {
@@ -25,16 +26,9 @@ struct CommonOptions {
   std::string checkpoint;          // --checkpoint
   std::string arch = "cifar-resnet20";
   std::int64_t num_classes = 0;    // 0: the dataset's
-  std::string data;                // --data: image folder or IDX folder/file prefix
-  std::string data_format = "imagefolder";
-  std::string split = "test";
-  int resize = 0, crop = 0;
-  std::string normalize = "imagenet";
-  std::int64_t max_per_class = 0;
-  std::string domain = "clipart";  // domainnet
-  int domain_sample = 1;           // domainnet: class sample 1 or 2
-  std::string label_source;        // domainnet: weak | true ("" = weak for train, true otherwise)
-  double valid_split = 0.1;        // mit-indoor: fraction of TrainImages.txt used for validation
+  // --data, --data-format, --split, --resize, ... bind straight to the dataset description
+  // (split_seed follows --seed).
+  data::DatasetSpec data;
   std::int64_t batch_size = 4;
   std::int64_t sample_size = 100;
   std::string sample_rule = "reference";
@@ -47,7 +41,7 @@ struct CommonOptions {
   int verbosity = 1;
 };
 
-// Registers the common flags on `cmd`. `defaults` sets per-command defaults (sample size etc.).
+// Registers the common flags on `cmd` (with `o`'s current values as the defaults).
 void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint = true);
 
 // Everything a measure needs, loaded on this rank (not collective: every rank loads its own copy).
