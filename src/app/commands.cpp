@@ -12,6 +12,8 @@
 #include "app/summary.h"
 #include "comm/communicator.h"
 #include "data/dataset.h"
+#include "data/label_noise.h"
+#include "data/registry.h"
 #include "io/atomic_output.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
@@ -72,6 +74,11 @@ int run_measurement(comm::Communicator& world, const std::string& sub, const std
   if (world.rank() == 0 && !common.out.empty()) {
     ResultsFile out(common.out, info);
     outcome.write(out);
+    // Noisy or weak labels: record which ones, so the measures can be read against the realised noise.
+    const data::LabelAudit audit = data::audit_labels(*s.dataset);
+    if (audit.source != "clean") {
+      out.write_labels(audit, s.dataset->num_classes(), s.dataset->class_names());
+    }
     out.commit();
     log::info("results written to " + common.out);
   }
@@ -152,16 +159,24 @@ RunFn add_stability_command(CLI::App& app) {
 }
 
 RunFn add_eval_command(CLI::App& app) {
-  auto common = std::make_shared<CommonOptions>();
-  common->sample_size = 0;
-  common->batch_size = 100;
-  common->sample_rule = "exact";
+  struct State {
+    CommonOptions common;
+    measures::EvalOptions eval;
+  };
+  auto st = std::make_shared<State>();
+  st->common.sample_size = 0;
+  st->common.batch_size = 100;
+  st->common.sample_rule = "exact";
   auto* cmd = app.add_subcommand("eval", "Loss and accuracy of a checkpoint on a dataset");
-  add_common_options(cmd, *common);
-  return [common, cmd](comm::Communicator& world, const std::string& command_line) {
-    return run_measurement(world, "eval", command_line, *cmd, *common, [&](const Session&, measures::MeasureContext& ctx) {
-      auto r = std::make_shared<measures::EvalResult>(measures::evaluate(ctx));
-      return Outcome{[=](ResultsFile& f) { f.write_eval(*r); }, [=] { print_eval(*r); }};
+  add_common_options(cmd, st->common);
+  cmd->add_flag("--per-sample", st->eval.per_sample,
+                "Also write every sample's logits, label, prediction and loss to --out (/eval/samples)");
+  return [st, cmd](comm::Communicator& world, const std::string& command_line) {
+    return run_measurement(world, "eval", command_line, *cmd, st->common, [&](const Session& s, measures::MeasureContext& ctx) {
+      auto r = std::make_shared<measures::EvalResult>(measures::evaluate(ctx, st->eval));
+      auto names = std::make_shared<std::vector<std::string>>(s.dataset->class_names());
+      const bool f32 = s.dtype == torch::kFloat32;
+      return Outcome{[=](ResultsFile& f) { f.write_eval(*r, *names, f32); }, [=] { print_eval(*r); }};
     });
   };
 }
@@ -230,6 +245,46 @@ RunFn add_run_command(CLI::App& app) {
       };
       return Outcome{write, print};
     });
+  };
+}
+
+RunFn add_labels_command(CLI::App& app) {
+  struct State {
+    data::DatasetSpec data;
+    std::string out;
+    int verbosity = 1;
+  };
+  auto st = std::make_shared<State>();
+  st->data.split = "train";
+  auto* cmd = app.add_subcommand(
+      "labels", "The labels a split trains with: clean vs noisy (synthetic noise or DomainNet weak labels), the realised noise rate and transition counts");
+  add_dataset_options(cmd, st->data);
+  cmd->add_option("--out", st->out, "Write /labels to this HDF5 file");
+  cmd->add_option("--verbosity", st->verbosity, "0 quiet, 1 progress, 2 debug");
+  return [st, cmd](comm::Communicator& world, const std::string& command_line) {
+    if (!st->out.empty()) io::check_writable_output(st->out);
+    // Labels only: no images are decoded. Rank 0 works, the other ranks wait.
+    if (world.rank() == 0) {
+      const auto dataset = data::open_dataset(st->data);
+      const data::LabelAudit audit = data::audit_labels(*dataset);
+      RunInfo info;
+      info.subcommand = "labels";
+      info.command_line = command_line;
+      info.config_json = resolved_config_json(*cmd);
+      info.world_size = world.size();
+      info.backend = world.backend();
+      info.data_description = audit.description;
+      ResultsFile out(st->out, info);
+      out.write_labels(audit, dataset->num_classes(), dataset->class_names());
+      out.commit();
+      std::printf("%s\n  labels: %s, %zu samples, %lld differ from the clean label: realised noise rate %.6f\n",
+                  audit.description.c_str(), audit.source.c_str(), audit.used.size(),
+                  static_cast<long long>(audit.num_noisy), audit.realised_rate);
+      std::fflush(stdout);
+      if (!st->out.empty()) log::info("labels written to " + st->out);
+    }
+    world.barrier();
+    return 0;
   };
 }
 

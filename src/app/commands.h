@@ -21,6 +21,7 @@ RunFn add_measures_command(CLI::App& app);
 RunFn add_stability_command(CLI::App& app);
 RunFn add_eval_command(CLI::App& app);
 RunFn add_run_command(CLI::App& app);  // the main job on the embedded data
-RunFn add_convert_command(CLI::App& app);  // checkpoints between safetensors and HDF5
+RunFn add_convert_command(CLI::App& app);
+RunFn add_labels_command(CLI::App& app);   // clean vs noisy labels of a split  // checkpoints between safetensors and HDF5
 
 }  // namespace hessgap::app

@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
       {"eval", hessgap::app::add_eval_command(app)},
       {"run", hessgap::app::add_run_command(app)},
       {"convert", hessgap::app::add_convert_command(app)},
+      {"labels", hessgap::app::add_labels_command(app)},
   };
 
   try {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "comm/communicator.h"
 #include "data/dataset.h"
@@ -18,29 +19,41 @@
 #endif
 
 namespace hessgap::app {
+namespace fs = std::filesystem;
 
 std::string assets_dir() {
   if (const char* env = std::getenv("HESSGAP_ASSETS")) return env;
   return HG_ASSETS_DIR;
 }
 
+void add_dataset_options(CLI::App* cmd, data::DatasetSpec& d) {
+  cmd->add_option("--data", d.path, "Dataset: an image folder (one sub-folder per class), an IDX folder, a CIFAR binary folder, a Caltech-256 / DomainNet / MIT-Indoor root, or a GLUE task folder or TSV file")->required();
+  cmd->add_option("--data-format", d.kind, "imagefolder | idx | cifar10 | cifar100 | caltech256 | domainnet | mit-indoor | glue");
+  cmd->add_option("--split", d.split, "idx, cifar10, cifar100: train | test; caltech256, domainnet, mit-indoor: train | val | test; glue: train | dev | test");
+  cmd->add_option("--task", d.task, "glue: mrpc | sst2 (default: from the folder name MRPC / SST-2)");
+  cmd->add_option("--tokenizer", d.tokenizer, "glue: tokenizer folder (vocab.json + merges.txt, or vocab.txt); default: the --checkpoint folder when it has one");
+  cmd->add_option("--max-length", d.max_length, "glue: tokens per example including special tokens (padded to it)");
+  cmd->add_option("--resize", d.resize, "Eval transform: resize the shorter side to this (0: none)");
+  cmd->add_option("--crop", d.crop, "Eval transform: center crop to this square size (0: none)");
+  cmd->add_option("--normalize", d.normalize, "Normalisation: imagenet | cifar10 | fashion-mnist | mnist | domain (domainnet) | none");
+  cmd->add_option("--domain", d.domain, "domainnet: clipart | infograph | painting | quickdraw | real | sketch");
+  cmd->add_option("--sample", d.sample, "domainnet: the class sample, 1 or 2 (the reference's --sample)");
+  cmd->add_option("--label-source", d.label_source, "domainnet: weak (majority-vote labels) | true; default weak for train, true otherwise");
+  cmd->add_option("--valid-split", d.valid_split, "mit-indoor: fraction of the training list held out for validation");
+  cmd->add_option("--max-per-class", d.max_per_class, "Image folders: only the first N files of each class (0: all)");
+  cmd->add_option("--label-noise", d.noise_rate, "Synthetic label noise rate rho in [0, 1] on the chosen split (SPEC §6); 0: none");
+  cmd->add_option("--noise-mode", d.noise_mode, "auto (flip for glue, symmetric otherwise) | symmetric | flip");
+  cmd->add_option("--noise-seed", d.noise_seed, "Seed of the label noise (keyed by sample id: the same at any rank count)");
+  cmd->add_option("--noise-chunk", d.noise_chunk, "Noise drawn per chunk of this many ids (-1: 1000 for glue as the reference, else one chunk)");
+}
+
 void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) {
   auto* ck = cmd->add_option("--checkpoint", o.checkpoint,
                              "Model weights: safetensors file, Hugging Face folder or hessgap HDF5 checkpoint");
   if (needs_checkpoint) ck->required();
-  cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, bert-base, roberta-base, vit-base, hf:FOLDER, mlp[:...], small-cnn[:...])");
+  cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, bert-base, roberta-base, vit-base, hf:FOLDER, mlp[:...], small-cnn[:...]); default: hf:CHECKPOINT for a Hugging Face folder, else cifar-resnet20");
   cmd->add_option("--num-classes", o.num_classes, "Classes of the head (default: the dataset's)");
-  cmd->add_option("--data", o.data.path, "Dataset: an image folder (one sub-folder per class), an IDX folder, a CIFAR binary folder or a Caltech-256 root")->required();
-  cmd->add_option("--data-format", o.data.kind, "imagefolder | idx | cifar10 | cifar100 | caltech256 | domainnet | mit-indoor");
-  cmd->add_option("--split", o.data.split, "idx, cifar10, cifar100: train | test; caltech256, domainnet, mit-indoor: train | val | test");
-  cmd->add_option("--resize", o.data.resize, "Eval transform: resize the shorter side to this (0: none)");
-  cmd->add_option("--crop", o.data.crop, "Eval transform: center crop to this square size (0: none)");
-  cmd->add_option("--normalize", o.data.normalize, "Normalisation: imagenet | cifar10 | fashion-mnist | mnist | domain (domainnet) | none");
-  cmd->add_option("--domain", o.data.domain, "domainnet: clipart | infograph | painting | quickdraw | real | sketch");
-  cmd->add_option("--sample", o.data.sample, "domainnet: the class sample, 1 or 2 (the reference's --sample)");
-  cmd->add_option("--label-source", o.data.label_source, "domainnet: weak (majority-vote labels) | true; default weak for train, true otherwise");
-  cmd->add_option("--valid-split", o.data.valid_split, "mit-indoor: fraction of the training list held out for validation");
-  cmd->add_option("--max-per-class", o.data.max_per_class, "Image folders: only the first N files of each class (0: all)");
+  add_dataset_options(cmd, o.data);
   cmd->add_option("--batch-size,--bs", o.batch_size, "Samples per batch (the reference's README uses 4)");
   cmd->add_option("--sample-size", o.sample_size, "Samples to use (0: all); see --sample-rule");
   cmd->add_option("--sample-rule", o.sample_rule,
@@ -97,11 +110,20 @@ Session open_session(const CommonOptions& o) {
 
   data::DatasetSpec spec = o.data;
   spec.split_seed = o.seed;
+  const bool hf_folder = !o.checkpoint.empty() && fs::is_directory(o.checkpoint);
+  if (spec.kind == "glue" && spec.tokenizer.empty() && hf_folder &&
+      (fs::exists(fs::path(o.checkpoint) / "vocab.json") || fs::exists(fs::path(o.checkpoint) / "vocab.txt"))) {
+    spec.tokenizer = o.checkpoint;
+  }
   s.dataset = data::open_dataset(spec);
   log::info("data: " + s.dataset->describe());
 
   const std::int64_t classes = o.num_classes > 0 ? o.num_classes : s.dataset->num_classes();
-  s.model = models::make_model(o.arch, classes);
+  std::string arch = o.arch;
+  if (arch.empty()) {
+    arch = hf_folder && fs::exists(fs::path(o.checkpoint) / "config.json") ? "hf:" + o.checkpoint : "cifar-resnet20";
+  }
+  s.model = models::make_model(arch, classes);
   if (!o.checkpoint.empty()) {
     std::string resolved;
     io::detect_checkpoint_format(o.checkpoint, &resolved);

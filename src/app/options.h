@@ -24,7 +24,8 @@ namespace hessgap::app {
 
 struct CommonOptions {
   std::string checkpoint;          // --checkpoint
-  std::string arch = "cifar-resnet20";
+  // "": hf:<checkpoint> when --checkpoint is a folder with a config.json, else cifar-resnet20.
+  std::string arch;
   std::int64_t num_classes = 0;    // 0: the dataset's
   // --data, --data-format, --split, --resize, ... bind straight to the dataset description
   // (split_seed follows --seed).
@@ -43,6 +44,9 @@ struct CommonOptions {
 
 // Registers the common flags on `cmd` (with `o`'s current values as the defaults).
 void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint = true);
+
+// The dataset flags alone (--data, --data-format, --split, transforms, glue, label noise), bound to `d`.
+void add_dataset_options(CLI::App* cmd, data::DatasetSpec& d);
 
 // Everything a measure needs, loaded on this rank (not collective: every rank loads its own copy).
 struct Session {

@@ -1,5 +1,6 @@
 #include "app/results_file.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include "hessgap_version.h"
@@ -115,7 +116,8 @@ void ResultsFile::write_stability(const measures::StabilityResult& r, const meas
   f.write("/stability/seconds", r.seconds, "Wall time", "s");
 }
 
-void ResultsFile::write_eval(const measures::EvalResult& r) {
+void ResultsFile::write_eval(const measures::EvalResult& r, const std::vector<std::string>& class_names,
+                             bool logits_float32) {
   if (!file_) return;
   auto& f = *file_;
   f.write("/eval/loss", r.loss, "Mean cross-entropy per sample", "nats");
@@ -123,6 +125,56 @@ void ResultsFile::write_eval(const measures::EvalResult& r) {
   f.write("/eval/num_samples", r.num_samples, "Samples evaluated");
   f.write("/eval/correct", r.correct, "Correctly classified samples");
   f.write("/eval/seconds", r.seconds, "Wall time", "s");
+  if (!class_names.empty()) f.write_strings("/eval/class_names", class_names, "Class index -> name");
+  if (r.sample_ids.empty()) return;
+  const auto n = static_cast<std::int64_t>(r.sample_ids.size());
+  f.write("/eval/samples/sample_id", r.sample_ids, {n}, "Global dataset index of each row (plan order)");
+  f.write("/eval/samples/label", r.labels, {n}, "Label evaluated against");
+  std::vector<std::int64_t> predicted(static_cast<std::size_t>(n));
+  const auto k = static_cast<std::size_t>(r.num_classes);
+  for (std::size_t i = 0; i < predicted.size(); ++i) {
+    const auto row = r.logits.begin() + static_cast<std::ptrdiff_t>(i * k);
+    predicted[i] = std::max_element(row, row + static_cast<std::ptrdiff_t>(k)) - row;
+  }
+  f.write("/eval/samples/predicted", predicted, {n}, "argmax of the logits (first index on ties, as torch)");
+  f.write("/eval/samples/loss", r.losses, {n}, "Cross-entropy of the sample", "nats");
+  const std::string what = "Logits [N, K] (K = classes of the head)";
+  if (logits_float32) {
+    f.write("/eval/samples/logits", std::vector<float>(r.logits.begin(), r.logits.end()), {n, r.num_classes}, what);
+  } else {
+    f.write("/eval/samples/logits", r.logits, {n, r.num_classes}, what);
+  }
+}
+
+void ResultsFile::write_labels(const data::LabelAudit& a, std::int64_t num_classes,
+                               const std::vector<std::string>& class_names) {
+  if (!file_) return;
+  auto& f = *file_;
+  const auto n = static_cast<std::int64_t>(a.used.size());
+  f.create_group("/labels");
+  f.set_attr("/labels", "source", a.source);
+  f.set_attr("/labels", "description", a.description);
+  f.set_attr("/labels", "noise_rate", a.noise.rate);
+  f.set_attr("/labels", "noise_mode", a.noise.mode == data::LabelNoiseOptions::Mode::kFlip ? "flip" : "symmetric");
+  f.set_attr("/labels", "noise_seed", static_cast<std::int64_t>(a.noise.seed));
+  f.set_attr("/labels", "noise_chunk", a.noise.chunk_size);
+  f.write("/labels/clean", a.clean, {n}, "Clean label of each sample id (DomainNet weak labels: the true label)");
+  f.write("/labels/used", a.used, {n}, "Label each sample id is used with (noisy where noise applies)");
+  std::vector<std::int64_t> mask(a.relabelled.begin(), a.relabelled.end());
+  f.write("/labels/relabelled", mask, {n},
+          "1 where synthetic noise selected the id (its new label may equal the clean one); weak labels: used != clean");
+  f.write("/labels/num_noisy", a.num_noisy, "Samples whose used label differs from the clean one");
+  f.write("/labels/realised_noise_rate", a.realised_rate, "num_noisy / N", "fraction");
+  if (num_classes > 0) {
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(num_classes * num_classes), 0);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int64_t c = a.clean[static_cast<std::size_t>(i)], u = a.used[static_cast<std::size_t>(i)];
+      if (c >= 0 && c < num_classes && u >= 0 && u < num_classes) ++counts[static_cast<std::size_t>(c * num_classes + u)];
+    }
+    f.write("/labels/transitions", counts, {num_classes, num_classes},
+            "Counts [clean, used]: row = clean label, column = used label (the realised transition matrix)");
+  }
+  if (!class_names.empty()) f.write_strings("/labels/class_names", class_names, "Class index -> name");
 }
 
 void ResultsFile::commit() {

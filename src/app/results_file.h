@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "data/label_noise.h"
 #include "measures/distance.h"
 #include "measures/stability.h"
 #include "measures/traces.h"
@@ -38,7 +39,13 @@ class ResultsFile {
   void write_distance(const measures::DistanceResult& r, const measures::DistanceOptions& opts,
                       const std::string& init_checkpoint);
   void write_stability(const measures::StabilityResult& r, const measures::StabilityOptions& opts);
-  void write_eval(const measures::EvalResult& r);
+  // With per-sample rows, also /eval/samples/*; logits are stored as float32 when `logits_float32`
+  // (the compute dtype was float32, so nothing is lost), else float64.
+  void write_eval(const measures::EvalResult& r, const std::vector<std::string>& class_names = {},
+                  bool logits_float32 = true);
+  // /labels: clean and used labels, the relabelled mask, the realised noise rate, the clean -> used
+  // count matrix and the noise settings.
+  void write_labels(const data::LabelAudit& a, std::int64_t num_classes, const std::vector<std::string>& class_names);
   // Closes the file and renames it into place. Without commit the temporary file is removed.
   void commit();
   bool enabled() const { return file_ != nullptr; }

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <utility>
 
+#include "data/domainnet.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -72,6 +73,11 @@ NoisyLabels apply_label_noise(const LabelNoise& noise, const std::vector<std::in
   return out;
 }
 
+NoisyLabelDataset::NoisyLabelDataset(std::unique_ptr<Dataset> owned_base, std::shared_ptr<const LabelNoise> noise)
+    : NoisyLabelDataset(*owned_base, std::move(noise)) {
+  owned_ = std::move(owned_base);
+}
+
 NoisyLabelDataset::NoisyLabelDataset(const Dataset& base, std::shared_ptr<const LabelNoise> noise)
     : base_(base), noise_(std::move(noise)) {
   HG_CHECK(noise_, "noisy-label dataset over " << base_.describe() << ": no label noise given");
@@ -95,6 +101,28 @@ std::string NoisyLabelDataset::describe() const {
   if (o.chunk_size > 0) os << ", per chunk of " << o.chunk_size;
   os << ")";
   return os.str();
+}
+
+LabelAudit audit_labels(const Dataset& d) {
+  LabelAudit a;
+  a.description = d.describe();
+  const std::int64_t n = d.size();
+  const auto* noisy = dynamic_cast<const NoisyLabelDataset*>(&d);
+  const auto* domainnet = dynamic_cast<const DomainNetDataset*>(noisy ? &noisy->base() : &d);
+  const bool weak = !noisy && domainnet && domainnet->label_source() == "weak";
+  a.source = noisy ? "synthetic" : weak ? "weak" : "clean";
+  if (noisy) a.noise = noisy->noise().options();
+  for (std::int64_t i = 0; i < n; ++i) {
+    // The clean label: DomainNet's true label where it is the reference (weak labels), else the base's.
+    const std::int64_t clean = weak ? domainnet->true_label(i) : noisy ? noisy->base().label(i) : d.label(i);
+    const std::int64_t used = d.label(i);
+    a.clean.push_back(clean);
+    a.used.push_back(used);
+    a.relabelled.push_back(noisy ? static_cast<std::uint8_t>(noisy->noise().selected(i)) : static_cast<std::uint8_t>(used != clean));
+    if (used != clean) ++a.num_noisy;
+  }
+  a.realised_rate = n > 0 ? static_cast<double>(a.num_noisy) / static_cast<double>(n) : 0.0;
+  return a;
 }
 
 }  // namespace hessgap::data

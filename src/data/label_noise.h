@@ -71,10 +71,12 @@ struct NoisyLabels {
 NoisyLabels apply_label_noise(const LabelNoise& noise, const std::vector<std::int64_t>& ids,
                               const std::vector<std::int64_t>& clean);
 
-// A dataset whose labels are the noisy ones (inputs and everything else unchanged). `base` must outlive it.
+// A dataset whose labels are the noisy ones (inputs and everything else unchanged). `base` must outlive it,
+// or is owned (second constructor). Throws hessgap::Error when noise is null or its class count differs.
 class NoisyLabelDataset : public Dataset {
  public:
   NoisyLabelDataset(const Dataset& base, std::shared_ptr<const LabelNoise> noise);
+  NoisyLabelDataset(std::unique_ptr<Dataset> owned_base, std::shared_ptr<const LabelNoise> noise);
 
   std::int64_t size() const override { return base_.size(); }
   std::int64_t num_classes() const override { return base_.num_classes(); }
@@ -87,8 +89,27 @@ class NoisyLabelDataset : public Dataset {
   const LabelNoise& noise() const { return *noise_; }
 
  private:
+  std::unique_ptr<Dataset> owned_;  // null unless constructed owning
   const Dataset& base_;
   std::shared_ptr<const LabelNoise> noise_;
 };
+
+// The labels a dataset trains with, set against the clean ones, for output files (the realised noise).
+struct LabelAudit {
+  // "clean": no noise; "synthetic": a NoisyLabelDataset (clean = its base's labels); "weak": DomainNet
+  // weak-supervision labels (clean = the true labels).
+  std::string source = "clean";
+  std::vector<std::int64_t> clean;          // [N] by sample id
+  std::vector<std::int64_t> used;           // [N] the labels get_batch returns
+  std::vector<std::uint8_t> relabelled;     // [N] 1 where synthetic noise selected the id; weak: used != clean
+  std::int64_t num_noisy = 0;               // ids with used != clean
+  double realised_rate = 0.0;               // num_noisy / N (0 for N = 0)
+  std::string description;                  // the dataset's describe()
+  LabelNoiseOptions noise;                  // "synthetic": the noise's resolved options; else rate 0
+};
+
+// Reads every label of `d` (no decoding). Not collective. Throws what the labels' lookups throw (e.g.
+// DomainNet without true labels).
+LabelAudit audit_labels(const Dataset& d);
 
 }  // namespace hessgap::data

@@ -1,13 +1,18 @@
 #include "data/registry.h"
 
+#include <cmath>
 #include <filesystem>
+#include <numeric>
 
 #include "data/caltech.h"
 #include "data/cifar_binary.h"
 #include "data/domainnet.h"
+#include "data/glue.h"
 #include "data/idx_dataset.h"
 #include "data/image_folder.h"
+#include "data/label_noise.h"
 #include "data/mit_indoor.h"
+#include "data/tokenizer.h"
 #include "util/error.h"
 
 namespace hessgap::data {
@@ -22,6 +27,45 @@ std::string find_idx_file(const std::string& dir, const std::string& name) {
   HG_FAIL("IDX folder '" << dir << "' has no file '" << name << "' or '" << name << ".gz'");
 }
 
+std::unique_ptr<Dataset> open_glue(const DatasetSpec& spec) {
+  const std::string where = "dataset '" + spec.path + "' of kind glue";
+  HG_CHECK(spec.resize == 0 && spec.crop == 0 && spec.max_per_class == 0,
+           where << ": resize, crop and max_per_class are for images (expected 0)");
+  HG_CHECK(fs::exists(spec.path), where << ": no such file or folder");
+  std::string task = spec.task;
+  std::string file = spec.path;
+  if (fs::is_directory(spec.path)) {
+    fs::path dir = fs::path(spec.path).lexically_normal();
+    if (dir.filename().empty()) dir = dir.parent_path();  // a trailing '/'
+    const std::string folder = dir.filename().string();
+    if (task.empty()) {
+      if (folder == "MRPC" || folder == "mrpc") task = "mrpc";
+      if (folder == "SST-2" || folder == "sst2" || folder == "SST2") task = "sst2";
+      HG_CHECK(!task.empty(), where << ": cannot tell the task from the folder name '" << folder
+                                    << "' (expected MRPC or SST-2); give the task (--task mrpc|sst2)");
+    }
+    std::string split = spec.split == "val" || spec.split == "validation" ? "dev" : spec.split;
+    HG_CHECK(split == "train" || split == "dev" || split == "test",
+             where << ": unknown split '" << spec.split << "' (expected train, dev or test)");
+    file = (fs::path(spec.path) / (split + ".tsv")).string();
+    HG_CHECK(fs::is_regular_file(file), where << ": the " << split << " split '" << file << "' does not exist");
+  }
+  HG_CHECK(task == "mrpc" || task == "sst2",
+           where << ": unknown task '" << task << "' (expected mrpc or sst2)");
+  HG_CHECK(!spec.tokenizer.empty(), where << ": no tokenizer folder given (--tokenizer: vocab.json + merges.txt "
+                                          << "for RoBERTa, vocab.txt for BERT; a Hugging Face model folder has them)");
+  TokenizerSpec ts;
+  ts.path = spec.tokenizer;
+  ts.lowercase = spec.lowercase;
+  std::shared_ptr<const Tokenizer> tokenizer = open_tokenizer(ts);
+  GlueOptions options;
+  options.task = task;
+  options.max_length = spec.max_length;
+  return std::make_unique<GlueDataset>(file, tokenizer, options);
+}
+
+std::unique_ptr<Dataset> open_clean(const DatasetSpec& spec);
+
 }  // namespace
 
 NormalizeStats normalize_stats(const std::string& name) {
@@ -34,7 +78,35 @@ NormalizeStats normalize_stats(const std::string& name) {
 }
 
 std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
+  HG_CHECK(std::isfinite(spec.noise_rate) && spec.noise_rate >= 0.0 && spec.noise_rate <= 1.0,
+           "label noise rate must be in [0, 1] (got " << spec.noise_rate << ")");
+  if (spec.noise_rate == 0.0) return open_clean(spec);
+  HG_CHECK(spec.noise_mode == "auto" || spec.noise_mode == "symmetric" || spec.noise_mode == "flip",
+           "unknown label noise mode '" << spec.noise_mode << "' (expected auto, symmetric or flip)");
+  HG_CHECK(spec.noise_chunk >= -1, "label noise chunk must be >= 0, or -1 for auto (got " << spec.noise_chunk << ")");
+  DatasetSpec clean = spec;
+  if (spec.kind == "domainnet") {
+    HG_CHECK(spec.label_source != "weak", "dataset '" << spec.path << "': synthetic label noise on DomainNet goes on "
+                                                      << "the true labels (label source 'true'), not the weak ones");
+    clean.label_source = "true";
+  }
+  std::unique_ptr<Dataset> base = open_clean(clean);
+  LabelNoiseOptions options;
+  options.rate = spec.noise_rate;
+  const std::string mode = spec.noise_mode == "auto" ? (spec.kind == "glue" ? "flip" : "symmetric") : spec.noise_mode;
+  options.mode = mode == "flip" ? LabelNoiseOptions::Mode::kFlip : LabelNoiseOptions::Mode::kSymmetric;
+  options.seed = spec.noise_seed;
+  options.chunk_size = spec.noise_chunk >= 0 ? spec.noise_chunk : spec.kind == "glue" ? 1000 : 0;
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(base->size()));
+  std::iota(ids.begin(), ids.end(), std::int64_t{0});
+  auto noise = std::make_shared<const LabelNoise>(ids, base->num_classes(), options);
+  return std::make_unique<NoisyLabelDataset>(std::move(base), std::move(noise));
+}
+
+namespace {
+std::unique_ptr<Dataset> open_clean(const DatasetSpec& spec) {
   HG_CHECK(!spec.path.empty(), "dataset of kind '" << spec.kind << "': no path given");
+  if (spec.kind == "glue") return open_glue(spec);
   if (spec.kind == "domainnet") {
     HG_CHECK(spec.normalize == "domain", "dataset '" << spec.path << "' of kind domainnet: normalize must be "
                                                      << "'domain' (the domain's train statistics), got '"
@@ -113,7 +185,9 @@ std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
     options.max_per_class = spec.max_per_class;
     return std::make_unique<IdxDataset>(images, labels, options);
   }
-  HG_FAIL("unknown dataset kind '" << spec.kind << "' (expected imagefolder, idx, cifar10, cifar100, caltech256, domainnet or mit-indoor)");
+  HG_FAIL("unknown dataset kind '" << spec.kind << "' (expected imagefolder, idx, cifar10, cifar100, caltech256, domainnet, mit-indoor or glue)");
 }
+
+}  // namespace
 
 }  // namespace hessgap::data

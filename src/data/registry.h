@@ -32,6 +32,11 @@ struct DatasetSpec {
   //                TestImages.txt); `split` picks "train", "val" or "test"; `valid_split` and
   //                `split_seed` choose the validation part of TrainImages.txt (see mit_indoor.h).
   // These take resize, crop and a 3-channel (or "none") normalize as "imagefolder" does.
+  // "glue":        `path` is a GLUE task folder holding {train,dev,test}.tsv (split "train", "dev" — also
+  //                "val" — or "test"), or one TSV file (split not used); `task` "mrpc" or "sst2" (""
+  //                = from the folder name MRPC / SST-2); `tokenizer` a folder with vocab.json + merges.txt
+  //                (RoBERTa) or vocab.txt (BERT); `max_length` tokens per example, padded to it. Image
+  //                fields (resize, crop, max_per_class) must keep their defaults; normalize is ignored.
   std::string kind = "imagefolder";
   std::string path;
   std::string split = "test";
@@ -51,6 +56,20 @@ struct DatasetSpec {
   // "mit-indoor" only.
   double valid_split = 0.1;
   std::uint64_t split_seed = 0;
+  // "glue" only.
+  std::string task;
+  std::string tokenizer;
+  std::int64_t max_length = 128;
+  int lowercase = -1;  // WordPiece: -1 = from the tokenizer folder (see TokenizerSpec)
+  // Synthetic label noise (SPEC §6) on every sample of the opened split, keyed by sample id (label_noise.h);
+  // noise_rate 0 = none. noise_mode "auto" is "flip" for glue (§6.3) and "symmetric" otherwise (§6.1).
+  // noise_chunk -1 = auto: 1000 for glue (the reference's datasets.map batches), 0 (one chunk) otherwise.
+  // For domainnet, noise goes on the true labels (the reference's --synthetic_noise): label_source ""
+  // becomes "true", and "weak" is an error.
+  double noise_rate = 0.0;
+  std::string noise_mode = "auto";
+  std::uint64_t noise_seed = 0;
+  std::int64_t noise_chunk = -1;
 };
 
 // Per-channel mean and stddev for a `normalize` name (1-channel names repeat their value).
@@ -63,8 +82,9 @@ struct NormalizeStats {
 NormalizeStats normalize_stats(const std::string& name);
 
 // Opens the dataset `spec` describes (see DatasetSpec). Not collective; every rank opens its own.
-// Throws hessgap::Error for an unknown kind, split or normalize name, a path that does not hold the
-// expected files, resize/crop given for "idx", and every error of the dataset's constructor.
+// With noise_rate > 0 the result is a data::NoisyLabelDataset owning the split.
+// Throws hessgap::Error for an unknown kind, split, normalize name or noise mode, a path that does not
+// hold the expected files, resize/crop given for "idx", and every error of the dataset's constructor.
 std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec);
 
 }  // namespace hessgap::data

@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstring>
+#include <string>
 
 #include "comm/communicator.h"
 #include "data/dataset.h"
@@ -49,6 +51,42 @@ Sums global_sums(comm::Communicator& world, const Sums& s) {
   g.correct = counts[0];
   g.count = counts[1];
   return g;
+}
+
+// Every rank's per-sample rows (blocks [b, n, K, n x (id, label, loss, K logits)], see evaluate) to
+// every rank, placed in the plan's batch order so that the result does not depend on which rank
+// evaluated which batch. Collective: one broadcast per rank.
+void gather_rows(comm::Communicator& world, const BatchPlan& plan, const std::vector<double>& mine, EvalResult& r) {
+  std::vector<std::vector<double>> blocks(plan.batches.size());
+  for (int root = 0; root < world.size(); ++root) {
+    std::string bytes;
+    if (root == world.rank()) bytes.assign(reinterpret_cast<const char*>(mine.data()), mine.size() * sizeof(double));
+    world.broadcast(bytes, root);
+    std::vector<double> rows(bytes.size() / sizeof(double));
+    if (!rows.empty()) std::memcpy(rows.data(), bytes.data(), rows.size() * sizeof(double));
+    for (std::size_t at = 0; at < rows.size();) {
+      const auto b = static_cast<std::size_t>(rows[at]);
+      const auto n = static_cast<std::size_t>(rows[at + 1]);
+      const auto k = static_cast<std::size_t>(rows[at + 2]);
+      const std::size_t end = at + 3 + n * (3 + k);
+      HG_ASSERT(b < blocks.size() && end <= rows.size(), "malformed per-sample rows from rank " << root);
+      blocks[b].assign(rows.begin() + static_cast<std::ptrdiff_t>(at), rows.begin() + static_cast<std::ptrdiff_t>(end));
+      at = end;
+    }
+  }
+  for (const auto& block : blocks) {
+    if (block.empty()) continue;  // an empty batch (none in practice)
+    const auto n = static_cast<std::size_t>(block[1]);
+    const auto k = static_cast<std::size_t>(block[2]);
+    r.num_classes = static_cast<std::int64_t>(k);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double* rec = block.data() + 3 + i * (3 + k);
+      r.sample_ids.push_back(static_cast<std::int64_t>(rec[0]));
+      r.labels.push_back(static_cast<std::int64_t>(rec[1]));
+      r.losses.push_back(rec[2]);
+      r.logits.insert(r.logits.end(), rec + 3, rec + 3 + k);
+    }
+  }
 }
 
 std::vector<data::Batch> load_my_batches(const MeasureContext& ctx, const BatchPlan& plan) {
@@ -104,20 +142,46 @@ StabilityResult compute_stability(const MeasureContext& ctx, const StabilityOpti
   return r;
 }
 
-EvalResult evaluate(const MeasureContext& ctx) {
+EvalResult evaluate(const MeasureContext& ctx, const EvalOptions& opts) {
   comm::Communicator& world = *ctx.world;
   Stopwatch clock;
   const BatchPlan plan = plan_batches(ctx.dataset->size(), ctx.plan);
   ctx.model->eval();
   Sums local;
   const auto mine = owned_batches(plan, world.rank(), world.size());
+  // per_sample: this rank's rows, per owned batch b: b, n, K, then n records (id, label, loss, K logits),
+  // all as doubles (ids and labels are exact below 2^53).
+  std::vector<double> rows;
   log::Progress progress("eval (rank 0's batches)", static_cast<long>(mine.size()));
   long done = 0;
   for (std::int64_t b : mine) {
-    const auto s = local_sums(*ctx.model, {load_batch(ctx, plan.batches[static_cast<std::size_t>(b)])});
-    local.loss += s.loss;
-    local.correct += s.correct;
-    local.count += s.count;
+    const data::Batch batch = load_batch(ctx, plan.batches[static_cast<std::size_t>(b)]);
+    if (opts.per_sample) {
+      torch::NoGradGuard no_grad;
+      const auto logits = ctx.model->forward(batch).to(torch::kFloat64).cpu().contiguous();
+      const auto labels = batch.labels.cpu();
+      const auto losses = torch::nn::functional::cross_entropy(
+          logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+      const std::int64_t classes = logits.size(1);
+      rows.push_back(static_cast<double>(b));
+      rows.push_back(static_cast<double>(batch.size()));
+      rows.push_back(static_cast<double>(classes));
+      const double* z = logits.data_ptr<double>();
+      for (std::int64_t k = 0; k < batch.size(); ++k) {
+        rows.push_back(static_cast<double>(batch.sample_ids[static_cast<std::size_t>(k)]));
+        rows.push_back(static_cast<double>(labels[k].item<std::int64_t>()));
+        rows.push_back(losses[k].item<double>());
+        rows.insert(rows.end(), z + k * classes, z + (k + 1) * classes);
+      }
+      local.loss += losses.sum().item<double>();
+      local.correct += logits.argmax(1).eq(labels).sum().item<std::int64_t>();
+      local.count += batch.size();
+    } else {
+      const auto s = local_sums(*ctx.model, {batch});
+      local.loss += s.loss;
+      local.correct += s.correct;
+      local.count += s.count;
+    }
     progress.update(++done);
   }
   progress.finish();
@@ -127,6 +191,7 @@ EvalResult evaluate(const MeasureContext& ctx) {
   r.correct = g.correct;
   r.loss = g.loss / static_cast<double>(g.count);
   r.accuracy = static_cast<double>(g.correct) / static_cast<double>(g.count);
+  if (opts.per_sample) gather_rows(world, plan, rows, r);
   r.seconds = world.max(clock.seconds());
   return r;
 }

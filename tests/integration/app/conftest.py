@@ -119,6 +119,16 @@ def make_image_folder(root, per_class=1, classes=None):
     return root
 
 
+def assert_failed(r, code, *fragments, out_dir=None):
+    """Exit code `code`, every fragment in the output, and nothing left in out_dir."""
+    assert r.rc == code, r
+    for frag in fragments:
+        assert frag in r.output, f"expected {frag!r} in the output\n{r!r}"
+    if out_dir is not None:
+        left = leftovers(out_dir)
+        assert left == [], f"files left in {out_dir}: {left}\n{r!r}"
+
+
 def leftovers(directory):
     """Files left in `directory` (to check that failures leave neither outputs nor temp files)."""
     return sorted(p.name for p in Path(directory).iterdir())

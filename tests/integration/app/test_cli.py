@@ -16,21 +16,11 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import (CLASSES, GOLDEN_DATA, IMAGES, SOURCE_DIR, WEIGHTS, leftovers, make_image_folder,
+from conftest import (CLASSES, GOLDEN_DATA, IMAGES, SOURCE_DIR, WEIGHTS, assert_failed, leftovers, make_image_folder,
                       read_safetensors, run_hg, write_safetensors)
 
 SUBCOMMANDS = ["traces", "measures", "stability", "eval", "run"]
 NUM_LAYERS = 20  # ResNet-20: 19 convolutions + the linear head
-
-
-def assert_failed(r, code, *fragments, out_dir=None):
-    """Exit code `code`, every fragment in the output, and nothing left in out_dir."""
-    assert r.rc == code, r
-    for frag in fragments:
-        assert frag in r.output, f"expected {frag!r} in the output\n{r!r}"
-    if out_dir is not None:
-        left = leftovers(out_dir)
-        assert left == [], f"files left in {out_dir}: {left}\n{r!r}"
 
 
 def tiny_args(data=IMAGES, ckpt=WEIGHTS, **extra):

@@ -1,0 +1,198 @@
+"""The CLI's data paths end to end: per-sample eval outputs (against a python3-torch oracle), label noise
+and its record in the output (`hessgap labels`, `--label-noise`), GLUE text data, and their input errors.
+"""
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from conftest import IMAGES, SOURCE_DIR, WEIGHTS, assert_failed, leftovers, make_image_folder, run_hg
+from tools import cifar_resnet
+
+TEXT = SOURCE_DIR / "tests" / "fixtures" / "text"
+SST2 = TEXT / "glue" / "SST-2" / "train_head.tsv"
+MRPC = TEXT / "glue" / "MRPC" / "train_head.tsv"
+ROBERTA_TOKENIZER = TEXT / "roberta-base"
+
+
+def read_group(path, group):
+    with h5py.File(path, "r") as f:
+        g = f[group]
+        return {k: g[k][()] for k in g if isinstance(g[k], h5py.Dataset)}, dict(g.attrs)
+
+
+# ---- per-sample eval ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_images(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("img") / "data", per_class=3)
+
+
+def python_logits(folder):
+    """The oracle: python3-torch ResNet-20 on Pillow-decoded images, in ImageFolder order."""
+    model = cifar_resnet.load_resnet(WEIGHTS)
+    items = cifar_resnet.image_folder(folder)
+    with torch.no_grad():
+        x = torch.stack([cifar_resnet.image_tensor(p) for p, _ in items])
+        return model(x).numpy(), np.array([y for _, y in items])
+
+
+@pytest.mark.parametrize("np_", [1, 3])
+def test_eval_per_sample_matches_python(hessgap_bin, tmp_path, small_images, np_):
+    out = tmp_path / "eval.h5"
+    r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", small_images, "--batch-size", 4, "--per-sample",
+               "--verbosity", 0, "--out", out, np_=np_)
+    assert r.rc == 0, r
+    s, _ = read_group(out, "eval/samples")
+    e, _ = read_group(out, "eval")
+    want, labels = python_logits(small_images)
+    n = len(labels)
+    assert list(s["sample_id"]) == list(range(n))  # natural order whatever the rank count
+    assert s["logits"].dtype == np.float32 and s["logits"].shape == (n, 10)
+    np.testing.assert_allclose(s["logits"], want, rtol=1e-4, atol=1e-4)
+    assert list(s["label"]) == list(labels)
+    assert list(s["predicted"]) == list(want.argmax(1))
+    logp = want - np.log(np.exp(want - want.max(1, keepdims=True)).sum(1, keepdims=True)) - want.max(1, keepdims=True)
+    np.testing.assert_allclose(s["loss"], -logp[np.arange(n), labels], rtol=1e-4, atol=1e-5)
+    # The summary is the per-sample table's mean / hit rate.
+    assert e["num_samples"] == n
+    assert abs(float(e["loss"]) - s["loss"].mean()) < 1e-9
+    assert int(e["correct"]) == int((s["predicted"] == s["label"]).sum())
+    assert [c.decode() for c in e["class_names"]] == sorted(p.name for p in IMAGES.iterdir() if p.is_dir())
+
+
+def test_eval_per_sample_float64_keeps_float64(hessgap_bin, tmp_path, small_images):
+    out = tmp_path / "eval64.h5"
+    r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", small_images, "--per-sample", "--dtype", "float64",
+               "--max-per-class", 1, "--verbosity", 0, "--out", out)
+    assert r.rc == 0, r
+    s, _ = read_group(out, "eval/samples")
+    assert s["logits"].dtype == np.float64 and s["logits"].shape == (10, 10)
+
+
+def test_eval_without_per_sample_writes_no_table(hessgap_bin, tmp_path, small_images):
+    out = tmp_path / "eval.h5"
+    r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", small_images, "--max-per-class", 1, "--verbosity", 0,
+               "--out", out)
+    assert r.rc == 0, r
+    with h5py.File(out, "r") as f:
+        assert "samples" not in f["eval"] and "labels" not in f  # clean labels: no /labels group
+
+
+# ---- label noise ----------------------------------------------------------------------------------
+
+def test_labels_symmetric_image_noise(hessgap_bin, tmp_path, small_images):
+    out = tmp_path / "labels.h5"
+    r = run_hg("labels", "--data", small_images, "--label-noise", 0.5, "--noise-seed", 7, "--out", out)
+    assert r.rc == 0, r
+    g, a = read_group(out, "labels")
+    n = 30
+    assert a["source"] == "synthetic" and a["noise_mode"] == "symmetric" and a["noise_rate"] == 0.5
+    assert a["noise_seed"] == 7 and a["noise_chunk"] == 0
+    assert list(g["clean"]) == [i // 3 for i in range(n)]  # ImageFolder order, 3 per class
+    assert g["relabelled"].sum() == int(0.5 * n)  # m = floor(rho n) positions (SPEC §6.1)
+    untouched = g["relabelled"] == 0
+    assert (g["used"][untouched] == g["clean"][untouched]).all()
+    assert ((g["used"] >= 0) & (g["used"] < 10)).all()
+    differ = int((g["used"] != g["clean"]).sum())
+    assert g["num_noisy"] == differ and g["realised_noise_rate"] == differ / n
+    assert differ <= 15  # a redraw over all K classes may keep the label
+    t = g["transitions"]
+    assert t.shape == (10, 10) and t.sum() == n and np.trace(t) == n - differ
+    assert "relabelled" in r.stdout or "realised noise rate" in r.stdout
+
+
+def test_labels_text_flip_noise_is_exact(hessgap_bin, tmp_path):
+    out = tmp_path / "labels.h5"
+    r = run_hg("labels", "--data", SST2, "--data-format", "glue", "--task", "sst2", "--tokenizer",
+               ROBERTA_TOKENIZER, "--label-noise", 0.4, "--out", out)
+    assert r.rc == 0, r
+    g, a = read_group(out, "labels")
+    # Text noise flips (K = 2), m = int(0.4 * 300) in the one chunk of at most 1000 ids (SPEC §6.3).
+    assert a["noise_mode"] == "flip" and a["noise_chunk"] == 1000
+    assert g["relabelled"].sum() == 120 and g["num_noisy"] == 120 and g["realised_noise_rate"] == 0.4
+    assert (g["used"] == np.where(g["relabelled"] == 1, 1 - g["clean"], g["clean"])).all()
+    clean = [int(line.split("\t")[1]) for line in SST2.read_text(encoding="utf-8-sig").splitlines()[1:]]
+    assert list(g["clean"]) == clean
+
+
+def test_noisy_labels_are_the_same_at_any_rank_count(hessgap_bin, tmp_path, small_images):
+    """The noise is keyed by sample id: eval with --label-noise at 1 and 2 ranks records the same labels and
+    scores against them."""
+    files = []
+    for np_ in (1, 2):
+        out = tmp_path / f"eval{np_}.h5"
+        r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", small_images, "--label-noise", 0.6, "--noise-seed", 3,
+                   "--per-sample", "--batch-size", 4, "--verbosity", 0, "--out", out, np_=np_)
+        assert r.rc == 0, r
+        files.append(out)
+    g1, _ = read_group(files[0], "labels")
+    g2, _ = read_group(files[1], "labels")
+    for k in ("clean", "used", "relabelled", "transitions"):
+        assert (g1[k] == g2[k]).all(), k
+    s1, _ = read_group(files[0], "eval/samples")
+    assert (s1["label"] == g1["used"]).all()  # eval scores against the labels in use
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--label-noise", 1.5], "label noise rate must be in [0, 1]"),
+    (["--label-noise", 0.2, "--noise-mode", "pairwise"], "unknown label noise mode 'pairwise'"),
+])
+def test_label_noise_errors(hessgap_bin, tmp_path, small_images, flags, message):
+    r = run_hg("labels", "--data", small_images, *flags, "--out", tmp_path / "x.h5")
+    assert_failed(r, 2, message, out_dir=tmp_path)
+
+
+# ---- GLUE -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def glue_folder(tmp_path_factory):
+    """A GLUE task folder (MRPC/{train,dev}.tsv) made from the fixture rows."""
+    root = tmp_path_factory.mktemp("glue") / "MRPC"
+    root.mkdir()
+    lines = MRPC.read_text(encoding="utf-8-sig").splitlines()
+    (root / "train.tsv").write_text("\n".join(lines[:101]) + "\n", encoding="utf-8")
+    (root / "dev.tsv").write_text("\n".join([lines[0]] + lines[101:]) + "\n", encoding="utf-8")
+    return root
+
+
+def test_glue_folder_picks_task_and_split(hessgap_bin, tmp_path, glue_folder):
+    for split, n in (("train", 100), ("dev", 50), ("val", 50)):
+        out = tmp_path / f"{split}.h5"
+        r = run_hg("labels", "--data", glue_folder, "--data-format", "glue", "--split", split, "--tokenizer",
+                   ROBERTA_TOKENIZER, "--out", out)
+        assert r.rc == 0, r
+        g, a = read_group(out, "labels")
+        assert len(g["clean"]) == n and a["source"] == "clean"
+        assert "GLUE mrpc" in a["description"]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--split", "test"], "test split"),
+    (["--split", "valid"], "unknown split 'valid'"),
+    (["--task", "cola"], "unknown task 'cola'"),
+    (["--no-tokenizer"], "no tokenizer folder given"),
+    (["--tokenizer", "/nonexistent/tok"], "/nonexistent/tok"),
+    (["--resize", 32], "resize, crop and max_per_class are for images"),
+])
+def test_glue_errors(hessgap_bin, tmp_path, glue_folder, flags, message):
+    args = ["labels", "--data", glue_folder, "--data-format", "glue", "--out", tmp_path / "x.h5"]
+    if "--no-tokenizer" not in flags:
+        args += ["--tokenizer", ROBERTA_TOKENIZER]
+    r = run_hg(*args, *[f for f in flags if f != "--no-tokenizer"])
+    assert_failed(r, 2, message, out_dir=tmp_path)
+
+
+def test_glue_task_from_folder_name_must_be_known(hessgap_bin, tmp_path, glue_folder):
+    other = tmp_path / "CoLA"
+    other.mkdir()
+    (other / "train.tsv").write_text((glue_folder / "train.tsv").read_text())
+    r = run_hg("labels", "--data", other, "--data-format", "glue", "--tokenizer", ROBERTA_TOKENIZER)
+    assert_failed(r, 2, "cannot tell the task from the folder name 'CoLA'")
+
+
+def test_glue_malformed_line_is_named(hessgap_bin, tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\nfine\t1\nno label here\n", encoding="utf-8")
+    r = run_hg("labels", "--data", bad, "--data-format", "glue", "--task", "sst2", "--tokenizer", ROBERTA_TOKENIZER)
+    assert_failed(r, 2, str(bad), "line 3")
