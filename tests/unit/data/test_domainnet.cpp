@@ -9,6 +9,7 @@
 
 #include "data/domainnet.h"
 #include "data/image.h"
+#include "data/label_noise.h"
 #include "data/mit_indoor.h"
 #include "data/npy.h"
 #include "data/registry.h"
@@ -233,6 +234,56 @@ TEST(DomainNet, LabelsStatisticsAndBatches) {
   EXPECT_EQ(ds->label(2), 4);
   spec.normalize = "imagenet";
   EXPECT_NE(error_of([&] { open_dataset(spec); }).find("normalize must be 'domain'"), std::string::npos);
+}
+
+// Weak labels are audited against the true ones; synthetic noise (the reference's --synthetic_noise) goes on the
+// true labels, keyed by sample id.
+TEST(DomainNet, LabelAuditsAndSyntheticNoise) {
+  const std::string root = fresh_dir("dnnoise");
+  const std::vector<std::string> names{"whale", "sea_turtle", "violin", "bird", "whale", "vase"};
+  const std::vector<std::int64_t> truth{2, 0, 4, 3, 2, 1};
+  const std::vector<std::int64_t> weak{2, 0, 4, 2, 1, 1};
+  write_partition(root, "train_clipart", names, &weak);
+  DatasetSpec spec;
+  spec.kind = "domainnet";
+  spec.path = root;
+  spec.split = "train";
+  spec.normalize = "domain";
+
+  const LabelAudit w = audit_labels(*open_dataset(spec));
+  EXPECT_EQ(w.source, "weak");
+  EXPECT_EQ(w.clean, truth);
+  EXPECT_EQ(w.used, weak);
+  EXPECT_EQ(w.relabelled, (std::vector<std::uint8_t>{0, 0, 0, 1, 1, 0}));
+  EXPECT_EQ(w.num_noisy, 2);
+  EXPECT_DOUBLE_EQ(w.realised_rate, 2.0 / 6.0);
+
+  spec.noise_rate = 0.5;
+  spec.noise_seed = 11;
+  const auto noisy = open_dataset(spec);
+  const LabelAudit a = audit_labels(*noisy);
+  EXPECT_EQ(a.source, "synthetic");
+  EXPECT_EQ(a.clean, truth);  // the true labels, not the weak ones
+  EXPECT_EQ(a.noise.mode, LabelNoiseOptions::Mode::kSymmetric);
+  EXPECT_EQ(a.noise.chunk_size, 0);
+  std::int64_t selected = 0;
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    selected += a.relabelled[i];
+    if (!a.relabelled[i]) EXPECT_EQ(a.used[i], truth[i]) << i;
+    EXPECT_EQ(noisy->label(static_cast<std::int64_t>(i)), a.used[i]);
+  }
+  EXPECT_EQ(selected, 3);  // floor(0.5 * 6)
+  // The same labels as LabelNoise over ids 0..5 with these options, drawn directly.
+  LabelNoiseOptions lo;
+  lo.rate = 0.5;
+  lo.seed = 11;
+  const LabelNoise direct({0, 1, 2, 3, 4, 5}, 5, lo);
+  for (std::int64_t i = 0; i < 6; ++i) EXPECT_EQ(a.used[static_cast<std::size_t>(i)], direct.label(i, truth[static_cast<std::size_t>(i)]));
+  const Batch b = noisy->get_batch({5, 0});
+  EXPECT_EQ(b.labels[0].item<std::int64_t>(), a.used[5]);
+
+  spec.label_source = "weak";
+  EXPECT_NE(error_of([&] { open_dataset(spec); }).find("goes on the true labels"), std::string::npos);
 }
 
 TEST(DomainNet, LayoutErrors) {
