@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 import h5py
 import numpy as np
 
-SECTIONS = ("eval", "traces", "measures", "stability")
+SECTIONS = ("eval", "traces", "measures", "stability", "labels")
 FORMAT = "hessgap-results"
 MAX_FORMAT_VERSION = 1
 
@@ -63,6 +63,7 @@ class Results:
     traces: Optional[Dict[str, Any]] = None
     measures: Optional[Dict[str, Any]] = None
     stability: Optional[Dict[str, Any]] = None
+    labels: Optional[Dict[str, Any]] = None   # clean vs used labels (label noise, weak labels)
     # Per section: {"attrs": group attributes, dataset name: {"description": ..., "units": ...}}
     meta: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -100,7 +101,8 @@ def load(path: str) -> Results:
             group = f[name]
             values, meta = {}, {"attrs": {k: _text(v) for k, v in group.attrs.items()}}
             for key, ds in group.items():
-                if not isinstance(ds, h5py.Dataset):
+                if isinstance(ds, h5py.Group):  # e.g. /eval/samples: a table of per-sample columns
+                    values[key] = {k: _read_dataset(v) for k, v in ds.items() if isinstance(v, h5py.Dataset)}
                     continue
                 values[key] = _read_dataset(ds)
                 meta[key] = {k: _text(v) for k, v in ds.attrs.items()}
@@ -132,6 +134,18 @@ def summary_text(res: Results) -> str:
         e = res.eval
         lines.append(f"\n[eval] {e['num_samples']} samples: loss {e['loss']:.6f} nats, "
                      f"accuracy {100 * e['accuracy']:.2f}% ({e['correct']} correct), {e['seconds']:.1f} s")
+        if "samples" in e:
+            smp = e["samples"]
+            lines.append(f"  per-sample table: {len(smp['sample_id'])} rows, logits {smp['logits'].shape} "
+                         f"{smp['logits'].dtype}")
+    if res.labels is not None:
+        lab, la = res.labels, res.meta["labels"]["attrs"]
+        lines.append(f"\n[labels] source {la.get('source')}: {len(lab['used'])} samples, {lab['num_noisy']} differ from "
+                     f"the clean label (realised noise rate {lab['realised_noise_rate']:.4f}; "
+                     f"{int(np.sum(lab['relabelled']))} relabelled)")
+        if la.get("source") == "synthetic":
+            lines.append(f"  noise: {la.get('noise_mode')} at rate {_fmt(la.get('noise_rate'))}, seed "
+                         f"{la.get('noise_seed')}, chunk {la.get('noise_chunk')}")
     if res.traces is not None:
         t, ta = res.traces, res.meta["traces"]["attrs"]
         B = t["batch_mean"].shape[0]
