@@ -14,6 +14,7 @@
 #include "train/constraints.h"
 #include "train/dual_t.h"
 #include "train/reweight.h"
+#include "train/schedule.h"
 #include "util/error.h"
 
 using namespace hessgap;
@@ -408,4 +409,92 @@ TEST(DualT, Errors) {
   EXPECT_NE(error_of([] { estimate_dual_t(torch::ones({2, 2}), {0}); }).find("1 labels for 2 rows"), std::string::npos);
   EXPECT_NE(error_of([] { estimate_dual_t(torch::ones({2, 2}), {0, 2}); }).find("outside [0, 2)"), std::string::npos);
   EXPECT_NE(error_of([] { percentile_higher({}, 97); }).find("empty"), std::string::npos);
+}
+
+// ---------------------------------------------------------------- schedules, optimizers, early stopping
+
+TEST(Schedule, StepLrOfTheImageReference) {
+  for (int e = 0; e < 30; ++e) {
+    const double want = e < 10 ? 1e-4 : e < 20 ? 1e-5 : 1e-6;
+    EXPECT_NEAR(step_lr(1e-4, e, 10, 0.1), want, want * 1e-12) << e;
+  }
+  EXPECT_NE(error_of([] { step_lr(1, 0, 0, 0.1); }).find("step size must be >= 1"), std::string::npos);
+}
+
+TEST(Schedule, LinearWarmupAsTransformers) {
+  // warmup 3, total 10: 0, 1/3, 2/3, then (10 - s) / 7 down to 0, and 0 beyond.
+  const double want[] = {0, 1 / 3.0, 2 / 3.0, 1, 6 / 7.0, 5 / 7.0, 4 / 7.0, 3 / 7.0, 2 / 7.0, 1 / 7.0, 0, 0};
+  for (int s = 0; s < 12; ++s) EXPECT_NEAR(linear_warmup_lr(2e-5, s, 3, 10), 2e-5 * want[s], 1e-18) << s;
+  EXPECT_NEAR(linear_warmup_lr(1.0, 0, 0, 4), 1.0, 0);  // no warmup: full rate at step 0
+}
+
+TEST(Optimizers, FirstStepClosedForms) {
+  torch::manual_seed(6);
+  torch::nn::Sequential net;
+  net->push_back("dense", torch::nn::Linear(3, 2));
+  net->push_back("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({2})));
+  net->to(torch::kFloat64);
+  const Reference before = capture_reference(*net);
+  const auto x = torch::randn({4, 3}, torch::kFloat64);
+  auto step = [&](const OptimizerSpec& spec) {
+    for (auto& [name, t] : before) {
+      torch::NoGradGuard ng;
+      net->named_parameters()[name].copy_(t);
+    }
+    auto opt = make_optimizer(*net, spec);
+    opt->zero_grad();
+    net->forward(x).pow(2).sum().backward();
+    std::map<std::string, torch::Tensor> grads;
+    for (const auto& p : net->named_parameters()) grads[p.key()] = p.value().grad().clone();
+    opt->step();
+    return grads;
+  };
+  // Adam (amsgrad): the first step moves every entry by lr · g / (|g| + eps) (bias-corrected moments).
+  OptimizerSpec adam;
+  const auto g = step(adam);
+  for (const auto& p : net->named_parameters()) {
+    const auto& gr = g.at(p.key());
+    const auto want = before.at(p.key()) - adam.lr * gr / (gr.abs() + adam.eps);
+    EXPECT_LT(max_abs(p.value() - want), 1e-15) << p.key();
+  }
+  // AdamW, decay 0.1: decoupled decay except for biases and LayerNorm weights.
+  OptimizerSpec adamw;
+  adamw.name = "adamw";
+  adamw.lr = 2e-5;
+  adamw.eps = 1e-6;
+  adamw.weight_decay = 0.1;
+  const auto g2 = step(adamw);
+  for (const auto& p : net->named_parameters()) {
+    const bool decays = p.key() == "dense.weight";
+    const auto& gr = g2.at(p.key());
+    const auto& w0 = before.at(p.key());
+    const auto want = w0 * (1 - (decays ? adamw.lr * 0.1 : 0.0)) - adamw.lr * gr / (gr.abs() + adamw.eps);
+    EXPECT_LT(max_abs(p.value() - want), 1e-15) << p.key();
+  }
+  auto opt = make_optimizer(*net, adam);
+  set_learning_rate(*opt, 0.5);
+  EXPECT_DOUBLE_EQ(opt->param_groups()[0].options().get_lr(), 0.5);
+  OptimizerSpec bad;
+  bad.name = "lamb";
+  EXPECT_NE(error_of([&] { make_optimizer(*net, bad); }).find("unknown optimizer 'lamb'"), std::string::npos);
+}
+
+TEST(EarlyStoppingTest, TiesMoveTheBestLaterAndPatienceCountsEpochs) {
+  EarlyStopping acc("max", 2);
+  EXPECT_TRUE(acc.update(0.5));
+  EXPECT_FALSE(acc.update(0.4));
+  EXPECT_TRUE(acc.update(0.5));  // a tie counts as improved
+  EXPECT_EQ(acc.best_epoch(), 2);
+  EXPECT_FALSE(acc.update(0.3));
+  EXPECT_FALSE(acc.update(0.3));
+  EXPECT_FALSE(acc.should_stop());  // 2 epochs without improvement: not more than the patience
+  EXPECT_FALSE(acc.update(0.3));
+  EXPECT_TRUE(acc.should_stop());
+  EarlyStopping loss("min", 0);
+  EXPECT_TRUE(loss.update(1.0));
+  EXPECT_TRUE(loss.update(1.0));
+  EXPECT_FALSE(loss.update(1.1));
+  EXPECT_TRUE(loss.should_stop());
+  EXPECT_DOUBLE_EQ(loss.best(), 1.0);
+  EXPECT_NE(error_of([] { EarlyStopping("mean", 1); }).find("max or min"), std::string::npos);
 }
