@@ -202,3 +202,63 @@ def test_glue_malformed_line_is_named(hessgap_bin, tmp_path):
     bad.write_text("sentence\tlabel\nfine\t1\nno label here\n", encoding="utf-8")
     r = run_hg("labels", "--data", bad, "--data-format", "glue", "--task", "sst2", "--tokenizer", ROBERTA_TOKENIZER)
     assert_failed(r, 2, str(bad), "line 3")
+
+
+# ---- text eval against a plain-PyTorch RoBERTa -------------------------------------------------------
+
+GLUE_GOLDEN = TEXT / "glue_golden.jsonl"
+MAXLEN = 24
+
+
+@pytest.fixture(scope="module")
+def roberta_folder(tmp_path_factory):
+    """A Hugging Face-style folder: a tiny RoBERTa config with roberta-base's vocabulary size, random weights
+    written by the python model (Hugging Face's init), and the tokenizer files."""
+    from tools import roberta, safetensors_np
+    import json
+    import shutil
+    root = tmp_path_factory.mktemp("hf") / "roberta-tiny-mrpc"
+    root.mkdir()
+    cfg = json.loads((SOURCE_DIR / "tests" / "fixtures" / "hf" / "roberta-tiny" / "config.json").read_text())
+    cfg.update(vocab_size=50265, id2label={"0": "not_equivalent", "1": "equivalent"},
+               label2id={"not_equivalent": 0, "equivalent": 1})
+    (root / "config.json").write_text(json.dumps(cfg, indent=2))
+    for f in ("vocab.json", "merges.txt"):
+        shutil.copy(ROBERTA_TOKENIZER / f, root / f)
+    torch.manual_seed(0)
+    model = roberta.RobertaForSequenceClassification(roberta.RobertaConfig(root / "config.json"), 2)
+    with torch.no_grad():  # LayerNorms away from (1, 0), so that they matter
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    safetensors_np.write(root / "model.safetensors", {k: v.numpy() for k, v in model.state_dict().items()})
+    return root, model
+
+
+def test_glue_eval_matches_python_roberta(hessgap_bin, tmp_path, glue_folder, roberta_folder):
+    """hessgap eval on MRPC dev (tokenized by hessgap) vs the python RoBERTa on Hugging Face's token ids for the
+    same rows (glue_golden.jsonl, max_length 24): the tokenizer, batching with padding masks, the model and
+    the per-sample gathering, end to end."""
+    import json
+    folder, model = roberta_folder
+    out = tmp_path / "glue.h5"
+    r = run_hg("eval", "--checkpoint", folder, "--data", glue_folder, "--data-format", "glue", "--split", "dev",
+               "--max-length", MAXLEN, "--batch-size", 8, "--per-sample", "--verbosity", 0, "--out", out, np_=2)
+    assert r.rc == 0, r
+    s, _ = read_group(out, "eval/samples")
+    with h5py.File(out, "r") as f:
+        assert f["model"].attrs["arch"] == f"hf:{folder}"
+    rows = [json.loads(line) for line in GLUE_GOLDEN.read_text().splitlines()]
+    rows = [g for g in rows if g["task"] == "mrpc" and 100 <= g["index"] < 150]
+    assert len(rows) == 50 and list(s["sample_id"]) == list(range(50))
+    ids = torch.full((50, 24), 1, dtype=torch.long)  # pad id 1
+    mask = torch.zeros((50, 24), dtype=torch.long)
+    for i, g in enumerate(rows):
+        seq = g["roberta_24"]["ids"]
+        ids[i, :len(seq)] = torch.tensor(seq)
+        mask[i, :len(seq)] = 1
+    with torch.no_grad():
+        want = model(ids, mask, torch.zeros_like(ids)).numpy()
+    np.testing.assert_allclose(s["logits"], want, rtol=1e-4, atol=1e-5)
+    assert list(s["label"]) == [g["label"] for g in rows]
+    assert (np.abs(want[:, 0] - want[:, 1]) > 1e-6).all()  # the logits are not degenerate
