@@ -53,6 +53,9 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   if (needs_checkpoint) ck->required();
   cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, bert-base, roberta-base, vit-base, hf:FOLDER, mlp[:...], small-cnn[:...]); default: hf:CHECKPOINT for a Hugging Face folder, else cifar-resnet20");
   cmd->add_option("--num-classes", o.num_classes, "Classes of the head (default: the dataset's)");
+  cmd->add_flag("--new-head", o.new_head,
+                "Accept a checkpoint whose head is missing or has another number of classes: the head keeps a fresh "
+                "draw (seeded by --seed, initialised as the source library does) and this is logged");
   add_dataset_options(cmd, o.data);
   cmd->add_option("--batch-size,--bs", o.batch_size, "Samples per batch (the reference's README uses 4)");
   cmd->add_option("--sample-size", o.sample_size, "Samples to use (0: all); see --sample-rule");
@@ -119,18 +122,35 @@ Session open_session(const CommonOptions& o) {
   log::info("data: " + s.dataset->describe());
 
   const std::int64_t classes = o.num_classes > 0 ? o.num_classes : s.dataset->num_classes();
+  HG_CHECK(classes >= s.dataset->num_classes(), "--num-classes " << classes << " is smaller than the "
+                                                                  << s.dataset->num_classes()
+                                                                  << " classes of the data (labels would be out of range)");
   std::string arch = o.arch;
   if (arch.empty()) {
     arch = hf_folder && fs::exists(fs::path(o.checkpoint) / "config.json") ? "hf:" + o.checkpoint : "cifar-resnet20";
   }
+  torch::manual_seed(o.seed);  // the initial draw (a --new-head head keeps it)
   s.model = models::make_model(arch, classes);
   if (!o.checkpoint.empty()) {
     std::string resolved;
     io::detect_checkpoint_format(o.checkpoint, &resolved);
     s.checkpoint_path = resolved;
+    // As the source library's loader would: prefixes, dropped pretraining heads, config checks,
+    // ViT position embeddings for the model's image size. Then strict loading.
+    io::StateDict state = io::read_checkpoint(o.checkpoint);
+    models::AdaptOptions ao;
+    ao.source = o.checkpoint;
+    const models::CheckpointAdaptation adapted = models::adapt_checkpoint(*s.model, state, ao);
+    for (const std::string& note : adapted.notes) log::info("checkpoint: " + note);
     io::LoadOptions lo;
     lo.source = o.checkpoint;
-    io::load_state_dict(*s.model, io::read_checkpoint(o.checkpoint), lo);
+    if (o.new_head) lo.new_head_prefix = s.model->head_prefix();
+    const io::LoadReport report = io::load_state_dict(*s.model, state, lo);
+    if (!report.new_head.empty()) {
+      HG_CHECK(!report.loaded.empty(), "--new-head: no tensor of " << o.checkpoint << " fits the model "
+                                                                    << s.model->arch());
+      log::info("checkpoint: " + io::describe(report));
+    }
     log::info("model: " + s.model->arch() + " from " + o.checkpoint);
   }
   s.model->to(s.device, s.dtype);

@@ -27,6 +27,7 @@ struct CommonOptions {
   // "": hf:<checkpoint> when --checkpoint is a folder with a config.json, else cifar-resnet20.
   std::string arch;
   std::int64_t num_classes = 0;    // 0: the dataset's
+  bool new_head = false;           // --new-head: a missing / differently sized head keeps a fresh draw
   // --data, --data-format, --split, --resize, ... bind straight to the dataset description
   // (split_seed follows --seed).
   data::DatasetSpec data;

@@ -4,14 +4,22 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
+#include <nlohmann/json.hpp>
+
+#include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 
 #include "io/atomic_output.h"
+#include "io/google_vit.h"
 #include "io/h5.h"
+#include "io/npy.h"
 #include "io/safetensors.h"
+#include "io/torch_zip.h"
+#include "io/zip_reader.h"
 #include "util/error.h"
 
 namespace hessgap::io {
@@ -96,17 +104,8 @@ StateDict read_checkpoint_h5(const std::string& path, std::map<std::string, std:
   return out;
 }
 
-}  // namespace
-
-CheckpointFormat detect_checkpoint_format(const std::string& path, std::string* resolved) {
-  std::error_code ec;
-  HG_CHECK(!path.empty() && fs::exists(path, ec), "checkpoint '" << path << "' not found");
-  std::string file = path;
-  if (fs::is_directory(path, ec)) {
-    file = (fs::path(path) / "model.safetensors").string();
-    HG_CHECK(fs::is_regular_file(file, ec), "checkpoint directory '" << path << "' has no model.safetensors");
-  }
-  if (resolved) *resolved = file;
+// The format of one file (not a directory).
+CheckpointFormat detect_file_format(const std::string& file) {
   std::ifstream in(file, std::ios::binary);
   HG_CHECK(in, "cannot open checkpoint '" << file << "' for reading");
   unsigned char head[9] = {0};
@@ -118,21 +117,177 @@ CheckpointFormat detect_checkpoint_format(const std::string& path, std::string* 
   if (n >= 9 && head[8] == '{') {
     uint64_t len = 0;
     for (int i = 7; i >= 0; --i) len = (len << 8) | head[i];
-    if (len > 0) return CheckpointFormat::Safetensors;
+    // A JSON file's first 8 bytes read as a length are astronomically large (ASCII bytes), so the
+    // bound keeps index.json files out while a truncated safetensors file is still recognised.
+    if (len > 0 && len <= 100'000'000) return CheckpointFormat::Safetensors;
   }
-  HG_CHECK(!(n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4),
-           "checkpoint '" << file << "' is a PyTorch zip file (torch.save); convert it to safetensors");
+  if (n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4) {
+    ZipReader zip(file);
+    bool npy = !zip.entries().empty();
+    for (const auto& e : zip.entries()) {
+      const auto slash = e.name.find('/');
+      if (slash != std::string::npos && e.name.find('/', slash + 1) == std::string::npos &&
+          e.name.compare(slash, std::string::npos, "/data.pkl") == 0) {
+        return CheckpointFormat::TorchZip;
+      }
+      npy = npy && e.name.size() > 4 && e.name.compare(e.name.size() - 4, 4, ".npy") == 0;
+    }
+    if (npy) return CheckpointFormat::Npz;
+    HG_FAIL("checkpoint '" << file << "' is a zip archive that is neither a torch.save file (<name>/data.pkl) nor "
+                              "an np.savez archive (*.npy)");
+  }
   HG_CHECK(!(n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5),
-           "checkpoint '" << file << "' is a Python pickle; convert it to safetensors");
-  HG_FAIL("checkpoint '" << file << "' has an unknown format (expected safetensors or a hessgap HDF5 checkpoint)");
+           "checkpoint '" << file << "' is a Python pickle (a legacy torch.save file of PyTorch < 1.6 or "
+                          << "_use_new_zipfile_serialization=False?): load it in Python and re-save it with torch.save "
+                          << "(zip format, the default since PyTorch 1.6) or as safetensors");
+  for (std::streamsize i = 0; i < n; ++i) {
+    if (head[i] == '{') return CheckpointFormat::ShardedIndex;
+    if (!std::isspace(head[i])) break;
+  }
+  HG_FAIL("checkpoint '" << file << "' has an unknown format (expected safetensors, a torch.save zip file, an npz "
+                            "archive, a Hugging Face index.json or a hessgap HDF5 checkpoint)");
+}
+
+StateDict read_file(const std::string& file, CheckpointFormat format, std::map<std::string, std::string>* metadata);
+
+// A Hugging Face sharded checkpoint: {"metadata": {...}, "weight_map": {tensor: shard file}}.
+StateDict read_sharded(const std::string& index, std::map<std::string, std::string>* metadata) {
+  std::ifstream in(index);
+  HG_CHECK(in, "cannot open sharded checkpoint index '" << index << "'");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // JSON parsers keep the last of repeated keys; a tensor listed twice in weight_map must not
+  // silently pick one shard, so the parse watches the keys as they go by.
+  std::string top_key, duplicate;
+  std::set<std::string> listed;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+      if (event == nlohmann::json::parse_event_t::key && parsed.is_string()) {
+        if (depth == 1) top_key = parsed.get<std::string>();
+        if (depth == 2 && top_key == "weight_map" && !listed.insert(parsed.get<std::string>()).second &&
+            duplicate.empty()) {
+          duplicate = parsed.get<std::string>();
+        }
+      }
+      return true;
+    });
+  } catch (const nlohmann::json::exception& e) {
+    HG_FAIL("sharded checkpoint index '" << index << "' is not valid JSON (truncated?): " << e.what());
+  }
+  HG_CHECK(duplicate.empty(), "sharded checkpoint index '" << index << "' lists tensor '" << duplicate << "' twice");
+  HG_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
+           "sharded checkpoint index '" << index << "' has no \"weight_map\" object");
+  std::map<std::string, std::set<std::string>> shards;  // shard file -> tensors the index puts there
+  std::map<std::string, std::string> shard_of;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    HG_CHECK(it.value().is_string(), "sharded checkpoint index '" << index << "': weight_map entry '" << it.key()
+                                                                  << "' is not a file name");
+    const std::string shard = it.value().get<std::string>();
+    HG_CHECK(!shard.empty() && shard.find('/') == std::string::npos && shard != "..",
+             "sharded checkpoint index '" << index << "': shard '" << shard << "' of tensor '" << it.key()
+                                          << "' must be a file name in the index's folder");
+    shards[shard].insert(it.key());
+    shard_of[it.key()] = shard;
+  }
+  HG_CHECK(!shards.empty(), "sharded checkpoint index '" << index << "' lists no tensors");
+
+  const fs::path dir = fs::path(index).parent_path();
+  StateDict out;
+  std::map<std::string, std::string> meta;
+  if (j.contains("metadata") && j["metadata"].is_object()) {
+    for (auto it = j["metadata"].begin(); it != j["metadata"].end(); ++it) {
+      meta[it.key()] = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
+    }
+  }
+  std::set<std::string> seen;
+  for (const auto& [shard, names] : shards) {
+    const std::string file = (dir / shard).string();
+    std::error_code ec;
+    HG_CHECK(fs::is_regular_file(file, ec), "sharded checkpoint '" << index << "': shard '" << file << "' (holding "
+                                                                  << names.size() << " tensors, e.g. '"
+                                                                  << *names.begin() << "') not found");
+    const CheckpointFormat format = detect_file_format(file);
+    HG_CHECK(format == CheckpointFormat::Safetensors || format == CheckpointFormat::TorchZip,
+             "sharded checkpoint '" << index << "': shard '" << file << "' is not a safetensors or torch.save file");
+    std::map<std::string, std::string> shard_meta;
+    std::set<std::string> found;
+    for (auto& [name, t] : read_file(file, format, &shard_meta)) {
+      HG_CHECK(seen.insert(name).second, "sharded checkpoint '" << index << "': tensor '" << name
+                                                                << "' appears in more than one shard (again in '"
+                                                                << file << "')");
+      auto it = shard_of.find(name);
+      HG_CHECK(it != shard_of.end(), "sharded checkpoint '" << index << "': shard '" << file << "' holds tensor '"
+                                                            << name << "', which the index does not list");
+      HG_CHECK(it->second == shard, "sharded checkpoint '" << index << "': shard '" << file << "' holds tensor '"
+                                                           << name << "', which the index puts in '" << it->second
+                                                           << "'");
+      found.insert(name);
+      out.emplace_back(name, std::move(t));
+    }
+    for (const std::string& name : names) {
+      HG_CHECK(found.count(name), "sharded checkpoint '" << index << "': the index lists tensor '" << name
+                                                         << "' in shard '" << file << "', which lacks it");
+    }
+    for (auto& [k, v] : shard_meta) meta.emplace(k, v);
+  }
+  if (metadata) *metadata = std::move(meta);
+  return out;
+}
+
+StateDict read_file(const std::string& file, CheckpointFormat format, std::map<std::string, std::string>* metadata) {
+  std::map<std::string, std::string> meta;
+  StateDict out;
+  switch (format) {
+    case CheckpointFormat::Hdf5: return read_checkpoint_h5(file, metadata);
+    case CheckpointFormat::ShardedIndex: return read_sharded(file, metadata);
+    case CheckpointFormat::TorchZip: return read_torch_zip(file, metadata);
+    case CheckpointFormat::Safetensors: {
+      TensorFile tf = read_safetensors(file);
+      meta = std::move(tf.metadata);
+      out = std::move(tf.tensors);
+      break;
+    }
+    case CheckpointFormat::Npz: {
+      out = read_npz(file);
+      if (is_google_vit(out)) {
+        std::vector<std::string> dropped;
+        out = google_vit_to_hf(out, file, &dropped);
+        std::string list;
+        for (const auto& d : dropped) list += (list.empty() ? "" : ",") + d;
+        if (!list.empty()) meta["google_vit.dropped"] = list;
+      }
+      break;
+    }
+  }
+  if (metadata) *metadata = std::move(meta);
+  return out;
+}
+
+}  // namespace
+
+CheckpointFormat detect_checkpoint_format(const std::string& path, std::string* resolved) {
+  std::error_code ec;
+  HG_CHECK(!path.empty() && fs::exists(path, ec), "checkpoint '" << path << "' not found");
+  std::string file = path;
+  if (fs::is_directory(path, ec)) {
+    file.clear();
+    for (const char* leaf : {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                             "pytorch_model.bin.index.json"}) {
+      const std::string candidate = (fs::path(path) / leaf).string();
+      if (file.empty() && fs::is_regular_file(candidate, ec)) file = candidate;
+    }
+    HG_CHECK(!file.empty(), "checkpoint directory '" << path << "' has no model.safetensors, "
+                                                        "model.safetensors.index.json, pytorch_model.bin or "
+                                                        "pytorch_model.bin.index.json");
+  }
+  if (resolved) *resolved = file;
+  return detect_file_format(file);
 }
 
 StateDict read_checkpoint(const std::string& path, std::map<std::string, std::string>* metadata) {
   std::string file;
-  if (detect_checkpoint_format(path, &file) == CheckpointFormat::Hdf5) return read_checkpoint_h5(file, metadata);
-  TensorFile tf = read_safetensors(file);
-  if (metadata) *metadata = std::move(tf.metadata);
-  return std::move(tf.tensors);
+  const CheckpointFormat format = detect_checkpoint_format(path, &file);
+  return read_file(file, format, metadata);
 }
 
 void write_checkpoint_h5(const std::string& path, const StateDict& state,
@@ -180,6 +335,9 @@ void write_checkpoint_h5(const std::string& path, const StateDict& state,
 
 LoadReport load_state_dict(torch::nn::Module& module, const StateDict& state, const LoadOptions& opts) {
   const std::string source = opts.source.empty() ? std::string("the state dict") : "checkpoint '" + opts.source + "'";
+  auto new_head = [&](const std::string& name) {
+    return !opts.new_head_prefix.empty() && name.compare(0, opts.new_head_prefix.size(), opts.new_head_prefix) == 0;
+  };
   std::map<std::string, const torch::Tensor*> given;
   for (const auto& [name, t] : state) {
     HG_CHECK(given.emplace(name, &t).second, source << " has tensor '" << name << "' twice");
@@ -193,6 +351,10 @@ LoadReport load_state_dict(torch::nn::Module& module, const StateDict& state, co
   for (const auto& [name, target] : targets) {
     target_names.insert(name);
     auto it = given.find(name);
+    if (it == given.end() && new_head(name)) {
+      report.new_head.push_back(name);
+      continue;
+    }
     if (it == given.end()) {
       bool optional = false;
       for (const std::string& suffix : opts.optional_suffixes) {
@@ -204,6 +366,10 @@ LoadReport load_state_dict(torch::nn::Module& module, const StateDict& state, co
     }
     const torch::Tensor& src = *it->second;
     HG_CHECK(src.defined(), "tensor '" << name << "' in " << source << " is undefined");
+    if (src.sizes() != target.sizes() && new_head(name)) {
+      report.new_head.push_back(name);
+      continue;
+    }
     if (src.sizes() != target.sizes()) {
       report.mismatched.push_back(name);
       mismatch_lines.push_back(name + " (checkpoint " + shape_str(src.sizes()) + ", model " +
@@ -231,6 +397,20 @@ LoadReport load_state_dict(torch::nn::Module& module, const StateDict& state, co
   torch::NoGradGuard no_grad;
   for (auto& [target, src] : copies) target.copy_(*src);
   return report;
+}
+
+std::string describe(const LoadReport& r) {
+  std::ostringstream os;
+  os << "loaded " << r.loaded.size() << " tensors";
+  auto list = [&](const char* what, const std::vector<std::string>& names) {
+    if (!names.empty()) os << "; " << what << " (" << names.size() << "): " << join(names);
+  };
+  list("new head", r.new_head);
+  list("missing", r.missing);
+  list("optional missing", r.optional_missing);
+  list("unexpected", r.unexpected);
+  list("shape mismatch", r.mismatched);
+  return os.str();
 }
 
 StateDict state_dict_of(const torch::nn::Module& module) {

@@ -4,6 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
 
 #include "util/error.h"
 
@@ -43,6 +46,7 @@ void validate(const TransformerConfig& c) {
            "config " << f << ": hidden_size " << c.hidden_size
                      << " is not a multiple of num_attention_heads " << c.num_attention_heads);
   HG_CHECK(c.layer_norm_eps > 0, "config " << f << ": field 'layer_norm_eps' must be > 0");
+  HG_CHECK(c.initializer_range > 0, "config " << f << ": field 'initializer_range' must be > 0");
   if (c.model_type == "vit") {
     positive(c.image_size, "image_size");
     positive(c.patch_size, "patch_size");
@@ -93,6 +97,11 @@ TransformerConfig read_hf_config(const std::string& path) {
              "config " << file << ": field 'layer_norm_eps' must be a number");
     c.layer_norm_eps = j.at("layer_norm_eps").get<double>();
   }
+  if (j.contains("initializer_range") && !j.at("initializer_range").is_null()) {
+    HG_CHECK(j.at("initializer_range").is_number(),
+             "config " << file << ": field 'initializer_range' must be a number");
+    c.initializer_range = j.at("initializer_range").get<double>();
+  }
   if (j.contains("hidden_act") && !j.at("hidden_act").is_null()) {
     const auto& act = j.at("hidden_act");
     HG_CHECK(act.is_string() && act.get<std::string>() == "gelu",
@@ -120,6 +129,89 @@ TransformerConfig read_hf_config(const std::string& path) {
   }
   validate(c);
   return c;
+}
+
+void check_config_against_weights(const TransformerConfig& c,
+                                  const std::vector<std::pair<std::string, torch::Tensor>>& state,
+                                  const std::string& source) {
+  const bool vit = c.model_type == "vit";
+  const std::string p = c.model_type + ".";
+  std::map<std::string, const torch::Tensor*> by_name;
+  for (const auto& [name, t] : state) by_name.emplace(name, &t);
+  auto find = [&](const std::string& name) -> const torch::Tensor* {
+    auto it = by_name.find(name);
+    return it == by_name.end() || !it->second->defined() ? nullptr : it->second;
+  };
+  auto disagree = [&](const char* field, std::int64_t value, const std::string& tensor, std::int64_t implied) {
+    std::ostringstream os;
+    os << "config " << c.source << ": " << field << " " << value << " disagrees with checkpoint " << source
+       << ": tensor '" << tensor << "' has shape " << find(tensor)->sizes() << " (" << field << " " << implied << ")";
+    throw Error(os.str());
+  };
+  // (field, value, tensor, dim, expected rank): the size of dim `dim` of the tensor is the field.
+  auto check = [&](const char* field, std::int64_t value, const std::string& tensor, std::int64_t dim,
+                   std::int64_t rank) {
+    const torch::Tensor* t = find(tensor);
+    if (t == nullptr) return;
+    if (t->dim() != rank) {
+      std::ostringstream os;
+      os << "checkpoint " << source << ": tensor '" << tensor << "' has shape " << t->sizes() << ", expected "
+         << rank << " dimensions";
+      throw Error(os.str());
+    }
+    if (t->size(dim) != value) disagree(field, value, tensor, t->size(dim));
+  };
+
+  if (vit) {
+    const std::string proj = "vit.embeddings.patch_embeddings.projection.weight";
+    check("hidden_size", c.hidden_size, "vit.embeddings.cls_token", 2, 3);
+    check("hidden_size", c.hidden_size, proj, 0, 4);
+    check("num_channels", c.num_channels, proj, 1, 4);
+    check("patch_size", c.patch_size, proj, 2, 4);
+    check("patch_size", c.patch_size, proj, 3, 4);
+    check("hidden_size", c.hidden_size, "vit.embeddings.position_embeddings", 2, 3);
+  } else {
+    const std::string words = p + "embeddings.word_embeddings.weight";
+    check("hidden_size", c.hidden_size, words, 1, 2);
+    check("vocab_size", c.vocab_size, words, 0, 2);
+    check("max_position_embeddings", c.max_position_embeddings, p + "embeddings.position_embeddings.weight", 0, 2);
+    check("type_vocab_size", c.type_vocab_size, p + "embeddings.token_type_embeddings.weight", 0, 2);
+  }
+  const std::string layer0 = p + "encoder.layer.0.";
+  check("hidden_size", c.hidden_size, layer0 + (vit ? "attention.attention" : "attention.self") + ".query.weight", 1, 2);
+  check("intermediate_size", c.intermediate_size, layer0 + "intermediate.dense.weight", 0, 2);
+
+  // Layers: the indices i of "<p>encoder.layer.<i>." must be exactly 0..num_hidden_layers-1.
+  const std::string layer_prefix = p + "encoder.layer.";
+  std::map<std::int64_t, std::string> layers;  // index -> one tensor of it
+  for (const auto& [name, t] : state) {
+    if (name.compare(0, layer_prefix.size(), layer_prefix) != 0) continue;
+    std::size_t used = 0;
+    long long i = -1;
+    try {
+      i = std::stoll(name.substr(layer_prefix.size()), &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used > 0 && i >= 0) layers.emplace(i, name);
+  }
+  if (!layers.empty()) {
+    const auto last = layers.rbegin();
+    if (last->first + 1 != c.num_hidden_layers || static_cast<std::int64_t>(layers.size()) != c.num_hidden_layers) {
+      std::ostringstream os;
+      os << "config " << c.source << ": num_hidden_layers " << c.num_hidden_layers << " disagrees with checkpoint "
+         << source << ": it holds " << layers.size() << " layers, indices " << layers.begin()->first << ".."
+         << last->first << " (e.g. tensor '" << last->second << "')";
+      throw Error(os.str());
+    }
+  }
+  if (vit && find(layer0 + "attention.attention.query.weight") != nullptr) {
+    const bool has_bias = find(layer0 + "attention.attention.query.bias") != nullptr;
+    HG_CHECK(has_bias == c.qkv_bias, "config " << c.source << ": qkv_bias " << (c.qkv_bias ? "true" : "false")
+                                               << " disagrees with checkpoint " << source << ": tensor '" << layer0
+                                               << "attention.attention.query.bias' is "
+                                               << (has_bias ? "present" : "absent"));
+  }
 }
 
 TransformerConfig bert_base_config() {

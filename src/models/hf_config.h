@@ -1,9 +1,14 @@
 // Hugging Face config.json for the transformer models (BERT, RoBERTa, ViT): the fields the C++
-// ports use, parsed with errors that name the file and the field, plus built-in base configs.
+// ports use, parsed with errors that name the file and the field, plus built-in base configs, and
+// the check that a checkpoint's tensors agree with them.
 #pragma once
+
+#include <torch/types.h>
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace hessgap::models {
 
@@ -14,6 +19,8 @@ struct TransformerConfig {
   std::int64_t num_attention_heads = 12;
   std::int64_t intermediate_size = 3072;
   double layer_norm_eps = 1e-12;
+  // Standard deviation of Hugging Face's normal init (weights and, on reset_head, the new head).
+  double initializer_range = 0.02;
   std::int64_t num_labels = 2;  // size of id2label if present, else num_labels, else 2
   // Text models (bert, roberta).
   std::int64_t vocab_size = 30522;
@@ -33,7 +40,8 @@ struct TransformerConfig {
 // Required: model_type (bert | roberta | vit), hidden_size, num_hidden_layers,
 // num_attention_heads, intermediate_size; text: vocab_size, max_position_embeddings;
 // vit: image_size, patch_size. Optional with Hugging Face's defaults: layer_norm_eps (1e-12),
-// type_vocab_size (2), pad_token_id (bert 0, roberta 1), num_channels (3), qkv_bias (true).
+// initializer_range (0.02), type_vocab_size (2), pad_token_id (bert 0, roberta 1),
+// num_channels (3), qkv_bias (true).
 // hidden_act must be "gelu" (the exact erf form; other activations are refused) when present.
 // Errors (hessgap::Error) name the file and the field: missing file, bad JSON, missing or
 // mistyped field, non-positive sizes, hidden_size not divisible by num_attention_heads,
@@ -42,6 +50,25 @@ TransformerConfig read_hf_config(const std::string& path);
 
 // Checks the invariants listed above (read_hf_config calls it; the constructors do too).
 void validate(const TransformerConfig& config);
+
+// Checks that the tensors of a checkpoint (named as the model names them, with the "vit." /
+// "bert." / "roberta." prefix) agree with `config`, field by field, so that a config.json that does
+// not describe the weights is reported as such rather than as a list of shape mismatches:
+//   hidden_size        vit.embeddings.cls_token [1,1,D]; text: P.embeddings.word_embeddings [V,D]
+//   vocab_size         P.embeddings.word_embeddings [V,D]
+//   max_position_embeddings  P.embeddings.position_embeddings [P,D]
+//   type_vocab_size    P.embeddings.token_type_embeddings [T,D]
+//   patch_size, num_channels  vit.embeddings.patch_embeddings.projection.weight [D,C,p,p]
+//   num_hidden_layers  the layer indices present in P.encoder.layer.{i}.* (must be 0..L-1)
+//   intermediate_size  P.encoder.layer.0.intermediate.dense.weight [F,D]
+//   qkv_bias           (vit) presence of vit.encoder.layer.0.attention.attention.query.bias
+// Absent tensors are not checked (loading reports them). image_size is not checked: ViT position
+// embeddings for another grid are resized by models::adapt_checkpoint.
+// Errors (hessgap::Error): "config <file>: <field> <value> disagrees with checkpoint <source>:
+// tensor '<name>' has shape [...] (<field> <implied value>)".
+void check_config_against_weights(const TransformerConfig& config,
+                                  const std::vector<std::pair<std::string, torch::Tensor>>& state,
+                                  const std::string& source);
 
 // bert-base-uncased / roberta-base / google/vit-base-patch16-224 shapes (12 layers, hidden 768,
 // 12 heads, ffn 3072): bert vocab 30522, 512 positions, 2 token types, eps 1e-12, pad 0;

@@ -4,7 +4,9 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "models/cifar_resnet.h"
@@ -182,6 +184,153 @@ std::vector<torch::Tensor> parameters_by_name(const Classifier& model,
 
 std::vector<torch::Tensor> hessian_parameters(const Classifier& model) {
   return parameters_by_name(model, model.hessian_layers());
+}
+
+namespace {
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+std::string shape_str(torch::IntArrayRef shape) {
+  std::ostringstream os;
+  os << shape;
+  return os.str();
+}
+
+}  // namespace
+
+CheckpointAdaptation adapt_checkpoint(const Classifier& model,
+                                      std::vector<std::pair<std::string, torch::Tensor>>& state,
+                                      const AdaptOptions& opts) {
+  CheckpointAdaptation out;
+  const std::string source = opts.source.empty() ? std::string("(state dict)") : opts.source;
+  std::set<std::string> known;
+  for (const auto& item : model.named_parameters(true)) known.insert(item.key());
+  for (const auto& item : model.named_buffers(true)) known.insert(item.key());
+
+  auto rename_prefix = [&](const std::string& from, const std::string& to, const std::string& why) {
+    std::size_t n = 0;
+    for (auto& [name, t] : state) {
+      if (starts_with(name, from)) {
+        name = to + name.substr(from.size());
+        ++n;
+      }
+    }
+    if (n > 0) out.notes.push_back("renamed '" + from + "*' to '" + to + "*' (" + std::to_string(n) + " tensors; " + why + ")");
+  };
+  auto all_start_with = [&](const std::string& prefix) {
+    if (state.empty()) return false;
+    for (const auto& [name, t] : state) {
+      if (!starts_with(name, prefix)) return false;
+    }
+    return true;
+  };
+  if (all_start_with("module.")) rename_prefix("module.", "", "a DataParallel checkpoint");
+
+  const TransformerConfig* config = nullptr;
+  if (const auto* vit = dynamic_cast<const VisionTransformer*>(&model)) config = &vit->config();
+  if (const auto* text = dynamic_cast<const TextTransformer*>(&model)) config = &text->config();
+
+  if (dynamic_cast<const ResNet*>(&model) != nullptr) {
+    rename_prefix("feature_extractor.", "", "the reference's ResNet wrapper");
+    rename_prefix("pred_head.", "fc.", "the reference's ResNet head");
+  }
+
+  if (config != nullptr) {
+    const std::string p = config->model_type + ".";
+    bool has_prefix = false, base_model = false;
+    for (const auto& [name, t] : state) {
+      has_prefix = has_prefix || starts_with(name, p);
+      base_model = base_model || starts_with(name, "embeddings.") || starts_with(name, "encoder.");
+    }
+    if (!has_prefix && base_model) {
+      std::size_t n = 0;
+      for (auto& [name, t] : state) {
+        if (!starts_with(name, model.head_prefix())) {
+          name = p + name;
+          ++n;
+        }
+      }
+      out.notes.push_back("added the prefix '" + p + "' to " + std::to_string(n) +
+                          " tensors (a base-model checkpoint, as Hugging Face's from_pretrained does)");
+    }
+    std::vector<std::pair<std::string, torch::Tensor>> kept;
+    for (auto& item : state) {
+      const std::string& name = item.first;
+      const bool drop = !known.count(name) && (starts_with(name, "cls.") || starts_with(name, "lm_head.") ||
+                                               starts_with(name, p + "pooler.") ||
+                                               name == p + "embeddings.position_ids");
+      if (drop) {
+        out.dropped.push_back(name);
+      } else {
+        kept.push_back(std::move(item));
+      }
+    }
+    state = std::move(kept);
+    if (!out.dropped.empty()) {
+      std::string list;
+      for (const auto& d : out.dropped) list += (list.empty() ? "" : ", ") + d;
+      out.notes.push_back("dropped " + std::to_string(out.dropped.size()) +
+                          " tensors that this model class does not have (pretraining heads, pooler, position_ids): " +
+                          list);
+    }
+    check_config_against_weights(*config, state, source);
+  }
+
+  if (const auto* vit = dynamic_cast<const VisionTransformer*>(&model)) {
+    const std::string name = "vit.embeddings.position_embeddings";
+    const auto& c = vit->config();
+    const std::int64_t grid = c.image_size / c.patch_size;
+    for (auto& [n, t] : state) {
+      if (n != name || !t.defined() || t.dim() != 3 || t.size(1) == grid * grid + 1) continue;
+      const auto old_tokens = t.size(1) - 1;
+      const auto old_grid = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(old_tokens))));
+      HG_CHECK(opts.resize_position_embeddings,
+               "config " << c.source << ": image_size " << c.image_size << " (a " << grid << "x" << grid
+                         << " grid of patch_size " << c.patch_size << ") disagrees with checkpoint " << source
+                         << ": tensor '" << name << "' has shape " << shape_str(t.sizes()) << " (a " << old_grid
+                         << "x" << old_grid << " grid, image_size " << old_grid * c.patch_size
+                         << "), and resizing position embeddings is off");
+      const std::string before = shape_str(t.sizes());
+      try {
+        t = resize_position_embeddings(t, grid, grid, opts.interpolation);
+      } catch (const Error& e) {
+        HG_FAIL("checkpoint " << source << ": tensor '" << name << "': " << e.what());
+      }
+      out.resized.push_back(name);
+      out.notes.push_back("resized '" + name + "' from " + before + " to " + shape_str(t.sizes()) + " (" +
+                          (opts.interpolation == PositionInterpolation::Bicubic ? "bicubic" : "bilinear-align-corners") +
+                          ", for image_size " + std::to_string(c.image_size) + ")");
+    }
+  }
+  return out;
+}
+
+void reset_head(Classifier& model, HeadInit init) {
+  const std::string prefix = model.head_prefix();
+  double hf_std = 0;
+  bool akamaster = false;
+  if (init == HeadInit::Library) {
+    if (const auto* vit = dynamic_cast<const VisionTransformer*>(&model)) hf_std = vit->config().initializer_range;
+    if (const auto* text = dynamic_cast<const TextTransformer*>(&model)) hf_std = text->config().initializer_range;
+    akamaster = dynamic_cast<const CifarResNet*>(&model) != nullptr;
+  }
+  torch::NoGradGuard no_grad;
+  int reset = 0;
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    auto* linear = item.value()->as<torch::nn::Linear>();
+    if (linear == nullptr || !starts_with(item.key() + ".", prefix)) continue;
+    if (hf_std > 0) {
+      linear->weight.normal_(0.0, hf_std);
+      if (linear->bias.defined()) linear->bias.zero_();
+    } else {
+      linear->reset_parameters();
+      if (akamaster) torch::nn::init::kaiming_normal_(linear->weight, 0.0, torch::kFanIn, torch::kLeakyReLU);
+    }
+    ++reset;
+  }
+  HG_CHECK(reset > 0, "model " << model.arch() << " has no Linear layer under its head prefix '" << prefix << "'");
 }
 
 }  // namespace hessgap::models

@@ -1,4 +1,5 @@
-// Architecture names -> freshly initialised models, and name-based parameter lookup.
+// Architecture names -> freshly initialised models, name-based parameter lookup, and fitting a
+// pretrained checkpoint to a model (renames, resized position embeddings, a new head).
 #pragma once
 
 #include <torch/types.h>
@@ -6,9 +7,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/classifier.h"
+#include "models/vit.h"
 
 namespace hessgap::models {
 
@@ -55,5 +58,64 @@ std::vector<torch::Tensor> parameters_by_name(const Classifier& model,
 
 // parameters_by_name(model, model.hessian_layers()).
 std::vector<torch::Tensor> hessian_parameters(const Classifier& model);
+
+// Loading pretrained weights (a checkpoint of any io format) into a model built here:
+//   io::StateDict state = io::read_checkpoint(path);
+//   AdaptOptions ao;  ao.source = path;
+//   CheckpointAdaptation a = adapt_checkpoint(*model, state, ao);        // log a.notes
+//   io::LoadOptions lo;  lo.source = path;
+//   lo.new_head_prefix = model->head_prefix();   // only when fine-tuning with a new head
+//   io::LoadReport r = io::load_state_dict(*model, state, lo);           // log io::describe(r)
+// (models does not link io; io::StateDict is this same vector of (name, tensor) pairs.)
+struct AdaptOptions {
+  std::string source;  // the checkpoint, named in messages
+  // ViT: position embeddings made for another image size are resized to the model's grid
+  // (image_size / patch_size); false makes that an Error naming image_size and the tensor.
+  bool resize_position_embeddings = true;
+  PositionInterpolation interpolation = PositionInterpolation::Bicubic;
+};
+
+struct CheckpointAdaptation {
+  std::vector<std::string> notes;    // one line per change, for the log and the result file
+  std::vector<std::string> dropped;  // tensor names removed from the state dict
+  std::vector<std::string> resized;  // tensor names resized (position embeddings)
+};
+
+// Makes a checkpoint's state dict fit `model` the way its source library's loader would, in place:
+// * Hugging Face models (BERT, RoBERTa, ViT), as from_pretrained does for *ForSequence/Image-
+//   Classification:
+//   - a base-model checkpoint (BertModel, ViTModel, ...: no tensor starts with "<model_type>.",
+//     some start with "embeddings." or "encoder.") gets the "<model_type>." prefix on every name
+//     outside the head;
+//   - tensors of pretraining heads and modules the class lacks are dropped: "cls.*" (BERT
+//     pretraining heads), "lm_head.*" (RoBERTa), "<p>.pooler.*" when the model has no pooler
+//     (RoBERTa and ViT; e.g. the ImageNet-21k ViT's), "<p>.embeddings.position_ids" (a buffer older
+//     transformers saved);
+//   - check_config_against_weights (hf_config.h): a config.json that disagrees with the weights is
+//     an Error naming the field and the tensor;
+//   - ViT: position embeddings for another grid are resized (resize_position_embeddings).
+// * Every model: a DataParallel "module." prefix on all names is removed; torchvision ResNets also
+//   accept the reference's names (SPEC §3.1: "feature_extractor." removed, "pred_head." -> "fc.").
+// The head is left alone: a head of another size is io::LoadOptions::new_head_prefix's business.
+// Tensors the model does not know and that are not listed above stay, for load_state_dict to report.
+// Errors (hessgap::Error naming opts.source): as check_config_against_weights; position
+// embeddings of a non-square grid; resizing needed but disabled.
+CheckpointAdaptation adapt_checkpoint(const Classifier& model,
+                                      std::vector<std::pair<std::string, torch::Tensor>>& state,
+                                      const AdaptOptions& opts = {});
+
+// How reset_head draws a new head.
+//   Library: as the model's source library initialises a new one: Hugging Face models
+//     N(0, initializer_range²) weights and zero biases (_init_weights); torchvision ResNet, MLP and
+//     small CNN nn.Linear's default (kaiming_uniform(a = sqrt 5) weight, U(+-1/sqrt(fan_in)) bias);
+//     CIFAR ResNets (akamaster) that default followed by kaiming_normal_ of the weight.
+//   TorchDefault: nn.Linear's default for every model, which is what the reference's ViT ends up
+//     with (SPEC §3.1 and §10.11: reset_parameters overrides the zero head).
+enum class HeadInit { Library, TorchDefault };
+
+// Redraws the head (the Linear modules under model.head_prefix(), in module order) from torch's
+// global generator; the draws equal those of building the head afresh. Error: the model has no
+// Linear under its head prefix.
+void reset_head(Classifier& model, HeadInit init = HeadInit::Library);
 
 }  // namespace hessgap::models

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "models/transformer_text.h"
 #include "models/layers.h"
 #include "util/error.h"
@@ -68,10 +70,10 @@ VisionTransformer::VisionTransformer(const TransformerConfig& config, std::int64
   classifier_ = register_module("classifier", nn::Linear(D, num_classes));
   hessian_layers_.push_back("classifier.weight");
 
-  hf_init_weights(*this);
+  hf_init_weights(*this, config_.initializer_range);
   torch::NoGradGuard no_grad;
-  cls_token_.normal_(0.0, 0.02);
-  position_embeddings_.normal_(0.0, 0.02);
+  cls_token_.normal_(0.0, config_.initializer_range);
+  position_embeddings_.normal_(0.0, config_.initializer_range);
 }
 
 torch::Tensor VisionTransformer::forward(const data::Batch& batch) {
@@ -98,6 +100,36 @@ torch::Tensor VisionTransformer::forward_images(const torch::Tensor& images) {
   }
   x = final_norm_(x);
   return classifier_(x.select(1, 0));
+}
+
+PositionInterpolation parse_position_interpolation(const std::string& name) {
+  if (name == "bicubic") return PositionInterpolation::Bicubic;
+  if (name == "bilinear-align-corners") return PositionInterpolation::BilinearAlignCorners;
+  HG_FAIL("position-embedding interpolation '" << name << "' is unknown (bicubic, bilinear-align-corners)");
+}
+
+torch::Tensor resize_position_embeddings(const torch::Tensor& pos, std::int64_t grid_h, std::int64_t grid_w,
+                                         PositionInterpolation mode) {
+  HG_CHECK(pos.defined() && pos.dim() == 3 && pos.size(0) == 1 && pos.size(1) >= 2 && pos.is_floating_point(),
+           "position embeddings must be floating [1, 1 + g*g, D], got "
+               << (pos.defined() ? pos.sizes() : torch::IntArrayRef{}));
+  const std::int64_t n = pos.size(1) - 1, D = pos.size(2);
+  auto g = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
+  HG_CHECK(g * g == n, "position embeddings [1, " << pos.size(1) << ", " << D << "] do not hold a class token and a "
+                                                  << "square grid (" << n << " is not a square)");
+  HG_CHECK(grid_h >= 1 && grid_w >= 1, "position-embedding grid " << grid_h << "x" << grid_w << " must be >= 1x1");
+  if (grid_h == g && grid_w == g) return pos;
+  namespace F = torch::nn::functional;
+  torch::NoGradGuard no_grad;
+  const auto grid = pos.slice(1, 1).to(torch::kDouble).reshape({1, g, g, D}).permute({0, 3, 1, 2});
+  auto opts = F::InterpolateFuncOptions().size(std::vector<std::int64_t>{grid_h, grid_w});
+  if (mode == PositionInterpolation::Bicubic) {
+    opts = opts.mode(torch::kBicubic).align_corners(false);
+  } else {
+    opts = opts.mode(torch::kBilinear).align_corners(true);
+  }
+  const auto resized = F::interpolate(grid, opts).permute({0, 2, 3, 1}).reshape({1, grid_h * grid_w, D});
+  return torch::cat({pos.slice(1, 0, 1).to(torch::kDouble), resized}, 1).to(pos.scalar_type()).contiguous();
 }
 
 }  // namespace hessgap::models

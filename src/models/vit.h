@@ -27,14 +27,17 @@ namespace hessgap::models {
 // (transformers 5 renames these in memory to vit.layers.{i}.attention.{q,k,v,o}_proj and
 // mlp.fc{1,2}; the files keep the names above.)
 // Forward: patches = projection(x) flattened to [B,N,D], prepend cls_token, + position
-// embeddings (no interpolation: the image must be image_size x image_size); pre-LN blocks
+// embeddings (no interpolation at forward time: the image must be image_size x image_size; a
+// checkpoint made for another size is resized once, at load, by adapt_checkpoint); pre-LN blocks
 // x = x + O(attn(LN_before(x))); x = x + W2 gelu(W1 LN_after(x)) (exact erf GELU); final
 // vit.layernorm; classifier on token 0. The attention softmax runs in the model's dtype, whereas
 // transformers' ViT runs it in float32 even for a float64 model: float64 outputs therefore agree
 // with Hugging Face's float64 outputs only to ~1e-8 (logits) / ~2e-7 (gradients, HVPs) relative;
 // float32 outputs agree to float32 precision.
-// Init: Hugging Face's (Linear/Conv N(0, 0.02²)-like, biases 0, LayerNorm (1,0), cls_token and
-// position embeddings N(0, 0.02²)); draws from torch's global generator.
+// Init: Hugging Face's (Linear/Conv N(0, r²) with r = config.initializer_range (0.02), biases 0,
+// LayerNorm (1,0), cls_token and position embeddings N(0, r²)); draws from torch's global
+// generator. (The reference's jeonsworld ViT uses LayerNorm eps 1e-6 where Hugging Face's configs
+// say 1e-12: set layer_norm_eps in the config.json to match the reference with Google's weights.)
 // Hessian layers, per block in module order: attention.attention.query, .key, .value,
 // attention.output.dense, intermediate.dense, output.dense weights (the reference's jeonsworld
 // ViT lists ffn.fc1, ffn.fc2, query, key, value, out per block instead: same set, different
@@ -70,5 +73,26 @@ class VisionTransformer : public Classifier {
   torch::nn::Linear classifier_{nullptr};
   std::vector<std::string> hessian_layers_;
 };
+
+// How position embeddings are resized for another grid (SPEC §3.1 fixes 224 x 224 images, so the
+// reference never resizes; the choice only matters for other image sizes).
+//   Bicubic: torch.nn.functional.interpolate(mode="bicubic", align_corners=False, size=(h, w)) on
+//     the grid, the class token kept, i.e. Hugging Face's ViTEmbeddings.interpolate_pos_encoding
+//     (transformers >= 4.44, which sizes by output size; older versions passed a scale factor with
+//     a +0.1 offset) and, when enlarging, timm's resample_abs_pos_embed (timm also antialiases
+//     when shrinking). The default: our ViT is Hugging Face's.
+//   BilinearAlignCorners: bilinear with align_corners=True, which equals the reference's
+//     jeonsworld load_from (scipy.ndimage.zoom(order=1) of the grid).
+enum class PositionInterpolation { Bicubic, BilinearAlignCorners };
+
+// "bicubic" | "bilinear-align-corners"; Error naming the accepted values otherwise.
+PositionInterpolation parse_position_interpolation(const std::string& name);
+
+// pos [1, 1 + g*g, D] (a class token, then a square g x g grid in row-major order, as ViT
+// checkpoints store it) -> [1, 1 + grid_h*grid_w, D] in pos's dtype and device (computed in
+// float64 for floating inputs, float32 storage types cast back). Returns pos itself when the grid
+// already has that size. Errors: pos not [1, 1 + g*g, D] with a whole g; grid sizes < 1.
+torch::Tensor resize_position_embeddings(const torch::Tensor& pos, std::int64_t grid_h, std::int64_t grid_w,
+                                         PositionInterpolation mode = PositionInterpolation::Bicubic);
 
 }  // namespace hessgap::models

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import IMAGES, SOURCE_DIR, WEIGHTS, assert_failed, leftovers, make_image_folder, run_hg
+from conftest import CLASSES, IMAGES, SOURCE_DIR, WEIGHTS, assert_failed, leftovers, make_image_folder, run_hg
 import hessgap_results
 from tools import cifar_resnet
 
@@ -262,3 +262,38 @@ def test_glue_eval_matches_python_roberta(hessgap_bin, tmp_path, glue_folder, ro
     np.testing.assert_allclose(s["logits"], want, rtol=1e-4, atol=1e-5)
     assert list(s["label"]) == [g["label"] for g in rows]
     assert (np.abs(want[:, 0] - want[:, 1]) > 1e-6).all()  # the logits are not degenerate
+
+
+# ---- checkpoint formats through the CLI ---------------------------------------------------------------
+
+def test_torch_save_zip_checkpoint_gives_the_same_eval(hessgap_bin, tmp_path, small_images):
+    """A state dict written by torch.save (zip format) evaluates exactly like the safetensors file."""
+    model = cifar_resnet.load_resnet(WEIGHTS)
+    pt = tmp_path / "resnet20.pt"
+    torch.save(model.state_dict(), pt)
+    outs = []
+    for ckpt in (WEIGHTS, pt):
+        out = tmp_path / f"{ckpt.suffix[1:]}.h5"
+        r = run_hg("eval", "--checkpoint", ckpt, "--data", small_images, "--per-sample", "--verbosity", 0, "--out", out)
+        assert r.rc == 0, r
+        outs.append(read_group(out, "eval/samples")[0]["logits"])
+    assert np.array_equal(outs[0], outs[1])
+
+
+def test_new_head_is_opt_in(hessgap_bin, tmp_path, small_images):
+    r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", small_images, "--num-classes", 5)
+    assert_failed(r, 2, "--num-classes 5 is smaller than the 10 classes of the data")
+    five = make_image_folder(tmp_path / "five", per_class=2, classes=CLASSES[:5])
+    args = ["eval", "--checkpoint", WEIGHTS, "--data", five]
+    r = run_hg(*args)
+    assert_failed(r, 2, "linear.weight", "linear.bias")
+    out = tmp_path / "newhead.h5"
+    r = run_hg(*args, "--new-head", "--per-sample", "--out", out)
+    assert r.rc == 0, r
+    assert "new head" in r.output.lower() or "linear.weight" in r.output
+    s, _ = read_group(out, "eval/samples")
+    assert s["logits"].shape == (10, 5)
+    # The fresh head is seeded by --seed: the same twice.
+    out2 = tmp_path / "newhead2.h5"
+    assert run_hg(*args, "--new-head", "--per-sample", "--out", out2).rc == 0
+    assert np.array_equal(s["logits"], read_group(out2, "eval/samples")[0]["logits"])
