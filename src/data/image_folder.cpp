@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "util/error.h"
+#include "util/log.h"
 
 namespace hessgap::data {
 namespace fs = std::filesystem;
@@ -116,17 +117,31 @@ const std::string& ImageFolderDataset::file(std::int64_t i) const {
   return files_[static_cast<std::size_t>(i)];
 }
 
-torch::Tensor load_image_batch(const std::vector<std::string>& paths, const EvalTransform& transform, int num_threads,
-                               const std::string& what) {
+LoadedImages load_images(const std::vector<std::string>& paths, const ImageTransformFn& transform, int num_threads,
+                         bool skip_unreadable, std::int64_t empty_side, const std::string& what) {
   const std::size_t n = paths.size();
-  if (n == 0) return torch::empty({0, 3, transform.crop, transform.crop}, torch::kFloat32);
   std::vector<torch::Tensor> inputs(n);
   std::vector<std::exception_ptr> errors(n);
+  // Decoding errors are kept apart from transform errors: only the former may be skipped.
+  std::vector<char> unreadable(n, 0);
+  std::vector<std::string> reasons(n);
   std::atomic<std::size_t> next{0};
   auto work = [&]() {
     for (std::size_t k = next++; k < n; k = next++) {
+      Image img;
       try {
-        inputs[k] = apply_eval_transform(decode_image(paths[k]), transform);
+        img = decode_image(paths[k]);
+      } catch (const Error& e) {  // the decoder's "corrupt / truncated / not an image" errors, naming the file
+        errors[k] = std::current_exception();
+        unreadable[k] = 1;
+        reasons[k] = e.what();
+        continue;
+      } catch (...) {  // e.g. out of memory: not a property of the file, never skipped
+        errors[k] = std::current_exception();
+        continue;
+      }
+      try {
+        inputs[k] = transform(img, k);
       } catch (...) {
         errors[k] = std::current_exception();
       }
@@ -141,36 +156,91 @@ torch::Tensor load_image_batch(const std::vector<std::string>& paths, const Eval
     for (std::size_t t = 0; t < threads; ++t) pool.emplace_back(work);
     for (std::thread& t : pool) t.join();
   }
-  for (const std::exception_ptr& e : errors) {
-    if (e) std::rethrow_exception(e);
+  // Errors first (the first in `paths` order wins, as with one thread), then the size check.
+  LoadedImages out;
+  for (std::size_t k = 0; k < n; ++k) {
+    if (!errors[k]) continue;
+    if (!(skip_unreadable && unreadable[k])) std::rethrow_exception(errors[k]);
+    out.skipped.push_back(k);
+    out.reasons.push_back(std::move(reasons[k]));
   }
-  for (std::size_t k = 1; k < n; ++k) {
-    HG_CHECK(inputs[k].sizes() == inputs[0].sizes(),
-             what << ": images of one batch differ in size after the transform: '" << paths[0] << "' gives "
-                  << inputs[0].sizes() << ", '" << paths[k] << "' gives " << inputs[k].sizes()
+  std::vector<torch::Tensor> kept;
+  kept.reserve(n);
+  std::size_t first = n;  // position of the first kept image, for the size message
+  for (std::size_t k = 0; k < n; ++k) {
+    if (errors[k]) continue;
+    if (first == n) first = k;
+    HG_CHECK(kept.empty() || inputs[k].sizes() == kept[0].sizes(),
+             what << ": images of one batch differ in size after the transform: '" << paths[first] << "' gives "
+                  << kept[0].sizes() << ", '" << paths[k] << "' gives " << inputs[k].sizes()
                   << " (set a crop size so that all images come out the same)");
+    kept.push_back(std::move(inputs[k]));
   }
-  return torch::stack(inputs);
+  out.inputs = kept.empty() ? torch::empty({0, 3, empty_side, empty_side}, torch::kFloat32) : torch::stack(kept);
+  return out;
+}
+
+torch::Tensor load_image_batch(const std::vector<std::string>& paths, const EvalTransform& transform, int num_threads,
+                               const std::string& what) {
+  return load_images(
+             paths, [&](const Image& img, std::size_t) { return apply_eval_transform(img, transform); }, num_threads,
+             false, transform.crop, what)
+      .inputs;
 }
 
 Batch ImageFolderDataset::get_batch(const std::vector<std::int64_t>& ids) const {
+  const EvalTransform& t = options_.transform;
+  return get_batch(
+      ids, [&](const Image& img, std::int64_t) { return apply_eval_transform(img, t); }, t.crop);
+}
+
+Batch ImageFolderDataset::get_batch(const std::vector<std::int64_t>& ids, const SampleTransformFn& transform,
+                                    std::int64_t empty_side) const {
   std::vector<std::string> paths;
   paths.reserve(ids.size());
   for (std::int64_t id : ids) paths.push_back(file(id));  // checks the range
+  LoadedImages loaded = load_images(
+      paths, [&](const Image& img, std::size_t k) { return transform(img, ids[k]); }, options_.num_threads,
+      options_.skip_unreadable, empty_side, "image folder '" + root_ + "'");
   Batch batch;
-  batch.sample_ids = ids;
-  batch.labels = torch::empty({static_cast<std::int64_t>(ids.size())}, torch::kInt64);
+  batch.inputs = std::move(loaded.inputs);
+  if (loaded.skipped.empty()) {
+    batch.sample_ids = ids;
+  } else {
+    std::vector<char> drop(ids.size(), 0);
+    for (std::size_t k : loaded.skipped) drop[k] = 1;
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      if (!drop[k]) batch.sample_ids.push_back(ids[k]);
+    }
+    num_skipped_ += static_cast<std::int64_t>(loaded.skipped.size());
+    std::lock_guard<std::mutex> lock(skipped_mutex_);
+    for (std::size_t s = 0; s < loaded.skipped.size(); ++s) {
+      // One warning per file, not per epoch.
+      if (skipped_ids_.insert(ids[loaded.skipped[s]]).second) {
+        log::warn("skipping unreadable image (sample " + std::to_string(ids[loaded.skipped[s]]) + "): " +
+                  loaded.reasons[s]);
+      }
+    }
+  }
+  const auto b = static_cast<std::int64_t>(batch.sample_ids.size());
+  batch.labels = torch::empty({b}, torch::kInt64);
   std::int64_t* labels = batch.labels.data_ptr<std::int64_t>();
-  for (std::size_t k = 0; k < ids.size(); ++k) labels[k] = labels_[static_cast<std::size_t>(ids[k])];
-  batch.inputs = load_image_batch(paths, options_.transform, options_.num_threads, "image folder '" + root_ + "'");
+  for (std::int64_t k = 0; k < b; ++k) labels[k] = labels_[static_cast<std::size_t>(batch.sample_ids[k])];
   return batch;
+}
+
+std::vector<std::int64_t> ImageFolderDataset::skipped_ids() const {
+  std::lock_guard<std::mutex> lock(skipped_mutex_);
+  return {skipped_ids_.begin(), skipped_ids_.end()};
 }
 
 std::string ImageFolderDataset::describe() const {
   std::ostringstream os;
   os << "image folder " << root_ << " (" << size() << " images, " << num_classes() << " classes";
   if (options_.max_per_class > 0) os << ", at most " << options_.max_per_class << " per class";
-  os << "; resize " << options_.transform.resize << ", crop " << options_.transform.crop << ")";
+  os << "; resize " << options_.transform.resize << ", crop " << options_.transform.crop;
+  if (options_.skip_unreadable) os << "; unreadable files skipped";
+  os << ")";
   return os.str();
 }
 
