@@ -3,7 +3,9 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include <cstring>
 #include <functional>
+#include <set>
 #include <memory>
 
 #include "app/config.h"
@@ -12,6 +14,7 @@
 #include "app/summary.h"
 #include "comm/communicator.h"
 #include "data/dataset.h"
+#include "data/image_folder.h"
 #include "data/label_noise.h"
 #include "data/registry.h"
 #include "io/atomic_output.h"
@@ -52,15 +55,37 @@ struct Outcome {
   std::function<void()> print;
 };
 
+// The ids every rank's image folder left out as unreadable (--skip-unreadable), sorted and distinct, on
+// every rank. Collective: one broadcast per rank.
+std::vector<std::int64_t> all_skipped_ids(comm::Communicator& world, const data::Dataset& dataset) {
+  const auto* noisy = dynamic_cast<const data::NoisyLabelDataset*>(&dataset);
+  const auto* folder = dynamic_cast<const data::ImageFolderDataset*>(noisy ? &noisy->base() : &dataset);
+  const std::vector<std::int64_t> mine = folder ? folder->skipped_ids() : std::vector<std::int64_t>{};
+  std::set<std::int64_t> all;
+  for (int root = 0; root < world.size(); ++root) {
+    std::string bytes;
+    if (root == world.rank()) bytes.assign(reinterpret_cast<const char*>(mine.data()), mine.size() * sizeof(std::int64_t));
+    world.broadcast(bytes, root);
+    std::vector<std::int64_t> ids(bytes.size() / sizeof(std::int64_t));
+    if (!ids.empty()) std::memcpy(ids.data(), bytes.data(), bytes.size());
+    all.insert(ids.begin(), ids.end());
+  }
+  return {all.begin(), all.end()};
+}
+
 // Opens the session, runs `compute` (collective), and only then has rank 0 write the results file,
 // so that an error on any rank (which aborts the job) leaves no file, not even a temporary one.
 int run_measurement(comm::Communicator& world, const std::string& sub, const std::string& command_line,
                     const CLI::App& cmd, const CommonOptions& common,
                     const std::function<Outcome(const Session&, measures::MeasureContext&)>& compute) {
+  // Per-batch weights of traces, measures and stability come from the plan, so they need whole batches.
+  HG_CHECK(!common.data.skip_unreadable || sub == "eval",
+           "--skip-unreadable is only supported by eval (the per-batch weights of " << sub << " assume whole batches)");
   Session s = open_session(common);
   auto dev_world = device_world(world, s);
   auto ctx = s.context(*dev_world);
   Outcome outcome = compute(s, ctx);
+  const std::vector<std::int64_t> skipped = all_skipped_ids(world, *s.dataset);
   RunInfo info;
   info.subcommand = sub;
   info.command_line = command_line;
@@ -75,6 +100,7 @@ int run_measurement(comm::Communicator& world, const std::string& sub, const std
     ResultsFile out(common.out, info);
     outcome.write(out);
     // Noisy or weak labels: record which ones, so the measures can be read against the realised noise.
+    if (common.data.skip_unreadable) out.write_skipped(skipped);
     const data::LabelAudit audit = data::audit_labels(*s.dataset);
     if (audit.source != "clean") {
       out.write_labels(audit, s.dataset->num_classes(), s.dataset->class_names());

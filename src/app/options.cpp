@@ -41,6 +41,7 @@ void add_dataset_options(CLI::App* cmd, data::DatasetSpec& d) {
   cmd->add_option("--label-source", d.label_source, "domainnet: weak (majority-vote labels) | true; default weak for train, true otherwise");
   cmd->add_option("--valid-split", d.valid_split, "mit-indoor: fraction of the training list held out for validation");
   cmd->add_option("--max-per-class", d.max_per_class, "Image folders: only the first N files of each class (0: all)");
+  cmd->add_flag("--skip-unreadable", d.skip_unreadable, "imagefolder: leave unreadable or corrupt images out of their batch (counted in the output) instead of stopping");
   cmd->add_option("--label-noise", d.noise_rate, "Synthetic label noise rate rho in [0, 1] on the chosen split (SPEC §6); 0: none");
   cmd->add_option("--noise-mode", d.noise_mode, "auto (flip for glue, symmetric otherwise) | symmetric | flip");
   cmd->add_option("--noise-seed", d.noise_seed, "Seed of the label noise (keyed by sample id: the same at any rank count)");

@@ -177,6 +177,13 @@ void ResultsFile::write_labels(const data::LabelAudit& a, std::int64_t num_class
   if (!class_names.empty()) f.write_strings("/labels/class_names", class_names, "Class index -> name");
 }
 
+void ResultsFile::write_skipped(const std::vector<std::int64_t>& ids) {
+  if (!file_) return;
+  file_->set_attr("/data", "num_skipped", static_cast<std::int64_t>(ids.size()));
+  file_->write("/data/skipped_ids", ids, {static_cast<std::int64_t>(ids.size())},
+               "Sample ids left out because their file could not be read (--skip-unreadable)");
+}
+
 void ResultsFile::commit() {
   if (!file_) return;
   file_->close();

@@ -46,6 +46,8 @@ class ResultsFile {
   // /labels: clean and used labels, the relabelled mask, the realised noise rate, the clean -> used
   // count matrix and the noise settings.
   void write_labels(const data::LabelAudit& a, std::int64_t num_classes, const std::vector<std::string>& class_names);
+  // /data/skipped_ids and the /data attribute num_skipped (--skip-unreadable).
+  void write_skipped(const std::vector<std::int64_t>& ids);
   // Closes the file and renames it into place. Without commit the temporary file is removed.
   void commit();
   bool enabled() const { return file_ != nullptr; }

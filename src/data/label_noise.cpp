@@ -87,8 +87,9 @@ NoisyLabelDataset::NoisyLabelDataset(const Dataset& base, std::shared_ptr<const 
 
 Batch NoisyLabelDataset::get_batch(const std::vector<std::int64_t>& ids) const {
   Batch batch = base_.get_batch(ids);
+  // By the batch's own ids: a dataset that skips unreadable files returns fewer rows than asked for.
   std::int64_t* labels = batch.labels.data_ptr<std::int64_t>();
-  for (std::size_t k = 0; k < ids.size(); ++k) labels[k] = noise_->label(ids[k], labels[k]);
+  for (std::size_t k = 0; k < batch.sample_ids.size(); ++k) labels[k] = noise_->label(batch.sample_ids[k], labels[k]);
   return batch;
 }
 

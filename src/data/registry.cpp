@@ -106,6 +106,8 @@ std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
 namespace {
 std::unique_ptr<Dataset> open_clean(const DatasetSpec& spec) {
   HG_CHECK(!spec.path.empty(), "dataset of kind '" << spec.kind << "': no path given");
+  HG_CHECK(!spec.skip_unreadable || spec.kind == "imagefolder",
+           "skipping unreadable files is only supported for kind imagefolder, not '" << spec.kind << "'");
   if (spec.kind == "glue") return open_glue(spec);
   if (spec.kind == "domainnet") {
     HG_CHECK(spec.normalize == "domain", "dataset '" << spec.path << "' of kind domainnet: normalize must be "
@@ -133,6 +135,7 @@ std::unique_ptr<Dataset> open_clean(const DatasetSpec& spec) {
     options.transform.mean = stats.mean;
     options.transform.stddev = stats.stddev;
     options.max_per_class = spec.max_per_class;
+    options.skip_unreadable = spec.skip_unreadable;
     return std::make_unique<ImageFolderDataset>(spec.path, options);
   }
   if (spec.kind == "cifar10" || spec.kind == "cifar100" || spec.kind == "caltech256" || spec.kind == "mit-indoor") {

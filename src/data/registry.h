@@ -49,6 +49,9 @@ struct DatasetSpec {
   // with kind "idx" (or the reverse) is an error.
   std::string normalize = "imagenet";
   std::int64_t max_per_class = 0;  // first N samples of each class; 0 = all
+  // "imagefolder" only: unreadable or corrupt images are left out of their batch and counted
+  // (ImageFolderDataset::num_skipped) instead of being an error. Other kinds refuse it.
+  bool skip_unreadable = false;
   // "domainnet" only.
   std::string domain = "clipart";
   int sample = 1;

@@ -35,7 +35,11 @@ torch::Tensor batch_loss(models::Classifier& model, const data::Batch& batch) {
 }
 
 data::Batch load_batch(const MeasureContext& ctx, const std::vector<std::int64_t>& ids) {
-  return ctx.dataset->get_batch(ids).to(ctx.device, ctx.dtype);
+  data::Batch batch = ctx.dataset->get_batch(ids);
+  // A dataset that skips unreadable files may return fewer rows; none at all would make a mean loss NaN.
+  HG_CHECK(batch.size() > 0 || ids.empty(), "every sample of a batch of " << ids.size() << " (ids " << ids.front()
+                                                                           << "...) was unreadable and skipped");
+  return batch.to(ctx.device, ctx.dtype);
 }
 
 }  // namespace hessgap::measures

@@ -297,3 +297,26 @@ def test_new_head_is_opt_in(hessgap_bin, tmp_path, small_images):
     out2 = tmp_path / "newhead2.h5"
     assert run_hg(*args, "--new-head", "--per-sample", "--out", out2).rc == 0
     assert np.array_equal(s["logits"], read_group(out2, "eval/samples")[0]["logits"])
+
+
+# ---- unreadable files ---------------------------------------------------------------------------------
+
+def test_skip_unreadable_counts_what_it_skips(hessgap_bin, tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    bad = sorted((data / CLASSES[3]).iterdir())[1]
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    bad_id = 3 * 2 + 1  # ImageFolder order: class 3, second file
+    args = ["eval", "--checkpoint", WEIGHTS, "--data", data, "--batch-size", 3, "--verbosity", 0]
+    assert_failed(run_hg(*args, "--out", tmp_path / "x.h5"), 2, bad.name)  # an error by default
+    out = tmp_path / "skip.h5"
+    r = run_hg(*args, "--skip-unreadable", "--per-sample", "--out", out, np_=2)
+    assert r.rc == 0, r
+    with h5py.File(out, "r") as f:
+        assert f["data"].attrs["num_skipped"] == 1
+        assert list(f["data/skipped_ids"][()]) == [bad_id]
+        assert int(f["eval/num_samples"][()]) == 19
+        assert bad_id not in list(f["eval/samples/sample_id"][()])
+    r = run_hg("traces", "--checkpoint", WEIGHTS, "--data", data, "--skip-unreadable")
+    assert_failed(r, 2, "--skip-unreadable is only supported by eval")
+    r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", data, "--data-format", "caltech256", "--skip-unreadable")
+    assert_failed(r, 2, "only supported for kind imagefolder")
