@@ -10,6 +10,8 @@
 namespace hessgap::data {
 namespace {
 
+std::string join(const std::vector<std::string>& fields);
+
 struct Layout {
   std::vector<std::string> header;
   int label = -1;  // column of the label, -1 for none
@@ -17,13 +19,42 @@ struct Layout {
   int text_b = -1;
 };
 
-std::vector<Layout> layouts(const std::string& task) {
+// One binary GLUE task: its layouts and its label strings, index = class (Hugging Face datasets' order).
+struct Task {
+  std::vector<Layout> layouts;
+  std::vector<std::string> label_values;  // as written in the TSV
+  std::vector<std::string> class_names;   // Hugging Face datasets' names
+  bool pairs = true;
+};
+
+Task task_of(const std::string& task) {
+  const std::vector<std::string> digits{"0", "1"};
   if (task == "mrpc") {
-    return {{{"Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"}, 0, 3, 4},
-            {{"index", "#1 ID", "#2 ID", "#1 String", "#2 String"}, -1, 3, 4}};
+    return {{{{"Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"}, 0, 3, 4},
+             {{"index", "#1 ID", "#2 ID", "#1 String", "#2 String"}, -1, 3, 4}},
+            digits, {"not_equivalent", "equivalent"}, true};
   }
-  if (task == "sst2") return {{{"sentence", "label"}, 1, 0, -1}, {{"index", "sentence"}, -1, 1, -1}};
-  HG_FAIL("unknown GLUE task '" << task << "' (expected mrpc or sst2)");
+  if (task == "sst2") {
+    return {{{{"sentence", "label"}, 1, 0, -1}, {{"index", "sentence"}, -1, 1, -1}}, digits, {"negative", "positive"}, false};
+  }
+  if (task == "qqp") {
+    return {{{{"id", "qid1", "qid2", "question1", "question2", "is_duplicate"}, 5, 3, 4},
+             {{"id", "question1", "question2"}, -1, 1, 2}},
+            digits, {"not_duplicate", "duplicate"}, true};
+  }
+  if (task == "rte") {
+    return {{{{"index", "sentence1", "sentence2", "label"}, 3, 1, 2}, {{"index", "sentence1", "sentence2"}, -1, 1, 2}},
+            {"entailment", "not_entailment"}, {"entailment", "not_entailment"}, true};
+  }
+  if (task == "qnli") {
+    return {{{{"index", "question", "sentence", "label"}, 3, 1, 2}, {{"index", "question", "sentence"}, -1, 1, 2}},
+            {"entailment", "not_entailment"}, {"entailment", "not_entailment"}, true};
+  }
+  if (task == "wnli") {
+    return {{{{"index", "sentence1", "sentence2", "label"}, 3, 1, 2}, {{"index", "sentence1", "sentence2"}, -1, 1, 2}},
+            digits, {"not_entailment", "entailment"}, true};
+  }
+  HG_FAIL("unknown GLUE task '" << task << "' (expected " << join(glue_tasks()) << ")");
 }
 
 std::vector<std::string> split_tabs(const std::string& line) {
@@ -38,6 +69,12 @@ std::vector<std::string> split_tabs(const std::string& line) {
   return fields;
 }
 
+}  // namespace
+
+std::vector<std::string> glue_tasks() { return {"mrpc", "sst2", "qqp", "rte", "qnli", "wnli"}; }
+
+namespace {
+
 std::string join(const std::vector<std::string>& fields) {
   std::string out;
   for (std::size_t k = 0; k < fields.size(); ++k) out += (k ? ", " : "") + fields[k];
@@ -47,7 +84,8 @@ std::string join(const std::vector<std::string>& fields) {
 }  // namespace
 
 std::vector<GlueExample> read_glue_tsv(const std::string& path, const std::string& task) {
-  const std::vector<Layout> candidates = layouts(task);
+  const Task spec = task_of(task);
+  const std::vector<Layout>& candidates = spec.layouts;
   std::ifstream in(path, std::ios::binary);
   HG_CHECK(in, "cannot open GLUE file '" << path << "'");
   std::vector<std::string> lines;
@@ -91,11 +129,12 @@ std::vector<GlueExample> read_glue_tsv(const std::string& path, const std::strin
     if (layout->text_b >= 0) e.text_b = std::move(fields[static_cast<std::size_t>(layout->text_b)]);
     if (layout->label >= 0) {
       const std::string& label = fields[static_cast<std::size_t>(layout->label)];
-      HG_CHECK(label == "0" || label == "1", "GLUE file '" << path << "' line " << line_no << ": label '" << label
-                                                           << "' in column '"
-                                                           << layout->header[static_cast<std::size_t>(layout->label)]
-                                                           << "' (expected 0 or 1)");
-      e.label = label == "1" ? 1 : 0;
+      const auto at = std::find(spec.label_values.begin(), spec.label_values.end(), label);
+      HG_CHECK(at != spec.label_values.end(), "GLUE file '" << path << "' line " << line_no << ": label '" << label
+                                                             << "' in column '"
+                                                             << layout->header[static_cast<std::size_t>(layout->label)]
+                                                             << "' (expected " << join(spec.label_values) << ")");
+      e.label = at - spec.label_values.begin();
     }
     examples.push_back(std::move(e));
   }
@@ -128,10 +167,7 @@ GlueDataset::GlueDataset(std::string tsv_path, std::shared_ptr<const Tokenizer> 
   }
 }
 
-std::vector<std::string> GlueDataset::class_names() const {
-  if (options_.task == "sst2") return {"negative", "positive"};
-  return {"not_equivalent", "equivalent"};
-}
+std::vector<std::string> GlueDataset::class_names() const { return task_of(options_.task).class_names; }
 
 std::int64_t GlueDataset::label(std::int64_t i) const {
   HG_CHECK(i >= 0 && i < size(), "GLUE dataset '" << path_ << "': sample id " << i << " out of range [0, " << size() << ")");
@@ -183,7 +219,7 @@ Batch GlueDataset::get_batch(const std::vector<std::int64_t>& ids) const {
 
 std::string GlueDataset::describe() const {
   std::ostringstream os;
-  os << "GLUE " << options_.task << " " << path_ << " (" << size() << (options_.task == "mrpc" ? " pairs" : " sentences")
+  os << "GLUE " << options_.task << " " << path_ << " (" << size() << (task_of(options_.task).pairs ? " pairs" : " sentences")
      << ", 2 classes; " << tokenizer_->describe() << "; max_length " << options_.max_length;
   if (options_.max_examples > 0) os << ", first " << options_.max_examples << " examples";
   os << ")";

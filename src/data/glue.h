@@ -19,12 +19,20 @@ struct GlueExample {
   std::int64_t line = 0;              // 1-based line in the file, for messages
 };
 
-// Reads a GLUE TSV file of `task` ("mrpc" or "sst2"). Accepted headers (the first line; a UTF-8 byte-order
+// The binary GLUE tasks whose files share this TSV shape (a header, tabs only): mrpc, sst2, qqp, rte, qnli, wnli.
+std::vector<std::string> glue_tasks();
+
+// Reads a GLUE TSV file of `task` (one of glue_tasks()). Accepted headers (the first line; a UTF-8 byte-order
 // mark before it is skipped):
 //   mrpc: Quality, #1 ID, #2 ID, #1 String, #2 String   (train/dev; also Microsoft's msr_paraphrase_*.txt)
 //         index, #1 ID, #2 ID, #1 String, #2 String     (test: no labels)
 //   sst2: sentence, label                               (train/dev)
 //         index, sentence                               (test: no labels)
+//   qqp:  id, qid1, qid2, question1, question2, is_duplicate  (test: id, question1, question2)
+//   rte, wnli: index, sentence1, sentence2, label       (test: without label)
+//   qnli: index, question, sentence, label              (test: without label)
+// Labels: "0"/"1" (mrpc, sst2, qqp, wnli) or "entailment"/"not_entailment" (rte, qnli, classes 0/1 in that
+// order, as Hugging Face datasets number them).
 // Fields are split on tabs only: quotes are ordinary characters (csv.QUOTE_NONE, as GLUE is read). A \r
 // before the newline is dropped; empty lines at the end of the file are ignored; texts are kept verbatim.
 // Throws hessgap::Error naming the file (and line) for: a missing or unreadable file, an unknown task or
@@ -32,7 +40,7 @@ struct GlueExample {
 std::vector<GlueExample> read_glue_tsv(const std::string& path, const std::string& task);
 
 struct GlueOptions {
-  std::string task = "mrpc";       // "mrpc" or "sst2"
+  std::string task = "mrpc";       // one of glue_tasks()
   std::int64_t max_length = 128;   // --max-length: tokens per example with special tokens
   bool pad_to_max_length = true;   // pad to max_length (the reference); false: pad to the batch's longest
   std::int64_t max_examples = 0;   // keep the first N examples of the file; 0 = all
@@ -47,7 +55,8 @@ class GlueDataset : public Dataset {
 
   std::int64_t size() const override { return static_cast<std::int64_t>(labels_.size()); }
   std::int64_t num_classes() const override { return 2; }
-  // mrpc: not_equivalent, equivalent; sst2: negative, positive (Hugging Face datasets' names).
+  // Hugging Face datasets' names: mrpc not_equivalent, equivalent; sst2 negative, positive; qqp not_duplicate,
+  // duplicate; rte, qnli entailment, not_entailment; wnli not_entailment, entailment.
   std::vector<std::string> class_names() const override;
   // 0/1, or -1 for a test file.
   std::int64_t label(std::int64_t i) const override;

@@ -1,5 +1,7 @@
 #include "data/registry.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
@@ -39,10 +41,16 @@ std::unique_ptr<Dataset> open_glue(const DatasetSpec& spec) {
     if (dir.filename().empty()) dir = dir.parent_path();  // a trailing '/'
     const std::string folder = dir.filename().string();
     if (task.empty()) {
-      if (folder == "MRPC" || folder == "mrpc") task = "mrpc";
-      if (folder == "SST-2" || folder == "sst2" || folder == "SST2") task = "sst2";
+      // GLUE's folder names: MRPC, SST-2, QQP, RTE, QNLI, WNLI (any case, with or without the dash).
+      std::string key;
+      for (char c : folder) {
+        if (c != '-') key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
+      for (const std::string& t : glue_tasks()) {
+        if (key == t) task = t;
+      }
       HG_CHECK(!task.empty(), where << ": cannot tell the task from the folder name '" << folder
-                                    << "' (expected MRPC or SST-2); give the task (--task mrpc|sst2)");
+                                    << "' (expected MRPC, SST-2, QQP, RTE, QNLI or WNLI); give the task (--task)");
     }
     std::string split = spec.split == "val" || spec.split == "validation" ? "dev" : spec.split;
     HG_CHECK(split == "train" || split == "dev" || split == "test",
@@ -50,8 +58,9 @@ std::unique_ptr<Dataset> open_glue(const DatasetSpec& spec) {
     file = (fs::path(spec.path) / (split + ".tsv")).string();
     HG_CHECK(fs::is_regular_file(file), where << ": the " << split << " split '" << file << "' does not exist");
   }
-  HG_CHECK(task == "mrpc" || task == "sst2",
-           where << ": unknown task '" << task << "' (expected mrpc or sst2)");
+  const auto tasks = glue_tasks();
+  HG_CHECK(std::find(tasks.begin(), tasks.end(), task) != tasks.end(),
+           where << ": unknown task '" << task << "' (expected mrpc, sst2, qqp, rte, qnli or wnli)");
   HG_CHECK(!spec.tokenizer.empty(), where << ": no tokenizer folder given (--tokenizer: vocab.json + merges.txt "
                                           << "for RoBERTa, vocab.txt for BERT; a Hugging Face model folder has them)");
   TokenizerSpec ts;

@@ -104,7 +104,7 @@ TEST(GlueTsv, Errors) {
 
   path = write_file(dir, "label.tsv", "sentence\tlabel\ngood\t1\nbad\t2\n");
   msg = error_of([&] { read_glue_tsv(path, "sst2"); });
-  EXPECT_NE(msg.find("line 3: label '2' in column 'label' (expected 0 or 1)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("line 3: label '2' in column 'label' (expected 0, 1)"), std::string::npos) << msg;
 
   path = write_file(dir, "header.tsv", "sentence,label\ngood,1\n");
   msg = error_of([&] { read_glue_tsv(path, "sst2"); });
@@ -114,12 +114,41 @@ TEST(GlueTsv, Errors) {
   msg = error_of([&] { read_glue_tsv(path, "sst2"); });
   EXPECT_NE(msg.find("line 2: invalid UTF-8 at byte 2"), std::string::npos) << msg;
 
-  EXPECT_NE(error_of([&] { read_glue_tsv(path, "qqp"); }).find("unknown GLUE task 'qqp'"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_glue_tsv(path, "cola"); }).find("unknown GLUE task 'cola'"), std::string::npos);
   EXPECT_NE(error_of([&] { read_glue_tsv(dir + "/none.tsv", "sst2"); }).find("cannot open GLUE file"), std::string::npos);
   EXPECT_NE(error_of([&] { read_glue_tsv(write_file(dir, "empty.tsv", ""), "sst2"); }).find("is empty"),
             std::string::npos);
   // The MRPC file read as SST-2.
   EXPECT_NE(error_of([&] { read_glue_tsv(text_fixture(kMrpc), "sst2"); }).find("is not a sst2 header"), std::string::npos);
+}
+
+// The other binary tasks with the same TSV shape: columns, string labels mapped in Hugging Face's order.
+TEST(GlueTsv, QqpRteQnliWnli) {
+  const std::string dir = fresh_dir("tasks");
+  auto ex = read_glue_tsv(write_file(dir, "qqp.tsv", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+                                                     "7\t1\t2\tWhy \"x\"?\tHow y?\t1\n8\t3\t4\ta\tb\t0\n"),
+                          "qqp");
+  ASSERT_EQ(ex.size(), 2u);
+  EXPECT_EQ(ex[0].text_a, "Why \"x\"?");
+  EXPECT_EQ(*ex[0].text_b, "How y?");
+  EXPECT_EQ(ex[0].label, 1);
+  EXPECT_EQ(ex[1].label, 0);
+  ex = read_glue_tsv(write_file(dir, "qqp_test.tsv", "id\tquestion1\tquestion2\n0\tq\tr\n"), "qqp");
+  EXPECT_EQ(ex[0].label, -1);
+  EXPECT_EQ(*ex[0].text_b, "r");
+  const std::string pairs = "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tnot_entailment\n1\tC.\tD.\tentailment\n";
+  ex = read_glue_tsv(write_file(dir, "rte.tsv", pairs), "rte");
+  EXPECT_EQ(ex[0].label, 1);  // rte: 0 entailment, 1 not_entailment
+  EXPECT_EQ(ex[1].label, 0);
+  EXPECT_EQ(ex[1].text_a, "C.");
+  ex = read_glue_tsv(write_file(dir, "qnli.tsv", "index\tquestion\tsentence\tlabel\n0\tQ?\tS.\tentailment\n"), "qnli");
+  EXPECT_EQ(ex[0].label, 0);
+  EXPECT_EQ(ex[0].text_a, "Q?");
+  ex = read_glue_tsv(write_file(dir, "wnli.tsv", "index\tsentence1\tsentence2\tlabel\n0\tA\tB\t1\n"), "wnli");
+  EXPECT_EQ(ex[0].label, 1);
+  const std::string msg = error_of([&] { read_glue_tsv(write_file(dir, "rte_bad.tsv", pairs), "wnli"); });
+  EXPECT_NE(msg.find("line 2: label 'not_entailment' in column 'label' (expected 0, 1)"), std::string::npos) << msg;
+  EXPECT_EQ(glue_tasks().size(), 6u);
 }
 
 // Every fixture row against the reference encodings, through get_batch, at max_length 128 and 24.
