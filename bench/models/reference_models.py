@@ -51,16 +51,8 @@ def peak_rss_mib():
 
 # ---------------------------------------------------------------- RoBERTa (roberta-base shapes)
 # The model lives in analysis/tools/roberta.py (shared with the CLI tests).
-from analysis.tools.roberta import RobertaConfig, RobertaForSequenceClassification  # noqa: E402
-
-
-def roberta_hessian_layers(model):
-    names = []
-    for i in range(len(model.roberta.encoder.layer)):
-        p = f"roberta.encoder.layer.{i}."
-        names += [p + n + ".weight" for n in ("attention.self.query", "attention.self.key", "attention.self.value",
-                                              "attention.output.dense", "intermediate.dense", "output.dense")]
-    return names + ["classifier.dense.weight", "classifier.out_proj.weight"]
+from analysis.tools.roberta import (RobertaConfig, RobertaForSequenceClassification,  # noqa: E402
+                                     roberta_hessian_layers)
 
 
 def resnet_hessian_layers(model):

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/python_oracle.h"
+
 namespace hessgap::data::testing {
 
 namespace fs = std::filesystem;
@@ -57,19 +59,7 @@ inline std::vector<std::uint8_t> read_gz(const std::string& path) {
 // Runs `pil_oracle.py ARGS` and returns its stdout, or nullopt when Python or Pillow is missing
 // (exit code 3 or 127). Any other failure fails the calling test.
 inline std::optional<std::string> run_oracle(const std::string& args) {
-  if (!fs::exists("/usr/bin/python3")) return std::nullopt;
-  const std::string cmd = "/usr/bin/python3 " + source_path("tests/unit/data/pil_oracle.py") + " " + args;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (code == 3 || code == 127) return std::nullopt;
-  EXPECT_EQ(code, 0) << "oracle failed: " << cmd;
-  return out;
+  return testing_support::run_python_oracle(source_path("tests/unit/data/pil_oracle.py"), args);
 }
 
 #define HG_ORACLE_OR_SKIP(var, args)                                          \

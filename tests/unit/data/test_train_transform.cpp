@@ -19,19 +19,7 @@ using namespace testing;
 
 // Runs train_transform_oracle.py ARGS; nullopt when Python, torch or torchvision is missing.
 std::optional<std::string> run_train_oracle(const std::string& args) {
-  if (!fs::exists("/usr/bin/python3")) return std::nullopt;
-  const std::string cmd = "/usr/bin/python3 " + source_path("tests/unit/data/train_transform_oracle.py") + " " + args;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (code == 3 || code == 127) return std::nullopt;
-  EXPECT_EQ(code, 0) << "oracle failed: " << cmd;
-  return out;
+  return testing_support::run_python_oracle(source_path("tests/unit/data/train_transform_oracle.py"), args);
 }
 
 nlohmann::json params_json(const CropParams& p) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "models/classifier.h"
+#include "tests/support/python_oracle.h"
 #include "models/registry.h"
 #include "train/constraints.h"
 #include "train/dual_t.h"
@@ -321,21 +322,12 @@ TEST(Constraints, Errors) {
 namespace {
 
 std::optional<nlohmann::json> run_dual_t_oracle(const nlohmann::json& request) {
-  if (!std::filesystem::exists("/usr/bin/python3")) return std::nullopt;
   const std::string in = std::string(HG_TEST_TMP) + "/dual_t_request.json";
   std::ofstream(in) << request.dump();
-  const std::string cmd =
-      "/usr/bin/python3 " + std::string(HG_SOURCE_DIR) + "/tests/unit/train/dual_t_oracle.py < " + in + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  if (pclose(p) != 0) {
-    ADD_FAILURE() << "dual_t_oracle.py failed: " << out;
-    return std::nullopt;
-  }
-  return nlohmann::json::parse(out);
+  const auto out = testing_support::run_python_oracle(
+      std::string(HG_SOURCE_DIR) + "/tests/unit/train/dual_t_oracle.py", "< " + in);
+  if (!out) return std::nullopt;
+  return nlohmann::json::parse(*out);
 }
 
 void expect_matrix(const torch::Tensor& got, const nlohmann::json& want, const std::string& what) {
