@@ -94,6 +94,7 @@ int run_measurement(comm::Communicator& world, const std::string& sub, const std
   info.backend = dev_world->backend();
   info.arch = s.model->arch();
   info.checkpoint = s.checkpoint_path;
+  info.load_notes = s.load_notes;
   info.data_description = s.dataset->describe();
   info.layers = s.model->hessian_layers();
   if (world.rank() == 0 && !common.out.empty()) {

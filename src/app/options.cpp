@@ -52,7 +52,7 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   auto* ck = cmd->add_option("--checkpoint", o.checkpoint,
                              "Model weights: safetensors file, Hugging Face folder or hessgap HDF5 checkpoint");
   if (needs_checkpoint) ck->required();
-  cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, bert-base, roberta-base, vit-base, hf:FOLDER, mlp[:...], small-cnn[:...]); default: hf:CHECKPOINT for a Hugging Face folder, else cifar-resnet20");
+  cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, bert-base, roberta-base, vit-base|b16|b32|l16, hf:FOLDER, mlp[:...], small-cnn[:...]); default: hf:CHECKPOINT for a Hugging Face folder, else cifar-resnet20");
   cmd->add_option("--num-classes", o.num_classes, "Classes of the head (default: the dataset's)");
   cmd->add_flag("--new-head", o.new_head,
                 "Accept a checkpoint whose head is missing or has another number of classes: the head keeps a fresh "
@@ -143,6 +143,7 @@ Session open_session(const CommonOptions& o) {
     ao.source = o.checkpoint;
     const models::CheckpointAdaptation adapted = models::adapt_checkpoint(*s.model, state, ao);
     for (const std::string& note : adapted.notes) log::info("checkpoint: " + note);
+    s.load_notes = adapted.notes;
     io::LoadOptions lo;
     lo.source = o.checkpoint;
     if (o.new_head) lo.new_head_prefix = s.model->head_prefix();
@@ -151,6 +152,9 @@ Session open_session(const CommonOptions& o) {
       HG_CHECK(!report.loaded.empty(), "--new-head: no tensor of " << o.checkpoint << " fits the model "
                                                                     << s.model->arch());
       log::info("checkpoint: " + io::describe(report));
+      std::string heads;
+      for (const std::string& n : report.new_head) heads += (heads.empty() ? "" : ", ") + n;
+      s.load_notes.push_back("new head (fresh draw, seed " + std::to_string(o.seed) + "): " + heads);
     }
     log::info("model: " + s.model->arch() + " from " + o.checkpoint);
   }

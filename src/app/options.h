@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -54,6 +55,7 @@ struct Session {
   std::shared_ptr<models::Classifier> model;
   std::unique_ptr<data::Dataset> dataset;
   std::string checkpoint_path;  // resolved
+  std::vector<std::string> load_notes;  // what loading changed: adaptations, a new head (recorded in /model)
   measures::MeasureContext context(comm::Communicator& world) const;
   measures::PlanOptions plan;
   torch::Dtype dtype = torch::kFloat32;

@@ -36,6 +36,10 @@ ResultsFile::ResultsFile(const std::string& path, const RunInfo& info) {
   f.create_group("/model");
   f.set_attr("/model", "arch", info.arch);
   f.set_attr("/model", "checkpoint", info.checkpoint);
+  if (!info.load_notes.empty()) {
+    f.write_strings("/model/load_notes", info.load_notes,
+                    "What loading the checkpoint changed (prefixes, dropped tensors, resized position embeddings, a new head)");
+  }
   f.create_group("/data");
   f.set_attr("/data", "description", info.data_description);
   f.write_strings("/layers/names", info.layers,

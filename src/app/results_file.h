@@ -27,6 +27,7 @@ struct RunInfo {
   int world_size = 1;
   std::string backend;
   std::string arch, checkpoint, data_description;
+  std::vector<std::string> load_notes;  // /model/load_notes when non-empty
   std::vector<std::string> layers;
 };
 

@@ -8,6 +8,7 @@
 
 #include "comm/communicator.h"
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "hessian/probes.h"
 #include "models/classifier.h"
 #include "util/error.h"
@@ -154,8 +155,17 @@ EvalResult evaluate(const MeasureContext& ctx, const EvalOptions& opts) {
   std::vector<double> rows;
   log::Progress progress("eval (rank 0's batches)", static_cast<long>(mine.size()));
   long done = 0;
+  // Eval is the one measure where reading data costs as much as the model: one worker decodes the next
+  // batches while the model runs on this one (the image datasets decode each batch with their own threads).
+  data::LoaderOptions prefetch;
+  prefetch.num_workers = 1;
+  prefetch.prefetch = 2;
+  data::PrefetchLoader loader(
+      static_cast<std::int64_t>(mine.size()),
+      [&](std::int64_t k) { return load_batch(ctx, plan.batches[static_cast<std::size_t>(mine[static_cast<std::size_t>(k)])]); },
+      prefetch);
   for (std::int64_t b : mine) {
-    const data::Batch batch = load_batch(ctx, plan.batches[static_cast<std::size_t>(b)]);
+    const data::Batch batch = *loader.next();
     if (opts.per_sample) {
       torch::NoGradGuard no_grad;
       const auto logits = ctx.model->forward(batch).to(torch::kFloat64).cpu().contiguous();

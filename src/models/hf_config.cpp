@@ -240,4 +240,22 @@ TransformerConfig vit_base_config() {
   return c;
 }
 
+TransformerConfig vit_config(const std::string& name) {
+  TransformerConfig c = vit_base_config();
+  c.source = "built-in " + name;
+  if (name == "vit-base" || name == "vit-b16") return c;
+  if (name == "vit-b32") {
+    c.patch_size = 32;
+    return c;
+  }
+  if (name == "vit-l16") {
+    c.hidden_size = 1024;
+    c.num_hidden_layers = 24;
+    c.num_attention_heads = 16;
+    c.intermediate_size = 4096;
+    return c;
+  }
+  HG_FAIL("unknown built-in ViT '" << name << "' (expected vit-base, vit-b16, vit-b32 or vit-l16)");
+}
+
 }  // namespace hessgap::models

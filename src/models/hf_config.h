@@ -77,5 +77,8 @@ void check_config_against_weights(const TransformerConfig& config,
 TransformerConfig bert_base_config();
 TransformerConfig roberta_base_config();
 TransformerConfig vit_base_config();
+// The ViTs of the original paper at 224 px: "vit-base" = "vit-b16" (as above), "vit-b32" (patch 32),
+// "vit-l16" (hidden 1024, 24 layers, 16 heads, ffn 4096). Throws hessgap::Error for another name.
+TransformerConfig vit_config(const std::string& name);
 
 }  // namespace hessgap::models

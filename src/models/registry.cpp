@@ -85,7 +85,9 @@ std::vector<std::string> known_architectures() {
   return names;
 }
 
-std::vector<std::string> hf_architectures() { return {"bert-base", "roberta-base", "vit-base"}; }
+std::vector<std::string> hf_architectures() {
+  return {"bert-base", "roberta-base", "vit-base", "vit-b16", "vit-b32", "vit-l16"};
+}
 
 namespace {
 
@@ -123,11 +125,11 @@ std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num
       return std::make_shared<ResNet>(d, num_classes);
     }
   }
-  if (base == "bert-base" || base == "roberta-base" || base == "vit-base") {
+  if (base == "bert-base" || base == "roberta-base" || base.rfind("vit-", 0) == 0) {
     HG_CHECK(colon == std::string::npos, "model '" << arch << "' takes no options");
     const auto config = base == "bert-base"      ? bert_base_config()
                         : base == "roberta-base" ? roberta_base_config()
-                                                 : vit_base_config();
+                                                 : vit_config(base);
     return build_transformer(config, num_classes, arch);
   }
   if (base == "hf" || base == "bert" || base == "roberta" || base == "vit") {

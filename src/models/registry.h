@@ -25,6 +25,7 @@ namespace hessgap::models {
 //   small-cnn[:in=C,c1=C1,c2=C2]                defaults in=3, c1=4, c2=8
 //   bert-base | roberta-base | vit-base         Hugging Face transformers with the built-in base
 //                                               configs (models/hf_config.h; ~86-125M parameters)
+//   vit-b16 (= vit-base) | vit-b32 | vit-l16     the paper's other ViTs at 224 px (~88-304M parameters)
 //   hf:<path>                                   BERT / RoBERTa / ViT from a Hugging Face
 //                                               config.json (path = the file or its folder),
 //                                               class chosen by its model_type
@@ -41,7 +42,7 @@ std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num
 // are slow to build; see hf_architectures).
 std::vector<std::string> known_architectures();
 
-// The built-in transformer names: bert-base, roberta-base, vit-base.
+// The built-in transformer names: bert-base, roberta-base, vit-base, vit-b16, vit-b32, vit-l16.
 std::vector<std::string> hf_architectures();
 
 // The model described by a Hugging Face folder or config.json (make_model("hf:<path>")), with

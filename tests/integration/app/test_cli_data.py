@@ -293,6 +293,9 @@ def test_new_head_is_opt_in(hessgap_bin, tmp_path, small_images):
     assert "new head" in r.output.lower() or "linear.weight" in r.output
     s, _ = read_group(out, "eval/samples")
     assert s["logits"].shape == (10, 5)
+    with h5py.File(out, "r") as f:  # recorded in the output
+        notes = [n.decode() for n in f["model/load_notes"][()]]
+        assert any("new head" in n and "linear.weight" in n for n in notes), notes
     # The fresh head is seeded by --seed: the same twice.
     out2 = tmp_path / "newhead2.h5"
     assert run_hg(*args, "--new-head", "--per-sample", "--out", out2).rc == 0

@@ -260,7 +260,8 @@ TEST(HfModels, BaseConfigsHessianLayerCounts) {
   };
   for (const Case& c : {Case{"roberta-base", 74, "classifier.out_proj.weight"},
                         Case{"bert-base", 73, "classifier.weight"},
-                        Case{"vit-base", 73, "classifier.weight"}}) {
+                        Case{"vit-base", 73, "classifier.weight"},
+                        Case{"vit-b32", 73, "classifier.weight"}}) {
     SCOPED_TRACE(c.arch);
     auto model = hm::make_model(c.arch, 2);
     EXPECT_EQ(model->arch(), c.arch);
@@ -269,7 +270,17 @@ TEST(HfModels, BaseConfigsHessianLayerCounts) {
     EXPECT_EQ(layers.back(), c.last);
     EXPECT_EQ(hm::hessian_parameters(*model).size(), c.layers);
   }
-  EXPECT_EQ(hm::hf_architectures(), (std::vector<std::string>{"bert-base", "roberta-base", "vit-base"}));
+  EXPECT_EQ(hm::hf_architectures(),
+            (std::vector<std::string>{"bert-base", "roberta-base", "vit-base", "vit-b16", "vit-b32", "vit-l16"}));
+  // Shapes that tell the three ViTs apart: the patch embedding and the block width.
+  EXPECT_EQ(hm::parameters_by_name(*hm::make_model("vit-b32", 2), {"vit.embeddings.patch_embeddings.projection.weight"})[0].sizes(),
+            torch::IntArrayRef({768, 3, 32, 32}));
+  EXPECT_THROW(hm::make_model("vit-h14", 2), hessgap::Error);
+  // ViT-L/16 (304M parameters, too slow to build here): its configuration; 24 blocks x 6 + the head = 145 layers.
+  const auto l16 = hm::vit_config("vit-l16");
+  EXPECT_EQ(std::vector<std::int64_t>({l16.hidden_size, l16.num_hidden_layers, l16.num_attention_heads,
+                                       l16.intermediate_size, l16.patch_size, l16.image_size}),
+            std::vector<std::int64_t>({1024, 24, 16, 4096, 16, 224}));
 }
 
 TEST(HfModels, RegistrySpecsAndConfigErrors) {
