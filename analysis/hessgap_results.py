@@ -185,7 +185,8 @@ def summary(path: str) -> Results:
 
 
 def plot(res: Results, out: str) -> None:
-    """Per-layer traces (mean ± stderr and max) and/or distance-measure values, saved to `out`."""
+    """Per-layer traces (mean ± stderr and max), distance-measure values, the stability histogram, the
+    realised label-transition matrix (/labels) and the confusion matrix of a per-sample eval, saved to `out`."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -193,8 +194,12 @@ def plot(res: Results, out: str) -> None:
     panels = [s for s in ("traces", "measures") if getattr(res, s) is not None]
     if res.stability is not None:
         panels.append("stability")
+    if res.labels is not None and "transitions" in res.labels:
+        panels.append("labels")
+    if res.eval is not None and "samples" in res.eval:
+        panels.append("confusion")
     if not panels:
-        raise ValueError(f"{res.path}: nothing to plot (no traces, measures or stability section)")
+        raise ValueError(f"{res.path}: nothing to plot (no traces, measures, stability, labels or per-sample eval)")
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.45 * len(res.layers)), 4 * len(panels)),
                              squeeze=False)
     x = np.arange(len(res.layers))
@@ -211,6 +216,33 @@ def plot(res: Results, out: str) -> None:
             ax.bar(x, m["layer_max"], label="H_i = max_b v_i·(Hv)_i")
             ax.set_ylabel("H_i  [loss]")
             ax.set_title(f"Hessian distance measure (bound {float(m['bound']):.4g})")
+        elif panel in ("labels", "confusion"):
+            if panel == "labels":
+                counts = np.asarray(res.labels["transitions"], dtype=float)
+                title = (f"Realised label transitions ({res.meta['labels']['attrs'].get('source')}, "
+                         f"noise rate {float(res.labels['realised_noise_rate']):.3f})")
+                xlabel, ylabel = "label used", "clean label"
+            else:
+                smp = res.eval["samples"]
+                k = smp["logits"].shape[1]
+                counts = np.zeros((k, k))
+                np.add.at(counts, (smp["label"], smp["predicted"]), 1)
+                title = f"Confusion matrix ({len(smp['label'])} samples)"
+                xlabel, ylabel = "predicted", "label"
+            names = (res.labels if panel == "labels" else res.eval).get("class_names")
+            if names is not None and len(names) == counts.shape[0] <= 30:
+                ticks = np.arange(len(names))
+                ax.set_xticks(ticks)
+                ax.set_xticklabels(names, rotation=70, ha="right", fontsize=7)
+                ax.set_yticks(ticks)
+                ax.set_yticklabels(names, fontsize=7)
+            rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+            im = ax.imshow(rows, cmap="viridis", vmin=0, vmax=1)
+            fig.colorbar(im, ax=ax, label="fraction of the row")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.set_title(title)
+            continue  # no layer ticks, no legend
         else:
             d = np.asarray(res.stability["deltas"])
             ax.hist(d, bins=max(5, min(30, len(d))))

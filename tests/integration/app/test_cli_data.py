@@ -63,6 +63,8 @@ def test_eval_per_sample_matches_python(hessgap_bin, tmp_path, small_images, np_
     res = hessgap_results.load(str(out))
     assert res.eval["samples"]["logits"].shape == (n, 10)
     assert f"per-sample table: {n} rows" in hessgap_results.summary_text(res)
+    hessgap_results.plot(res, str(tmp_path / "confusion.png"))
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
 
 
 def test_eval_per_sample_float64_keeps_float64(hessgap_bin, tmp_path, small_images):
@@ -104,8 +106,10 @@ def test_labels_symmetric_image_noise(hessgap_bin, tmp_path, small_images):
     t = g["transitions"]
     assert t.shape == (10, 10) and t.sum() == n and np.trace(t) == n - differ
     assert "realised noise rate" in r.stdout
-    res = hessgap_results.load(str(out))  # the reader knows /labels
+    res = hessgap_results.load(str(out))  # the reader knows /labels, and plots the transition matrix
     assert res.labels["num_noisy"] == differ and "[labels] source synthetic" in hessgap_results.summary_text(res)
+    hessgap_results.plot(res, str(tmp_path / "labels.png"))
+    assert (tmp_path / "labels.png").stat().st_size > 1000
 
 
 def test_labels_text_flip_noise_is_exact(hessgap_bin, tmp_path):
