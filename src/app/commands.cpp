@@ -320,8 +320,8 @@ RunFn add_convert_command(CLI::App& app) {
     std::string in, out;
   };
   auto st = std::make_shared<State>();
-  auto* cmd = app.add_subcommand("convert", "Convert a checkpoint between safetensors and the hessgap HDF5 format (by --out's extension)");
-  cmd->add_option("--in", st->in, "Checkpoint to read (safetensors file, Hugging Face folder or hessgap HDF5)")->required();
+  auto* cmd = app.add_subcommand("convert", "Convert a checkpoint (safetensors, Hugging Face folder, torch.save zip, Google ViT .npz, hessgap HDF5) to safetensors or the hessgap HDF5 format (by --out's extension)");
+  cmd->add_option("--in", st->in, "Checkpoint to read: any format --checkpoint accepts (recognised by content)")->required();
   cmd->add_option("--out", st->out, "File to write: *.safetensors, or *.h5 / *.hdf5 (hessgap checkpoint)")->required();
   return [st](comm::Communicator& world, const std::string& command_line) {
     auto ends_with = [&](const std::string& suffix) {

@@ -58,10 +58,14 @@ class BasicBlockImpl : public BlockImpl {
     add_downsample(in_planes, planes * kExpansion, stride);
   }
 
+  // In place where torchvision is (ReLU(inplace=True), out += identity): BatchNorm's backward keeps its
+  // input, not its output, so nothing autograd saved is overwritten (autograd's version counters would
+  // throw if it were), and fewer activations stay alive.
   torch::Tensor forward(const torch::Tensor& x) override {
-    auto out = torch::relu(bn1(conv1(x)));
+    auto out = bn1(conv1(x)).relu_();
     out = bn2(conv2(out));
-    return torch::relu(out + identity(x));
+    out += identity(x);
+    return out.relu_();
   }
 
   nn::Conv2d conv1;
@@ -85,11 +89,12 @@ class BottleneckImpl : public BlockImpl {
     add_downsample(in_planes, planes * kExpansion, stride);
   }
 
-  torch::Tensor forward(const torch::Tensor& x) override {
-    auto out = torch::relu(bn1(conv1(x)));
-    out = torch::relu(bn2(conv2(out)));
+  torch::Tensor forward(const torch::Tensor& x) override {  // in place as BasicBlock
+    auto out = bn1(conv1(x)).relu_();
+    out = bn2(conv2(out)).relu_();
     out = bn3(conv3(out));
-    return torch::relu(out + identity(x));
+    out += identity(x);
+    return out.relu_();
   }
 
   nn::Conv2d conv1;
@@ -162,7 +167,7 @@ torch::Tensor ResNet::forward_images(const torch::Tensor& images) {
   HG_CHECK(images.dim() == 4 && images.size(1) == 3 && images.is_floating_point(),
            arch() << ": expected floating images [B,3,H,W], got " << images.sizes() << " "
                   << images.scalar_type());
-  auto x = torch::relu(bn1_(conv1_(inputs_as(images, dtype()))));
+  auto x = bn1_(conv1_(inputs_as(images, dtype()))).relu_();
   x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   for (auto* stage : {&layer1_, &layer2_, &layer3_, &layer4_}) {
     for (auto& block : **stage) x = block->as<BlockImpl>()->forward(x);
