@@ -38,6 +38,10 @@ fi
 # ccache keyed on paths relative to the checkout, so a fresh clone reuses earlier compilations.
 export CCACHE_BASEDIR="$ROOT"
 export CCACHE_NOHASHDIR=1
+# Without these, ccache refuses every compilation that uses the shared precompiled header (91 % of them
+# were "uncacheable" and CI rebuilt cold, ~15 min); with them a fresh clone in any folder hits (the PCH
+# included): hg_train 55 s cold -> 3.5 s from a new clone on the dev VM.
+export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 LAUNCHER=()
 command -v ccache >/dev/null && LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 
