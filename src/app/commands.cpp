@@ -3,7 +3,6 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
-#include <cstring>
 #include <functional>
 #include <set>
 #include <memory>
@@ -13,6 +12,7 @@
 #include "app/results_file.h"
 #include "app/summary.h"
 #include "comm/communicator.h"
+#include "comm/gather.h"
 #include "data/dataset.h"
 #include "data/image_folder.h"
 #include "data/label_noise.h"
@@ -56,20 +56,13 @@ struct Outcome {
 };
 
 // The ids every rank's image folder left out as unreadable (--skip-unreadable), sorted and distinct, on
-// every rank. Collective: one broadcast per rank.
+// every rank. Collective (all_gather_values).
 std::vector<std::int64_t> all_skipped_ids(comm::Communicator& world, const data::Dataset& dataset) {
   const auto* noisy = dynamic_cast<const data::NoisyLabelDataset*>(&dataset);
   const auto* folder = dynamic_cast<const data::ImageFolderDataset*>(noisy ? &noisy->base() : &dataset);
   const std::vector<std::int64_t> mine = folder ? folder->skipped_ids() : std::vector<std::int64_t>{};
   std::set<std::int64_t> all;
-  for (int root = 0; root < world.size(); ++root) {
-    std::string bytes;
-    if (root == world.rank()) bytes.assign(reinterpret_cast<const char*>(mine.data()), mine.size() * sizeof(std::int64_t));
-    world.broadcast(bytes, root);
-    std::vector<std::int64_t> ids(bytes.size() / sizeof(std::int64_t));
-    if (!ids.empty()) std::memcpy(ids.data(), bytes.data(), bytes.size());
-    all.insert(ids.begin(), ids.end());
-  }
+  for (const auto& ids : comm::all_gather_values(world, mine)) all.insert(ids.begin(), ids.end());
   return {all.begin(), all.end()};
 }
 

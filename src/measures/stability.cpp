@@ -3,10 +3,9 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <cstring>
-#include <string>
 
 #include "comm/communicator.h"
+#include "comm/gather.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "hessian/probes.h"
@@ -56,21 +55,16 @@ Sums global_sums(comm::Communicator& world, const Sums& s) {
 
 // Every rank's per-sample rows (blocks [b, n, K, n x (id, label, loss, K logits)], see evaluate) to
 // every rank, placed in the plan's batch order so that the result does not depend on which rank
-// evaluated which batch. Collective: one broadcast per rank.
+// evaluated which batch. Collective (all_gather_values).
 void gather_rows(comm::Communicator& world, const BatchPlan& plan, const std::vector<double>& mine, EvalResult& r) {
   std::vector<std::vector<double>> blocks(plan.batches.size());
-  for (int root = 0; root < world.size(); ++root) {
-    std::string bytes;
-    if (root == world.rank()) bytes.assign(reinterpret_cast<const char*>(mine.data()), mine.size() * sizeof(double));
-    world.broadcast(bytes, root);
-    std::vector<double> rows(bytes.size() / sizeof(double));
-    if (!rows.empty()) std::memcpy(rows.data(), bytes.data(), rows.size() * sizeof(double));
+  for (const std::vector<double>& rows : comm::all_gather_values(world, mine)) {
     for (std::size_t at = 0; at < rows.size();) {
       const auto b = static_cast<std::size_t>(rows[at]);
       const auto n = static_cast<std::size_t>(rows[at + 1]);
       const auto k = static_cast<std::size_t>(rows[at + 2]);
       const std::size_t end = at + 3 + n * (3 + k);
-      HG_ASSERT(b < blocks.size() && end <= rows.size(), "malformed per-sample rows from rank " << root);
+      HG_ASSERT(b < blocks.size() && end <= rows.size(), "malformed per-sample rows");
       blocks[b].assign(rows.begin() + static_cast<std::ptrdiff_t>(at), rows.begin() + static_cast<std::ptrdiff_t>(end));
       at = end;
     }

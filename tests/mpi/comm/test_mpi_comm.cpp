@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "comm/gather.h"
 #include "tests/mpi/mpi_test_main.h"
 
 using hessgap::testing::world;
@@ -33,6 +34,19 @@ TEST(MpiCommunicator, TensorSumAndBroadcast) {
   std::string s = w.rank() == 0 ? "config from rank 0" : "";
   w.broadcast(s, 0);
   EXPECT_EQ(s, "config from rank 0");
+}
+
+// Rank r contributes r values r*10 .. r*10 + r - 1 (rank 0 nothing): sizes differ by rank.
+TEST(MpiCommunicator, GatherOfVariableSizes) {
+  auto& w = world();
+  std::vector<std::int64_t> mine;
+  for (int k = 0; k < w.rank(); ++k) mine.push_back(10 * w.rank() + k);
+  const auto all = hessgap::comm::all_gather_values(w, mine);
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(w.size()));
+  for (int q = 0; q < w.size(); ++q) {
+    ASSERT_EQ(all[q].size(), static_cast<std::size_t>(q));
+    for (int k = 0; k < q; ++k) EXPECT_EQ(all[q][k], 10 * q + k);
+  }
 }
 
 TEST(MpiCommunicator, SplitIntoGroups) {
