@@ -48,6 +48,7 @@ struct Options {
   int threads = 1;
   std::uint64_t seed = 0;
   std::string export_dir;
+  std::string device = "cpu";  // cpu | cuda[:N]: timings then wait for the device (synchronize)
 };
 
 double rss_mib() {
@@ -63,7 +64,11 @@ double peak_rss_mib() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
 }
 
+// Set by run(): a CUDA device must finish its queued kernels before a time is read.
+bool g_sync_cuda = false;
+
 double seconds(std::chrono::steady_clock::time_point t0) {
+  if (g_sync_cuda) torch::cuda::synchronize();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -124,6 +129,16 @@ int run(const Options& o) {
     batch = text_batch(B, o.seq_len, 50265, 1, gen);  // roberta-base vocabulary and pad id
   }
   batch.labels = torch::randint(C, {B}, gen, torch::kLong);
+  const torch::Device device(o.device);
+  if (device.is_cuda()) {
+    HG_CHECK(torch::cuda::is_available(), "--device " << o.device << ": no CUDA device available to this build");
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+    at::globalContext().setBenchmarkCuDNN(true);
+    g_sync_cuda = true;
+  }
+  model->to(device);
+  batch = batch.to(device, torch::kFloat32);
   std::int64_t n_params = 0;
   for (const auto& p : model->parameters()) n_params += p.numel();
   const auto layers = model->hessian_layers();
@@ -213,6 +228,7 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App app{"hessgap model benchmark: time and peak RSS of forward+backward or of HVPs (one JSON line)"};
   app.add_option("--model", o.model, "resnet50 | roberta-base");
+  app.add_option("--device", o.device, "cpu | cuda | cuda:N (TF32 off, cuDNN benchmark mode on)");
   app.add_option("--mode", o.mode, "grad (forward + backward, all parameters) | hvp (graph + products)");
   app.add_option("--batch", o.batch, "Batch size (default: resnet50 32, roberta-base 8)");
   app.add_option("--image-size", o.image_size, "resnet50: image height = width");

@@ -123,8 +123,7 @@ std::vector<double> probe_values(HvpEngine& engine, const TraceOptions& opts, st
     for (std::size_t i = 0; i < L; ++i) {
       z[i] = draw_probe(params[i], opts.distribution, opts.seed, batch_id, k, static_cast<std::int64_t>(i));
     }
-    const auto hz = engine.hvp(z);
-    for (std::size_t i = 0; i < L; ++i) values[i] = dot64(z[i], hz[i]);
+    values = dots64(z, engine.hvp(z));
   } else {
     for (std::size_t i = 0; i < L; ++i) {
       if (!acc.active(i)) continue;

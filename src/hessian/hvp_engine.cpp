@@ -52,4 +52,15 @@ double dot64(const torch::Tensor& a, const torch::Tensor& b) {
   return (a * b).sum(torch::kFloat64).item<double>();
 }
 
+std::vector<double> dots64(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  HG_ASSERT(a.size() == b.size(), "dots64: " << a.size() << " vs " << b.size() << " blocks");
+  if (a.empty()) return {};
+  std::vector<torch::Tensor> sums;
+  sums.reserve(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) sums.push_back((a[i] * b[i]).sum(torch::kFloat64));
+  const torch::Tensor host = torch::stack(sums).to(torch::kCPU).contiguous();
+  const double* p = host.data_ptr<double>();
+  return std::vector<double>(p, p + host.numel());
+}
+
 }  // namespace hessgap::hessian

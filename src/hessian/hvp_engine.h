@@ -44,4 +44,8 @@ class HvpEngine {
 // Σ over elements of a ⊙ b: products in the operands' dtype, accumulated in float64 (same shapes).
 double dot64(const torch::Tensor& a, const torch::Tensor& b);
 
+// Per-block dot64: out[i] = Σ a[i] ⊙ b[i] for every block pair, with one device-to-host copy in all
+// (on a GPU a value read back per layer costs a device sync each, as many as there are layers).
+std::vector<double> dots64(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b);
+
 }  // namespace hessgap::hessian

@@ -37,11 +37,28 @@ torch::Tensor generate(const torch::Tensor& like, FillF fill_f, FillD fill_d) {
 }
 }  // namespace
 
+torch::Tensor rademacher_on_device(const torch::Tensor& like, std::uint64_t key) {
+  // Element i is bit (i % 64) of word i / 64 (rng::fill_rademacher). The words are 1/64 of the
+  // tensor: drawn here, copied, and expanded to signs where `like` lives. An arithmetic right
+  // shift of a signed word keeps bit b in position 0 after a shift by b, so `& 1` reads it.
+  const std::int64_t n = like.numel();
+  const std::int64_t words = (n + 63) / 64;
+  torch::Tensor w = torch::empty({words}, torch::TensorOptions().dtype(torch::kInt64));
+  auto* wp = w.data_ptr<std::int64_t>();
+  for (std::int64_t j = 0; j < words; ++j) wp[j] = static_cast<std::int64_t>(rng::bits(key, static_cast<std::uint64_t>(j)));
+  const auto on = torch::TensorOptions().device(like.device());
+  w = w.to(like.device(), /*non_blocking=*/false);
+  const torch::Tensor shifts = torch::arange(64, on.dtype(torch::kInt64));
+  const torch::Tensor bit = torch::bitwise_and(torch::bitwise_right_shift(w.unsqueeze(1), shifts), 1);
+  return (bit.reshape({-1}).narrow(0, 0, n).to(like.scalar_type()) * 2 - 1).reshape(like.sizes());
+}
+
 torch::Tensor draw_probe(const torch::Tensor& like, ProbeDistribution dist, std::uint64_t seed,
                          std::int64_t batch, std::int64_t probe, std::int64_t layer) {
   const std::uint64_t key = rng::make_key(seed, rng::Stream::kProbe, static_cast<std::uint64_t>(batch),
                                           static_cast<std::uint64_t>(probe), static_cast<std::uint64_t>(layer));
   if (dist == ProbeDistribution::kRademacher) {
+    if (!like.device().is_cpu()) return rademacher_on_device(like, key);
     return generate(
         like, [&](float* p, std::int64_t n) { rng::fill_rademacher(p, n, key); },
         [&](double* p, std::int64_t n) { rng::fill_rademacher(p, n, key); });

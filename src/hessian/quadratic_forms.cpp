@@ -19,8 +19,7 @@ std::vector<double> quadratic_forms(HvpEngine& engine, const std::vector<torch::
   HG_ASSERT(v.size() == L, "quadratic_forms: v has " << v.size() << " blocks, expected " << L);
   std::vector<double> q(L);
   if (mode == MeasureMode::kJoint) {
-    const auto hv = engine.hvp(v);
-    for (std::size_t i = 0; i < L; ++i) q[i] = dot64(v[i], hv[i]);
+    q = dots64(v, engine.hvp(v));
   } else {
     for (std::size_t i = 0; i < L; ++i) q[i] = dot64(v[i], engine.block_hvp(i, v[i]));
   }

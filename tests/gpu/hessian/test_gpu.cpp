@@ -7,6 +7,7 @@
 #include "comm/communicator.h"
 #include "hessian/hutchinson.h"
 #include "hessian/hvp_engine.h"
+#include "hessian/probes.h"
 #include "hessian/quadratic_forms.h"
 #include "io/checkpoint.h"
 #include "measures/measure_context.h"
@@ -94,6 +95,27 @@ TEST(Gpu, Resnet20Float32NoTf32MatchesCpuFloat64) {
   auto want = run_on("cifar-resnet20", resnet20_path(), torch::kCPU, torch::kFloat64, b);
   auto got = run_on("cifar-resnet20", resnet20_path(), torch::Device("cuda"), torch::kFloat32, b);
   compare(got, want, 2e-3);
+}
+
+TEST(Gpu, RademacherProbesOnTheDeviceEqualTheHostDraws) {
+  SKIP_WITHOUT_CUDA();
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    auto cpu = torch::zeros({17, 3, 65}, dtype);
+    auto want = hessian::draw_probe(cpu, hessian::ProbeDistribution::kRademacher, 4, 1, 2, 3);
+    auto got = hessian::draw_probe(cpu.to(torch::kCUDA), hessian::ProbeDistribution::kRademacher, 4, 1, 2, 3);
+    EXPECT_TRUE(got.is_cuda());
+    EXPECT_TRUE(torch::equal(got.cpu(), want));
+  }
+}
+
+TEST(Gpu, Dots64OnTheDeviceEqualsTheHost) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(1);
+  std::vector<torch::Tensor> a{torch::randn({1000}, torch::kFloat64), torch::randn({3, 7}, torch::kFloat64)};
+  std::vector<torch::Tensor> b{torch::randn({1000}, torch::kFloat64), torch::randn({3, 7}, torch::kFloat64)};
+  const auto want = hessian::dots64(a, b);
+  const auto got = hessian::dots64({a[0].cuda(), a[1].cuda()}, {b[0].cuda(), b[1].cuda()});
+  for (std::size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-12 * (1 + std::abs(want[i])));
 }
 
 #if HG_WITH_NCCL

@@ -12,6 +12,7 @@
 #include "hessian/quadratic_forms.h"
 #include "tests/support/explicit_hessian.h"
 #include "util/error.h"
+#include "util/rng.h"
 
 using namespace hessgap;
 using namespace hessgap::hessian;
@@ -254,6 +255,35 @@ TEST(Probes, DeterministicAndKeyedByIndices) {
   // float32 and float64 draws agree (same stream).
   auto f32 = draw_probe(torch::zeros({64}, torch::kFloat32), ProbeDistribution::kGaussian, 5, 0, 0, 0);
   EXPECT_TRUE(torch::allclose(f32.to(torch::kFloat64), g.slice(0, 0, 64), 1e-6, 1e-6));
+}
+
+TEST(Probes, DeviceExpansionEqualsTheHostFill) {
+  // The GPU path expands 64-bit words into signs; on the CPU it must give rng::fill_rademacher's
+  // values for sizes around the 64-element word boundary and for both dtypes.
+  for (std::int64_t n : {1, 63, 64, 65, 1000, 4097}) {
+    for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+      auto like = torch::zeros({n}, dtype);
+      const auto key = rng::make_key(7, rng::Stream::kProbe, 1, 2, 3);
+      auto want = torch::empty({n}, torch::kFloat64);
+      rng::fill_rademacher(want.data_ptr<double>(), n, key);
+      auto got = rademacher_on_device(like, key);
+      EXPECT_EQ(got.scalar_type(), dtype);
+      EXPECT_TRUE(torch::equal(got.to(torch::kFloat64), want)) << "n = " << n;
+    }
+  }
+  auto like = torch::zeros({3, 5, 7});
+  EXPECT_TRUE(torch::equal(rademacher_on_device(like, rng::make_key(0, rng::Stream::kProbe, 0, 1, 2)),
+                           draw_probe(like, ProbeDistribution::kRademacher, 0, 0, 1, 2)));
+}
+
+TEST(HvpEngine, Dots64EqualsPerBlockDots) {
+  std::vector<torch::Tensor> a{torch::arange(5, torch::kFloat32), torch::ones({2, 3})};
+  std::vector<torch::Tensor> b{torch::full({5}, 0.5f), torch::full({2, 3}, -2.0f)};
+  const auto d = dots64(a, b);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_DOUBLE_EQ(d[0], 5.0);  // 0.5 * (0+1+2+3+4)
+  EXPECT_DOUBLE_EQ(d[1], -12.0);
+  EXPECT_TRUE(dots64({}, {}).empty());
 }
 
 TEST(Options, InvalidValuesAreRejected) {

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The GPU check, one command for the GPU machine (../shared/GPU.md): builds hessgap against that
+# machine's CUDA LibTorch and NCCL, runs the gpu-labelled tests (CUDA vs CPU float64 HVPs, traces and
+# quadratic forms on ResNet-20; device-drawn probes; NCCL all-reduce at one rank), then the benchmark
+# bench/gpu_bench.py (hessgap vs the reference algorithm in PyTorch, same card, same run).
+#
+#   scripts/gpu-check.sh                # build, test, bench; the log and JSON go to $OUT (or /tmp)
+#   HG_GPU_SKIP=roberta scripts/gpu-check.sh      # skip bench workloads (resnet50,roberta,gradhvp)
+#
+# Without system JPEG/zlib headers there, Debian's packages carried in .gpu-deps/ (apt-get download
+# libjpeg62-turbo libjpeg62-turbo-dev zlib1g-dev libpng16-16 libpng-dev) are unpacked into /tmp.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RESULTS="${OUT:-/tmp/hessgap-gpu-check}"
+BUILD="${HG_GPU_BUILD:-/tmp/hessgap-gpu-build}"
+mkdir -p "$RESULTS" "$BUILD"
+LOG="$RESULTS/gpu-check.log"
+exec > >(tee -a "$LOG") 2>&1
+step() { echo "== $(date +%T) $*"; }
+
+[[ -d /opt/torch/.venv/bin ]] && export PATH="/opt/torch/.venv/bin:$PATH"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || { echo "no GPU"; exit 1; }
+TORCH_PREFIX="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')"
+NCCL="$(python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null || true)"
+export NCCL
+[[ -n "$NCCL" ]] && export LD_LIBRARY_PATH="$NCCL/lib:${LD_LIBRARY_PATH:-}"
+
+EXTRA=()
+if [[ ! -f /usr/include/jpeglib.h || ! -f /usr/include/zlib.h ]] && compgen -G "$ROOT/.gpu-deps/*.deb" >/dev/null; then
+  step "unpacking carried JPEG/zlib/PNG packages into /tmp/hg-deps"
+  for f in "$ROOT"/.gpu-deps/*.deb; do dpkg -x "$f" /tmp/hg-deps; done
+  D=/tmp/hg-deps/usr
+  M=x86_64-linux-gnu
+  export LD_LIBRARY_PATH="$D/lib/$M:$LD_LIBRARY_PATH"
+  EXTRA+=(-DJPEG_INCLUDE_DIR=$D/include -DJPEG_LIBRARY=$D/lib/$M/libjpeg.so "-DCMAKE_CXX_FLAGS=-I$D/include/$M")
+  [[ -f /usr/include/zlib.h ]] || EXTRA+=(-DZLIB_INCLUDE_DIR=$D/include -DZLIB_LIBRARY=$D/lib/$M/libz.so)
+  [[ -f /usr/include/png.h ]] || EXTRA+=(-DPNG_PNG_INCLUDE_DIR=$D/include -DPNG_LIBRARY=$D/lib/$M/libpng16.so)
+fi
+
+step "configure (CUDA LibTorch from $TORCH_PREFIX, NCCL ${NCCL:-none})"
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
+  -DHG_BUILD_TESTS=ON "${EXTRA[@]}" >"$RESULTS/configure.log" 2>&1 || { tail -40 "$RESULTS/configure.log"; exit 1; }
+grep -E 'hessgap:|NCCL|CUDA' "$RESULTS/configure.log" | head -8
+step "build"
+cmake --build "$BUILD" -j "$(nproc)" --target hessgap test_gpu bench_models >"$RESULTS/build.log" 2>&1 ||
+  { grep -E 'error|Error' "$RESULTS/build.log" | head -40; exit 1; }
+step "ctest -L gpu"
+(cd "$BUILD" && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ctest -L gpu --output-on-failure --timeout 300)
+TEST_RC=$?
+step "benchmark"
+PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu_bench.py" --hessgap "$BUILD/bin/hessgap" \
+  --bench-models "$BUILD/bin/bench_models" --skip "${HG_GPU_SKIP:-}" --out "$RESULTS/gpu_bench.json"
+step "done (gpu tests rc=$TEST_RC)"
+exit $TEST_RC
