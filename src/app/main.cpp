@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
       {"run", hessgap::app::add_run_command(app)},
       {"convert", hessgap::app::add_convert_command(app)},
       {"labels", hessgap::app::add_labels_command(app)},
+      {"train", hessgap::app::add_train_command(app)},
   };
 
   try {

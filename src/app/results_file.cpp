@@ -33,6 +33,13 @@ ResultsFile::ResultsFile(const std::string& path, const RunInfo& info) {
   f.set_attr("/", "world_size", static_cast<std::int64_t>(info.world_size));
   f.set_attr("/", "backend", info.backend);
   f.set_attr("/", "created_utc", utc_now());
+  if (!info.run_id.empty()) {
+    // A run file is written once, complete (AtomicOutput): status and complete say so to readers
+    // that index a sweep folder.
+    f.set_attr("/", "run_id", info.run_id);
+    f.set_attr("/", "status", "complete");
+    f.set_attr("/", "complete", static_cast<std::int64_t>(1));
+  }
   f.create_group("/model");
   f.set_attr("/model", "arch", info.arch);
   f.set_attr("/model", "checkpoint", info.checkpoint);

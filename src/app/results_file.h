@@ -11,6 +11,7 @@
 #include "measures/distance.h"
 #include "measures/stability.h"
 #include "measures/traces.h"
+#include "train/trainer.h"
 
 namespace hessgap::io {
 class AtomicOutput;
@@ -29,6 +30,14 @@ struct RunInfo {
   std::string arch, checkpoint, data_description;
   std::vector<std::string> load_notes;  // /model/load_notes when non-empty
   std::vector<std::string> layers;
+  std::string run_id;  // root attributes run_id, status and complete when set (train runs)
+};
+
+// What /train records besides the trainer's result.
+struct TrainRecordInfo {
+  const train::TrainerOptions* options = nullptr;
+  std::int64_t num_train = 0, num_valid = 0, num_test = 0;
+  std::string out_dir;
 };
 
 class ResultsFile {
@@ -47,6 +56,9 @@ class ResultsFile {
   // /labels: clean and used labels, the relabelled mask, the realised noise rate, the clean -> used
   // count matrix and the noise settings.
   void write_labels(const data::LabelAudit& a, std::int64_t num_classes, const std::vector<std::string>& class_names);
+  // /train: history per step and per epoch, the final metrics of the best weights and the generalization
+  // gap, the optimisation settings (train_results.cpp).
+  void write_train(const train::TrainResult& r, const TrainRecordInfo& info);
   // /data/skipped_ids and the /data attribute num_skipped (--skip-unreadable).
   void write_skipped(const std::vector<std::int64_t>& ids);
   // Closes the file and renames it into place. Without commit the temporary file is removed.

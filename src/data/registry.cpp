@@ -100,16 +100,21 @@ std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
     clean.label_source = "true";
   }
   std::unique_ptr<Dataset> base = open_clean(clean);
+  const LabelNoiseOptions options = label_noise_options(spec);
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(base->size()));
+  std::iota(ids.begin(), ids.end(), std::int64_t{0});
+  auto noise = std::make_shared<const LabelNoise>(ids, base->num_classes(), options);
+  return std::make_unique<NoisyLabelDataset>(std::move(base), std::move(noise));
+}
+
+LabelNoiseOptions label_noise_options(const DatasetSpec& spec) {
   LabelNoiseOptions options;
   options.rate = spec.noise_rate;
   const std::string mode = spec.noise_mode == "auto" ? (spec.kind == "glue" ? "flip" : "symmetric") : spec.noise_mode;
   options.mode = mode == "flip" ? LabelNoiseOptions::Mode::kFlip : LabelNoiseOptions::Mode::kSymmetric;
   options.seed = spec.noise_seed;
   options.chunk_size = spec.noise_chunk >= 0 ? spec.noise_chunk : spec.kind == "glue" ? 1000 : 0;
-  std::vector<std::int64_t> ids(static_cast<std::size_t>(base->size()));
-  std::iota(ids.begin(), ids.end(), std::int64_t{0});
-  auto noise = std::make_shared<const LabelNoise>(ids, base->num_classes(), options);
-  return std::make_unique<NoisyLabelDataset>(std::move(base), std::move(noise));
+  return options;
 }
 
 namespace {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "data/dataset.h"
+#include "data/label_noise.h"
 
 namespace hessgap::data {
 
@@ -89,5 +90,9 @@ NormalizeStats normalize_stats(const std::string& name);
 // Throws hessgap::Error for an unknown kind, split, normalize name or noise mode, a path that does not
 // hold the expected files, resize/crop given for "idx", and every error of the dataset's constructor.
 std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec);
+
+// The label-noise settings `spec` asks for (rate, resolved mode and chunking, seed), as open_dataset
+// applies them; the trainer applies them to the training ids alone.
+LabelNoiseOptions label_noise_options(const DatasetSpec& spec);
 
 }  // namespace hessgap::data

@@ -61,17 +61,11 @@ std::string join(const std::vector<std::string>& names) {
   return s;
 }
 
-StateDict read_checkpoint_h5(const std::string& path, std::map<std::string, std::string>* metadata) {
-  H5File f = H5File::open_read(path);
-  HG_CHECK(f.has_attr("/", "format") && f.attr_string("/", "format") == kFormat,
-           "HDF5 file '" << path << "' is not a hessgap checkpoint (root attribute format != \"" << kFormat << "\")");
-  const int64_t version = f.attr_int64("/", "format_version");
-  HG_CHECK(version >= 1 && version <= kFormatVersion, "checkpoint '" << path << "' has format_version " << version
-                                                                     << "; this build reads up to "
-                                                                     << kFormatVersion);
+// The tensors of one group of a hessgap checkpoint (/tensors, or a /state/<section>).
+StateDict read_tensor_group(const H5File& f, const std::string& group, const std::string& path) {
   StateDict out;
-  for (const std::string& name : f.list("/tensors")) {
-    const std::string ds = "/tensors/" + name;
+  for (const std::string& name : f.list(group)) {
+    const std::string ds = group + "/" + name;
     DatasetInfo info = f.info(ds);
     const std::string what = "tensor '" + name + "' in checkpoint '" + path + "'";
     torch::Tensor t;
@@ -95,6 +89,18 @@ StateDict read_checkpoint_h5(const std::string& path, std::map<std::string, std:
     }
     out.emplace_back(name, std::move(t));
   }
+  return out;
+}
+
+StateDict read_checkpoint_h5(const std::string& path, std::map<std::string, std::string>* metadata) {
+  H5File f = H5File::open_read(path);
+  HG_CHECK(f.has_attr("/", "format") && f.attr_string("/", "format") == kFormat,
+           "HDF5 file '" << path << "' is not a hessgap checkpoint (root attribute format != \"" << kFormat << "\")");
+  const int64_t version = f.attr_int64("/", "format_version");
+  HG_CHECK(version >= 1 && version <= kFormatVersion, "checkpoint '" << path << "' has format_version " << version
+                                                                     << "; this build reads up to "
+                                                                     << kFormatVersion);
+  StateDict out = read_tensor_group(f, "/tensors", path);
   if (metadata) {
     metadata->clear();
     if (f.is_group("/metadata")) {
@@ -284,22 +290,63 @@ CheckpointFormat detect_checkpoint_format(const std::string& path, std::string* 
   return detect_file_format(file);
 }
 
+StateDict read_checkpoint_section(const std::string& path, const std::string& section) {
+  H5File f = H5File::open_read(path);
+  HG_CHECK(f.has_attr("/", "format") && f.attr_string("/", "format") == kFormat,
+           "HDF5 file '" << path << "' is not a hessgap checkpoint (root attribute format != \"" << kFormat << "\")");
+  const std::string group = "/state/" + section;
+  HG_CHECK(f.is_group(group), "checkpoint '" << path << "' has no " << section << " state (" << group << ")");
+  return read_tensor_group(f, group, path);
+}
+
 StateDict read_checkpoint(const std::string& path, std::map<std::string, std::string>* metadata) {
   std::string file;
   const CheckpointFormat format = detect_checkpoint_format(path, &file);
   return read_file(file, format, metadata);
 }
 
+// Writes `state` into `group` of an open checkpoint file (names validated by the caller).
+static void write_tensor_group(H5File& f, const std::string& group, const StateDict& state, const std::string& what) {
+  f.create_group(group);
+  for (const auto& [name, tensor] : state) {
+    const std::string ds = group + "/" + name;
+    const std::string desc = what + " " + name;
+    torch::Tensor t = tensor.detach().to(torch::kCPU);
+    const torch::Dtype dtype = t.scalar_type();
+    const std::vector<int64_t> shape = t.sizes().vec();
+    if (dtype == torch::kDouble) {
+      t = t.contiguous();
+      f.write(ds, t.data_ptr<double>(), shape, desc);
+    } else if (c10::isFloatingType(dtype)) {
+      t = t.to(torch::kFloat).contiguous();
+      f.write(ds, t.data_ptr<float>(), shape, desc);
+    } else {
+      t = t.to(torch::kLong).contiguous();
+      f.write(ds, t.data_ptr<int64_t>(), shape, desc);
+    }
+    f.set_attr(ds, "dtype", dtype_name(dtype, ds));
+  }
+}
+
 void write_checkpoint_h5(const std::string& path, const StateDict& state,
-                         const std::map<std::string, std::string>& metadata) {
+                         const std::map<std::string, std::string>& metadata,
+                         const std::map<std::string, StateDict>& sections) {
   // Validate everything before creating the file.
-  std::set<std::string> seen;
-  for (const auto& [name, t] : state) {
-    const std::string what = "tensor '" + name + "' for checkpoint '" + path + "'";
-    HG_CHECK(!name.empty() && name.find('/') == std::string::npos, what << ": names must be non-empty without '/'");
-    HG_CHECK(seen.insert(name).second, what << ": the name appears twice");
-    HG_CHECK(t.defined(), what << ": the tensor is undefined");
-    dtype_name(t.scalar_type(), what);
+  auto validate = [&](const StateDict& tensors, const std::string& where) {
+    std::set<std::string> seen;
+    for (const auto& [name, t] : tensors) {
+      const std::string what = where + "tensor '" + name + "' for checkpoint '" + path + "'";
+      HG_CHECK(!name.empty() && name.find('/') == std::string::npos, what << ": names must be non-empty without '/'");
+      HG_CHECK(seen.insert(name).second, what << ": the name appears twice");
+      HG_CHECK(t.defined(), what << ": the tensor is undefined");
+      dtype_name(t.scalar_type(), what);
+    }
+  };
+  validate(state, "");
+  for (const auto& [section, tensors] : sections) {
+    HG_CHECK(!section.empty() && section.find('/') == std::string::npos,
+             "checkpoint '" << path << "': section names must be non-empty without '/' (got '" << section << "')");
+    validate(tensors, section + " ");
   }
 
   AtomicOutput out(path);
@@ -307,25 +354,10 @@ void write_checkpoint_h5(const std::string& path, const StateDict& state,
     H5File f = H5File::create(out.temp_path());
     f.set_attr("/", "format", kFormat);
     f.set_attr("/", "format_version", kFormatVersion);
-    f.create_group("/tensors");
     f.create_group("/metadata");
-    for (const auto& [name, tensor] : state) {
-      const std::string ds = "/tensors/" + name;
-      const std::string desc = "model tensor " + name;
-      torch::Tensor t = tensor.detach().to(torch::kCPU);
-      const torch::Dtype dtype = t.scalar_type();
-      const std::vector<int64_t> shape = t.sizes().vec();
-      if (dtype == torch::kDouble) {
-        t = t.contiguous();
-        f.write(ds, t.data_ptr<double>(), shape, desc);
-      } else if (c10::isFloatingType(dtype)) {
-        t = t.to(torch::kFloat).contiguous();
-        f.write(ds, t.data_ptr<float>(), shape, desc);
-      } else {
-        t = t.to(torch::kLong).contiguous();
-        f.write(ds, t.data_ptr<int64_t>(), shape, desc);
-      }
-      f.set_attr(ds, "dtype", dtype_name(dtype, ds));
+    write_tensor_group(f, "/tensors", state, "model tensor");
+    for (const auto& [section, tensors] : sections) {
+      write_tensor_group(f, "/state/" + section, tensors, section + " state");
     }
     for (const auto& [key, value] : metadata) f.set_attr("/metadata", key, value);
     f.close();

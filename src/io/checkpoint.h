@@ -61,8 +61,16 @@ StateDict read_checkpoint(const std::string& path, std::map<std::string, std::st
 //   /metadata         group whose string attributes are the user metadata.
 // Tensors may live on any device and need not be contiguous. Written atomically (AtomicOutput).
 // Errors: undefined tensor, unsupported dtype (complex, ...), empty/duplicate name or one with '/'.
+//   /state/<section>/<name>  optional further tensors that are not the model's (a trainer's optimizer
+//                     moments and counters, see train/checkpoint_state.h), stored like /tensors; readers
+//                     of the model (read_checkpoint) ignore them.
 void write_checkpoint_h5(const std::string& path, const StateDict& state,
-                         const std::map<std::string, std::string>& metadata = {});
+                         const std::map<std::string, std::string>& metadata = {},
+                         const std::map<std::string, StateDict>& sections = {});
+
+// The tensors of /state/<section> of a hessgap HDF5 checkpoint. Throws hessgap::Error naming the file
+// when it is not such a checkpoint or has no such section.
+StateDict read_checkpoint_section(const std::string& path, const std::string& section);
 
 struct LoadOptions {
   // Strict: any missing, unexpected or mis-shaped tensor is an Error (one message listing all).

@@ -53,6 +53,14 @@ class EarlyStopping {
   double best() const { return best_; }
   std::int64_t best_epoch() const { return best_epoch_; }  // 0-based index of update calls; -1 before any
   std::int64_t epochs_seen() const { return seen_; }
+  std::int64_t epochs_since_best() const { return since_best_; }
+  // A resumed run puts back what a checkpoint recorded of the four counters above.
+  void restore(double best, std::int64_t best_epoch, std::int64_t seen, std::int64_t since_best) {
+    best_ = best;
+    best_epoch_ = best_epoch;
+    seen_ = seen;
+    since_best_ = since_best;
+  }
 
  private:
   bool maximize_;

@@ -6,13 +6,14 @@
 namespace hessgap::log {
 namespace {
 int g_rank = 0, g_size = 1, g_verbosity = 1;
-std::string g_host;
+std::string g_host, g_run;
 std::mutex g_mutex;
 
 void emit(const char* level, const std::string& msg) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (g_size > 1) {
-    std::fprintf(stderr, "[rank %d/%d %s] %s%s\n", g_rank, g_size, g_host.c_str(), level, msg.c_str());
+  if (g_size > 1 || !g_run.empty()) {
+    const std::string run = g_run.empty() ? "" : "run " + g_run + " ";
+    std::fprintf(stderr, "[%srank %d/%d %s] %s%s\n", run.c_str(), g_rank, g_size, g_host.c_str(), level, msg.c_str());
   } else {
     std::fprintf(stderr, "%s%s\n", level, msg.c_str());
   }
@@ -25,6 +26,7 @@ void set_identity(int rank, int size, const std::string& host) {
   g_size = size;
   g_host = host;
 }
+void set_run(const std::string& run_id) { g_run = run_id; }
 int rank() { return g_rank; }
 void set_verbosity(int level) { g_verbosity = level; }
 int verbosity() { return g_verbosity; }

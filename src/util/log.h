@@ -8,6 +8,9 @@ namespace hessgap::log {
 
 // Set once at start-up; every message carries "[rank r/size host]" when size > 1.
 void set_identity(int rank, int size, const std::string& host);
+// The run every later line belongs to (a short run id; "" = none): lines then read
+// "[run 3f2a19c0 rank 1/4 host] ..." so that a sweep's interleaved logs can be told apart.
+void set_run(const std::string& run_id);
 int rank();
 
 // Verbosity: 0 quiet (errors only), 1 normal (default), 2 debug.

@@ -1,0 +1,105 @@
+#include "train/checkpoint_state.h"
+
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+
+#include <map>
+#include <sstream>
+#include <type_traits>
+
+#include "util/error.h"
+
+namespace hessgap::train {
+namespace {
+
+// LibTorch keys optimizer state by the parameter's TensorImpl: as a printed address in 1.13 (the CPU
+// build) and as the pointer itself in 2.x (the CUDA build). The map's key type tells which.
+using StateMap = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>;
+using Key = typename StateMap::key_type;
+
+template <typename K>
+K key_of(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<K, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<K>(p.unsafeGetTensorImpl());
+  }
+}
+
+// Adam and AdamW keep the same four fields; copy them through one template.
+template <typename State>
+void export_state(const State& s, const std::string& name, NamedTensors& out) {
+  out.emplace_back(name + ".step", torch::tensor(static_cast<std::int64_t>(s.step()), torch::kInt64));
+  out.emplace_back(name + ".exp_avg", s.exp_avg().detach().to(torch::kCPU).clone());
+  out.emplace_back(name + ".exp_avg_sq", s.exp_avg_sq().detach().to(torch::kCPU).clone());
+  if (s.max_exp_avg_sq().defined()) {
+    out.emplace_back(name + ".max_exp_avg_sq", s.max_exp_avg_sq().detach().to(torch::kCPU).clone());
+  }
+}
+
+bool is_adam(const torch::optim::Optimizer& o) { return dynamic_cast<const torch::optim::Adam*>(&o) != nullptr; }
+bool is_adamw(const torch::optim::Optimizer& o) { return dynamic_cast<const torch::optim::AdamW*>(&o) != nullptr; }
+
+}  // namespace
+
+NamedTensors optimizer_state(const torch::optim::Optimizer& optimizer, const torch::nn::Module& module) {
+  HG_CHECK(is_adam(optimizer) || is_adamw(optimizer), "optimizer state: only Adam and AdamW can be checkpointed");
+  NamedTensors out;
+  const auto& state = optimizer.state();
+  for (const auto& p : module.named_parameters(true)) {
+    auto it = state.find(key_of<Key>(p.value()));
+    if (it == state.end()) continue;
+    if (is_adam(optimizer)) {
+      export_state(static_cast<const torch::optim::AdamParamState&>(*it->second), p.key(), out);
+    } else {
+      export_state(static_cast<const torch::optim::AdamWParamState&>(*it->second), p.key(), out);
+    }
+  }
+  return out;
+}
+
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::Module& module,
+                          const NamedTensors& state) {
+  HG_CHECK(is_adam(optimizer) || is_adamw(optimizer), "optimizer state: only Adam and AdamW can be restored");
+  std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
+  std::size_t used = 0;
+  auto& map = optimizer.state();
+  for (const auto& p : module.named_parameters(true)) {
+    const std::string& n = p.key();
+    auto step = by_name.find(n + ".step");
+    if (step == by_name.end()) continue;
+    auto fetch = [&](const std::string& field, bool required) -> torch::Tensor {
+      auto it = by_name.find(n + "." + field);
+      if (it == by_name.end()) {
+        HG_CHECK(!required, "optimizer state: '" << n << "." << field << "' is missing");
+        return {};
+      }
+      HG_CHECK(it->second.sizes() == p.value().sizes(), "optimizer state: '" << n << "." << field << "' has shape "
+                                                                              << it->second.sizes() << ", the parameter "
+                                                                              << p.value().sizes());
+      ++used;
+      return it->second.to(p.value().device(), p.value().scalar_type()).clone();
+    };
+    const std::int64_t steps = step->second.item<std::int64_t>();
+    ++used;
+    torch::Tensor m = fetch("exp_avg", true), v = fetch("exp_avg_sq", true), vmax = fetch("max_exp_avg_sq", false);
+    auto set = [&](auto s) {
+      s->step(steps);
+      s->exp_avg(m);
+      s->exp_avg_sq(v);
+      if (vmax.defined()) s->max_exp_avg_sq(vmax);
+      map[key_of<Key>(p.value())] = std::move(s);
+    };
+    if (is_adam(optimizer)) {
+      set(std::make_unique<torch::optim::AdamParamState>());
+    } else {
+      set(std::make_unique<torch::optim::AdamWParamState>());
+    }
+  }
+  HG_CHECK(used == state.size(), "optimizer state: " << state.size() - used
+                                                     << " entries name no parameter of the model");
+}
+
+}  // namespace hessgap::train

@@ -1,0 +1,421 @@
+#include "train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+#include "comm/communicator.h"
+#include "data/dataset.h"
+#include "data/sampler.h"
+#include "io/checkpoint.h"
+#include "models/classifier.h"
+#include "train/checkpoint_state.h"
+#include "train/reweight.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/rng.h"
+
+namespace fs = std::filesystem;
+
+namespace hessgap::train {
+
+void TrainerOptions::validate(std::int64_t num_classes) const {
+  HG_CHECK(epochs >= 1, "--epochs must be >= 1 (got " << epochs << ")");
+  HG_CHECK(batch_size >= 1, "--batch-size must be >= 1 (got " << batch_size << ")");
+  HG_CHECK(eval_batch_size >= 1, "--eval-batch-size must be >= 1 (got " << eval_batch_size << ")");
+  HG_CHECK(optimizer.lr > 0 && std::isfinite(optimizer.lr), "--lr must be > 0 (got " << optimizer.lr << ")");
+  HG_CHECK(schedule == "step" || schedule == "linear", "--schedule must be step or linear (got '" << schedule << "')");
+  HG_CHECK(step_size >= 1, "--step-size must be >= 1 (got " << step_size << ")");
+  HG_CHECK(gamma > 0, "--gamma must be > 0 (got " << gamma << ")");
+  HG_CHECK(warmup_epochs >= 0, "--warm-up must be >= 0 (got " << warmup_epochs << ")");
+  HG_CHECK(reg_method == "constraint" || reg_method == "penalty" || reg_method == "none",
+           "--reg-method must be constraint, penalty or none (got '" << reg_method << "')");
+  if (reg_method != "none") {
+    for (const auto& g : groups) {
+      HG_CHECK(g.radius > 0 && std::isfinite(g.radius),
+               "the " << (reg_method == "constraint" ? "radius" : "coefficient") << " of constraint group '" << g.name
+                      << "' must be > 0 (got " << g.radius << "; see --reg-extractor, --reg-predictor, --scale-factor)");
+    }
+  }
+  if (reweight.defined()) {
+    HG_CHECK(reweight.dim() == 2 && reweight.size(0) == num_classes && reweight.size(1) == num_classes,
+             "the reweighting matrix is " << reweight.sizes() << ", the model has " << num_classes << " classes");
+  }
+  HG_CHECK(reweight_epoch >= 1, "--reweight-epoch must be >= 1 (got " << reweight_epoch << ")");
+  HG_CHECK(monitor == "max" || monitor == "min", "monitor must be max or min (got '" << monitor << "')");
+  HG_CHECK(patience >= 0, "--early-stop must be >= 0 (got " << patience << ")");
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// The trainable parameters in named order: the order of the flat gradient buffer on every rank.
+std::vector<torch::Tensor> trainable(models::Classifier& model) {
+  std::vector<torch::Tensor> out;
+  for (auto& p : model.named_parameters(true)) {
+    if (p.value().requires_grad()) out.push_back(p.value());
+  }
+  return out;
+}
+
+// One collective per step for the gradients: concatenated, summed over ranks, written back.
+void all_reduce_gradients(const std::vector<torch::Tensor>& params, comm::Communicator& world) {
+  if (world.size() == 1) return;
+  std::vector<torch::Tensor> flat;
+  flat.reserve(params.size());
+  for (const auto& p : params) {
+    flat.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
+  }
+  torch::Tensor buffer = torch::cat(flat).contiguous();
+  world.all_reduce_sum(buffer);
+  std::int64_t offset = 0;
+  for (const auto& p : params) {
+    torch::Tensor g = buffer.narrow(0, offset, p.numel()).view(p.sizes());
+    if (p.grad().defined()) {
+      p.mutable_grad().copy_(g);
+    } else {
+      p.mutable_grad() = g.clone();
+    }
+    offset += p.numel();
+  }
+}
+
+// Rank 0's floating buffers (BatchNorm running statistics) replace every other rank's. Collective.
+void broadcast_buffers(models::Classifier& model, comm::Communicator& world) {
+  if (world.size() == 1) return;
+  std::vector<torch::Tensor> bufs;
+  for (auto& b : model.named_buffers(true)) {
+    if (b.value().is_floating_point()) bufs.push_back(b.value());
+  }
+  if (bufs.empty()) return;
+  std::string bytes;
+  if (world.rank() == 0) {
+    std::vector<torch::Tensor> flat;
+    for (const auto& b : bufs) flat.push_back(b.detach().reshape({-1}).to(torch::kCPU, torch::kFloat64));
+    torch::Tensor all = torch::cat(flat).contiguous();
+    bytes.assign(reinterpret_cast<const char*>(all.data_ptr<double>()), static_cast<std::size_t>(all.numel()) * 8);
+  }
+  world.broadcast(bytes, 0);
+  std::int64_t total = 0;
+  for (const auto& b : bufs) total += b.numel();
+  HG_ASSERT(static_cast<std::int64_t>(bytes.size()) == total * 8, "buffer broadcast of the wrong size");
+  torch::Tensor all = torch::empty({total}, torch::kFloat64);
+  std::memcpy(all.data_ptr<double>(), bytes.data(), bytes.size());
+  torch::NoGradGuard ng;
+  std::int64_t offset = 0;
+  for (auto& b : bufs) {
+    b.copy_(all.narrow(0, offset, b.numel()).view(b.sizes()));
+    offset += b.numel();
+  }
+}
+
+data::Batch load(const data::Dataset& d, const std::vector<std::int64_t>& ids, const std::vector<std::int64_t>& labels,
+                 torch::Device device) {
+  data::Batch b = d.get_batch(ids);
+  if (!labels.empty()) {
+    std::vector<std::int64_t> y(ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) y[i] = labels[static_cast<std::size_t>(ids[i])];
+    b.labels = torch::tensor(y, torch::kInt64);
+  }
+  return b.to(device, torch::kFloat32);
+}
+
+std::string checkpoint_path(const std::string& dir, const std::string& name) {
+  return (fs::path(dir) / (name + ".h5")).string();
+}
+
+// The trainer's own state in /state/trainer of last.h5: counters, early stopping and the history so far.
+NamedTensors trainer_state(std::int64_t next_epoch, std::int64_t step, const EarlyStopping& es,
+                           const TrainResult& r) {
+  NamedTensors out;
+  out.emplace_back("next_epoch", torch::tensor(next_epoch, torch::kInt64));
+  out.emplace_back("global_step", torch::tensor(step, torch::kInt64));
+  out.emplace_back("early_stopping", torch::tensor({es.best(), static_cast<double>(es.best_epoch()),
+                                                    static_cast<double>(es.epochs_seen()),
+                                                    static_cast<double>(es.epochs_since_best())},
+                                                   torch::kFloat64));
+  torch::Tensor steps = torch::zeros({static_cast<std::int64_t>(r.steps.size()), 5}, torch::kFloat64);
+  auto sa = steps.accessor<double, 2>();
+  for (std::size_t i = 0; i < r.steps.size(); ++i) {
+    const auto& s = r.steps[i];
+    const double row[5] = {static_cast<double>(s.step), static_cast<double>(s.epoch), s.loss, s.accuracy, s.lr};
+    for (int c = 0; c < 5; ++c) sa[static_cast<std::int64_t>(i)][c] = row[c];
+  }
+  out.emplace_back("steps", steps);
+  torch::Tensor epochs = torch::zeros({static_cast<std::int64_t>(r.epochs.size()), 9}, torch::kFloat64);
+  auto ea = epochs.accessor<double, 2>();
+  for (std::size_t i = 0; i < r.epochs.size(); ++i) {
+    const auto& e = r.epochs[i];
+    const double row[9] = {static_cast<double>(e.epoch), e.lr, e.train_loss, e.train_accuracy,
+                           e.train_accuracy_batch_mean, e.val_loss, e.val_accuracy, e.seconds,
+                           static_cast<double>(e.projected)};
+    for (int c = 0; c < 9; ++c) ea[static_cast<std::int64_t>(i)][c] = row[c];
+  }
+  out.emplace_back("epochs", epochs);
+  return out;
+}
+
+torch::Tensor find(const NamedTensors& state, const std::string& name, const std::string& path) {
+  for (const auto& [n, t] : state) {
+    if (n == name) return t;
+  }
+  HG_FAIL("checkpoint '" << path << "': trainer state '" << name << "' is missing");
+}
+
+}  // namespace
+
+Metrics evaluate_ids(models::Classifier& model, const data::Dataset& dataset, const std::vector<std::int64_t>& ids,
+                     const std::vector<std::int64_t>& labels, std::int64_t batch_size, comm::Communicator& world,
+                     torch::Device device) {
+  data::SamplerOptions so;
+  so.batch_size = batch_size;
+  so.shuffle = false;
+  data::ShardedSampler sampler(ids, so, world.rank(), world.size());
+  const bool was_training = model.is_training();
+  model.eval();
+  torch::NoGradGuard ng;
+  double sums[3] = {0, 0, 0};  // loss, correct, samples
+  for (const auto& shard : sampler.shards(0)) {
+    if (shard.empty()) continue;
+    const data::Batch b = load(dataset, shard, labels, device);
+    const torch::Tensor logits = model.forward(b);
+    sums[0] += torch::nn::functional::cross_entropy(
+                   logits.to(torch::kFloat64), b.labels,
+                   torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                   .item<double>();
+    sums[1] += static_cast<double>(logits.argmax(1).eq(b.labels).sum().item<std::int64_t>());
+    sums[2] += static_cast<double>(shard.size());
+  }
+  world.all_reduce_sum(sums, 3);
+  model.train(was_training);
+  Metrics m;
+  m.samples = static_cast<std::int64_t>(sums[2]);
+  if (m.samples > 0) {
+    m.loss = sums[0] / sums[2];
+    m.accuracy = sums[1] / sums[2];
+  }
+  return m;
+}
+
+TrainResult fine_tune(models::Classifier& model, const TrainData& data, const TrainerOptions& opts,
+                      comm::Communicator& world, torch::Device device) {
+  const auto t_start = Clock::now();
+  opts.validate(model.num_classes());
+  HG_CHECK(data.train != nullptr && !data.train_ids.empty(), "training: no training samples");
+  HG_CHECK(static_cast<std::int64_t>(data.train_labels.size()) == data.train->size(),
+           "training: " << data.train_labels.size() << " training labels for " << data.train->size() << " samples");
+  const bool write = world.rank() == 0 && !opts.out_dir.empty();
+  const std::string last_path = opts.out_dir.empty() ? "" : checkpoint_path(opts.out_dir, "last");
+
+  // W(s): the weights the constraints and the measures refer to (after any new head).
+  Reference reference = capture_reference(model);
+  std::map<std::string, std::string> meta = opts.checkpoint_metadata;
+  meta["run_id"] = opts.run_id;
+  auto save = [&](const std::string& name, std::int64_t epoch, const std::map<std::string, NamedTensors>& sections) {
+    if (!write) return;
+    auto m = meta;
+    m["epoch"] = std::to_string(epoch);
+    m["checkpoint"] = name;
+    io::write_checkpoint_h5(checkpoint_path(opts.out_dir, name), io::state_dict_of(model), m, sections);
+  };
+
+  auto optimizer = make_optimizer(model, opts.optimizer);
+  const auto params = trainable(model);
+  EarlyStopping stopping(opts.monitor, opts.patience);
+  TrainResult result;
+  std::int64_t start_epoch = 0, step = 0;
+
+  if (opts.resume) {
+    HG_CHECK(!last_path.empty() && fs::exists(last_path),
+             "--resume: no checkpoint to resume from ('" << last_path << "' does not exist)");
+    std::map<std::string, std::string> last_meta;
+    const io::StateDict weights = io::read_checkpoint(last_path, &last_meta);
+    HG_CHECK(last_meta["run_id"] == opts.run_id, "--resume: '" << last_path << "' belongs to run " << last_meta["run_id"]
+                                                               << ", this configuration is run " << opts.run_id);
+    // The reference point is epoch_0's weights, not the resumed ones.
+    const io::StateDict initial = io::read_checkpoint(checkpoint_path(opts.out_dir, "epoch_0"));
+    io::load_state_dict(model, initial);
+    reference = capture_reference(model);
+    io::LoadOptions lo;
+    lo.source = last_path;
+    io::load_state_dict(model, weights, lo);
+    load_optimizer_state(*optimizer, model, io::read_checkpoint_section(last_path, "optimizer"));
+    const NamedTensors state = io::read_checkpoint_section(last_path, "trainer");
+    start_epoch = find(state, "next_epoch", last_path).item<std::int64_t>();
+    step = find(state, "global_step", last_path).item<std::int64_t>();
+    const torch::Tensor es = find(state, "early_stopping", last_path);
+    stopping.restore(es[0].item<double>(), static_cast<std::int64_t>(es[1].item<double>()),
+                     static_cast<std::int64_t>(es[2].item<double>()), static_cast<std::int64_t>(es[3].item<double>()));
+    const torch::Tensor steps = find(state, "steps", last_path);
+    for (std::int64_t i = 0; i < steps.size(0); ++i) {
+      auto r = steps[i];
+      result.steps.push_back({static_cast<std::int64_t>(r[0].item<double>()), static_cast<std::int64_t>(r[1].item<double>()),
+                              r[2].item<double>(), r[3].item<double>(), r[4].item<double>()});
+    }
+    const torch::Tensor epochs = find(state, "epochs", last_path);
+    for (std::int64_t i = 0; i < epochs.size(0); ++i) {
+      auto r = epochs[i];
+      EpochRecord e;
+      e.epoch = static_cast<std::int64_t>(r[0].item<double>());
+      e.lr = r[1].item<double>();
+      e.train_loss = r[2].item<double>();
+      e.train_accuracy = r[3].item<double>();
+      e.train_accuracy_batch_mean = r[4].item<double>();
+      e.val_loss = r[5].item<double>();
+      e.val_accuracy = r[6].item<double>();
+      e.seconds = r[7].item<double>();
+      e.projected = static_cast<std::int64_t>(r[8].item<double>());
+      result.epochs.push_back(e);
+    }
+    result.resumed_at_epoch = start_epoch;
+    log::info("resuming at epoch " + std::to_string(start_epoch + 1) + " from " + last_path);
+  } else {
+    save("epoch_0", 0, {});
+  }
+
+  data::SamplerOptions so;
+  so.batch_size = opts.batch_size;
+  so.shuffle = true;
+  so.seed = opts.seed;
+  data::ShardedSampler sampler(data.train_ids, so, world.rank(), world.size());
+  const std::int64_t steps_per_epoch = sampler.num_batches();
+  const std::int64_t total_steps = steps_per_epoch * opts.epochs;
+  const auto warmup_steps = static_cast<std::int64_t>(std::llround(opts.warmup_epochs * static_cast<double>(steps_per_epoch)));
+  const torch::Tensor reweight = opts.reweight.defined() ? opts.reweight.to(device, torch::kFloat64) : torch::Tensor();
+
+  // The best weights so far (identical on every rank), for the final evaluation.
+  io::StateDict best;
+  if (opts.resume && fs::exists(checkpoint_path(opts.out_dir, "best"))) {
+    best = io::read_checkpoint(checkpoint_path(opts.out_dir, "best"));
+  }
+  for (std::int64_t epoch = start_epoch; epoch < opts.epochs && !stopping.should_stop(); ++epoch) {
+    const auto t_epoch = Clock::now();
+    // Dropout draws from torch's generator: keyed by (seed, epoch, rank), so a resumed epoch repeats.
+    torch::manual_seed(rng::make_key(opts.seed, rng::Stream::kDropout, static_cast<std::uint64_t>(epoch),
+                                     static_cast<std::uint64_t>(world.rank())));
+    double lr = opts.schedule == "step" ? step_lr(opts.optimizer.lr, epoch, opts.step_size, opts.gamma) : 0.0;
+    if (opts.schedule == "step") set_learning_rate(*optimizer, lr);
+    const bool reweighted = reweight.defined() && epoch + 1 >= opts.reweight_epoch;
+    model.train();
+    const auto global = sampler.global_batches(epoch);
+    const auto shards = sampler.shards(epoch);
+    EpochRecord rec;
+    rec.epoch = epoch;
+    double epoch_loss = 0, epoch_correct = 0, epoch_n = 0, batch_acc_sum = 0;
+    log::Progress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(opts.epochs),
+                           static_cast<long>(global.size()));
+    for (std::size_t b = 0; b < global.size(); ++b, ++step) {
+      if (opts.schedule == "linear") {
+        lr = linear_warmup_lr(opts.optimizer.lr, step, warmup_steps, total_steps);
+        set_learning_rate(*optimizer, lr);
+      }
+      optimizer->zero_grad();
+      const auto& ids = shards[b];
+      const auto n_global = static_cast<double>(global[b].size());
+      double sums[2] = {0, 0};  // loss, correct over this rank's shard
+      torch::Tensor objective;
+      if (!ids.empty()) {
+        const data::Batch batch = load(*data.train, ids, data.train_labels, device);
+        const torch::Tensor logits = model.forward(batch);
+        const torch::Tensor logp = torch::log_softmax(logits, 1);
+        torch::Tensor per_sample;
+        if (reweighted) {
+          per_sample = -(reweight.index_select(0, batch.labels).to(logp.scalar_type()) * logp).sum(1);
+        } else {
+          per_sample = -logp.gather(1, batch.labels.unsqueeze(1)).squeeze(1);
+        }
+        const torch::Tensor local_sum = per_sample.sum();
+        objective = local_sum / n_global;
+        sums[0] = local_sum.item<double>();
+        sums[1] = static_cast<double>(logits.argmax(1).eq(batch.labels).sum().item<std::int64_t>());
+      }
+      // The penalty is a function of the (identical) weights: added once, on rank 0, so the summed
+      // gradient carries it once.
+      if (opts.reg_method == "penalty" && world.rank() == 0) {
+        const torch::Tensor pen = penalty(model, opts.norm, opts.groups, reference);
+        objective = objective.defined() ? objective + pen : pen;
+      }
+      if (objective.defined()) objective.backward();
+      all_reduce_gradients(params, world);
+      world.all_reduce_sum(sums, 2);
+      const double loss = sums[0] / n_global;
+      HG_CHECK(std::isfinite(loss), "training loss is " << loss << " at epoch " << epoch + 1 << ", step " << step + 1
+                                                       << " (global step; lr " << lr << "): stopping; "
+                                                       << (opts.out_dir.empty() ? std::string("no checkpoint written")
+                                                                                : "'" + last_path + "' holds the last good epoch"));
+      optimizer->step();
+      broadcast_buffers(model, world);
+      if (opts.reg_method == "constraint") {
+        rec.projected += project(model, opts.norm, opts.groups, reference).projected;
+      }
+      result.steps.push_back({step, epoch, loss, sums[1] / n_global, lr});
+      epoch_loss += sums[0];
+      epoch_correct += sums[1];
+      epoch_n += n_global;
+      batch_acc_sum += sums[1] / n_global;
+      progress.update(static_cast<long>(b + 1), "loss " + std::to_string(loss));
+    }
+    rec.lr = lr;
+    rec.train_loss = epoch_loss / epoch_n;
+    rec.train_accuracy = epoch_correct / epoch_n;
+    rec.train_accuracy_batch_mean = batch_acc_sum / static_cast<double>(global.size());
+    bool improved = true;  // without validation the last epoch is the best
+    if (!data.valid_ids.empty()) {
+      const Metrics v = evaluate_ids(model, *data.train, data.valid_ids, {}, opts.eval_batch_size, world, device);
+      rec.val_loss = v.loss;
+      rec.val_accuracy = v.accuracy;
+      improved = stopping.update(opts.monitor == "max" ? v.accuracy : v.loss);
+    }
+    rec.seconds = since(t_epoch);
+    result.epochs.push_back(rec);
+    if (improved) {
+      best.clear();
+      for (const auto& [n, t] : io::state_dict_of(model)) best.emplace_back(n, t.clone());
+      save("best", epoch + 1, {});
+    }
+    save("last", epoch + 1,
+         {{"optimizer", optimizer_state(*optimizer, model)}, {"trainer", trainer_state(epoch + 1, step, stopping, result)}});
+    std::ostringstream line;
+    line << "epoch " << epoch + 1 << "/" << opts.epochs << ": lr " << lr << ", train loss " << rec.train_loss
+         << ", train acc " << rec.train_accuracy;
+    if (!data.valid_ids.empty()) line << ", val loss " << rec.val_loss << ", val acc " << rec.val_accuracy;
+    if (opts.reg_method == "constraint") line << ", projected " << rec.projected;
+    line << " (" << rec.seconds << " s)" << (improved ? " *" : "");
+    progress.finish();
+    log::info(line.str());
+  }
+  result.stopped_early = stopping.should_stop();
+  if (!best.empty()) {
+    io::load_state_dict(model, best);
+  }
+  // EarlyStopping counts its update calls (one per epoch, carried over a resume): its best is the epoch.
+  result.best_epoch = data.valid_ids.empty() ? result.epochs.back().epoch : stopping.best_epoch();
+
+  // The reference tests model_best; the generalization gap compares it on train and test.
+  const std::vector<std::int64_t> none;  // the dataset's own (clean) labels
+  result.train_noisy = evaluate_ids(model, *data.train, data.train_ids, data.train_labels, opts.eval_batch_size, world, device);
+  result.train_clean = evaluate_ids(model, *data.train, data.train_ids, none, opts.eval_batch_size, world, device);
+  if (!data.valid_ids.empty()) {
+    result.valid = evaluate_ids(model, *data.train, data.valid_ids, none, opts.eval_batch_size, world, device);
+  }
+  if (data.test != nullptr) {
+    std::vector<std::int64_t> all = data.test_ids;
+    if (all.empty()) {
+      all.resize(static_cast<std::size_t>(data.test->size()));
+      for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::int64_t>(i);
+    }
+    result.test = evaluate_ids(model, *data.test, all, none, opts.eval_batch_size, world, device);
+  }
+  world.barrier();  // rank 0's checkpoints are complete before anyone reads them
+  result.seconds = since(t_start);
+  return result;
+}
+
+}  // namespace hessgap::train
