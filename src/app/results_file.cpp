@@ -37,8 +37,8 @@ ResultsFile::ResultsFile(const std::string& path, const RunInfo& info) {
     // A run file is written once, complete (AtomicOutput): status and complete say so to readers
     // that index a sweep folder.
     f.set_attr("/", "run_id", info.run_id);
-    f.set_attr("/", "status", "complete");
-    f.set_attr("/", "complete", static_cast<std::int64_t>(1));
+    f.set_attr("/", "status", info.complete ? "complete" : "partial");
+    f.set_attr("/", "complete", static_cast<std::int64_t>(info.complete ? 1 : 0));
   }
   f.create_group("/model");
   f.set_attr("/model", "arch", info.arch);

@@ -31,6 +31,7 @@ struct RunInfo {
   std::vector<std::string> load_notes;  // /model/load_notes when non-empty
   std::vector<std::string> layers;
   std::string run_id;  // root attributes run_id, status and complete when set (train runs)
+  bool complete = true;  // false: status "partial" (a train run cut short by --stop-after-epochs)
 };
 
 // What /train records besides the trainer's result.

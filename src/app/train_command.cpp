@@ -53,6 +53,7 @@ struct TrainFlags {
   std::int64_t train_subset = 0, test_subset = 0, eval_batch_size = 100;
   std::string test_split = "auto";
   std::string out_dir;
+  std::int64_t stop_after_epochs = 0;
 };
 
 enum class Family { kResNet, kViT, kText, kOther };
@@ -69,7 +70,7 @@ Family family_of(const models::Classifier& m) {
 // and how loudly it runs. FNV-1a over the canonical (sorted-key) JSON.
 std::string run_id_of(const std::string& config_json) {
   nlohmann::json j = nlohmann::json::parse(config_json);
-  for (const char* k : {"out-dir", "resume", "verbosity", "threads", "config", "set"}) j.erase(k);
+  for (const char* k : {"out-dir", "resume", "verbosity", "threads", "config", "set", "stop-after-epochs"}) j.erase(k);
   const std::string canon = j.dump();
   std::uint64_t h = 1469598103934665603ULL;
   for (unsigned char c : canon) h = (h ^ c) * 1099511628211ULL;
@@ -145,6 +146,9 @@ RunFn add_train_command(CLI::App& app) {
   cmd->add_option("--train-subset", st->train_subset, "Only the first N samples of the training split (0: all)");
   cmd->add_option("--test-subset", st->test_subset, "Only the first N samples of the test split (0: all)");
   cmd->add_option("--test-split", st->test_split, "Split the final test uses (auto: test; glue: dev, whose labels are public)");
+  cmd->add_option("--stop-after-epochs", st->stop_after_epochs,
+                  "End this invocation after N epochs (0: run to --epochs); the same command later resumes from last.h5 "
+                  "(for time-limited jobs)");
   cmd->add_option("--eval-batch-size", st->eval_batch_size, "Global batch size of validation, test and train-loss passes");
 
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
@@ -286,6 +290,7 @@ RunFn add_train_command(CLI::App& app) {
     o.seed = common.seed;
     o.out_dir = f.out_dir;
     o.resume = resume;
+    o.stop_after_epochs = f.stop_after_epochs;
     o.run_id = run_id;
     o.checkpoint_metadata = {{"arch", model.arch()}, {"source_checkpoint", s.checkpoint_path}, {"config", config_json}};
     o.validate(K);
@@ -308,6 +313,7 @@ RunFn add_train_command(CLI::App& app) {
     info.data_description = s.dataset->describe();
     info.layers = model.hessian_layers();
     info.run_id = run_id;
+    info.complete = r.finished;
     if (world.rank() == 0) {
       const std::string path = (fs::path(f.out_dir) / "run.h5").string();
       ResultsFile out(path, info);

@@ -2,6 +2,7 @@
 
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
 
 #include <map>
 #include <sstream>
@@ -41,17 +42,24 @@ void export_state(const State& s, const std::string& name, NamedTensors& out) {
 
 bool is_adam(const torch::optim::Optimizer& o) { return dynamic_cast<const torch::optim::Adam*>(&o) != nullptr; }
 bool is_adamw(const torch::optim::Optimizer& o) { return dynamic_cast<const torch::optim::AdamW*>(&o) != nullptr; }
+bool is_sgd(const torch::optim::Optimizer& o) { return dynamic_cast<const torch::optim::SGD*>(&o) != nullptr; }
 
 }  // namespace
 
 NamedTensors optimizer_state(const torch::optim::Optimizer& optimizer, const torch::nn::Module& module) {
-  HG_CHECK(is_adam(optimizer) || is_adamw(optimizer), "optimizer state: only Adam and AdamW can be checkpointed");
+  HG_CHECK(is_adam(optimizer) || is_adamw(optimizer) || is_sgd(optimizer),
+           "optimizer state: only Adam, AdamW and SGD can be checkpointed");
   NamedTensors out;
   const auto& state = optimizer.state();
   for (const auto& p : module.named_parameters(true)) {
     auto it = state.find(key_of<Key>(p.value()));
     if (it == state.end()) continue;
-    if (is_adam(optimizer)) {
+    if (is_sgd(optimizer)) {
+      const auto& s = static_cast<const torch::optim::SGDParamState&>(*it->second);
+      if (s.momentum_buffer().defined()) {
+        out.emplace_back(p.key() + ".momentum_buffer", s.momentum_buffer().detach().to(torch::kCPU).clone());
+      }
+    } else if (is_adam(optimizer)) {
       export_state(static_cast<const torch::optim::AdamParamState&>(*it->second), p.key(), out);
     } else {
       export_state(static_cast<const torch::optim::AdamWParamState&>(*it->second), p.key(), out);
@@ -62,14 +70,13 @@ NamedTensors optimizer_state(const torch::optim::Optimizer& optimizer, const tor
 
 void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::Module& module,
                           const NamedTensors& state) {
-  HG_CHECK(is_adam(optimizer) || is_adamw(optimizer), "optimizer state: only Adam and AdamW can be restored");
+  HG_CHECK(is_adam(optimizer) || is_adamw(optimizer) || is_sgd(optimizer),
+           "optimizer state: only Adam, AdamW and SGD can be restored");
   std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
   std::size_t used = 0;
   auto& map = optimizer.state();
   for (const auto& p : module.named_parameters(true)) {
     const std::string& n = p.key();
-    auto step = by_name.find(n + ".step");
-    if (step == by_name.end()) continue;
     auto fetch = [&](const std::string& field, bool required) -> torch::Tensor {
       auto it = by_name.find(n + "." + field);
       if (it == by_name.end()) {
@@ -82,6 +89,17 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::M
       ++used;
       return it->second.to(p.value().device(), p.value().scalar_type()).clone();
     };
+    if (is_sgd(optimizer)) {
+      torch::Tensor buf = fetch("momentum_buffer", false);
+      if (buf.defined()) {
+        auto s = std::make_unique<torch::optim::SGDParamState>();
+        s->momentum_buffer(buf);
+        map[key_of<Key>(p.value())] = std::move(s);
+      }
+      continue;
+    }
+    auto step = by_name.find(n + ".step");
+    if (step == by_name.end()) continue;
     const std::int64_t steps = step->second.item<std::int64_t>();
     ++used;
     torch::Tensor m = fetch("exp_avg", true), v = fetch("exp_avg_sq", true), vmax = fetch("max_exp_avg_sq", false);

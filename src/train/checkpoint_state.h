@@ -16,8 +16,9 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // The state of an Adam or AdamW optimizer over `module`'s parameters, by parameter name:
 // "<param>.exp_avg", "<param>.exp_avg_sq", "<param>.max_exp_avg_sq" (amsgrad only) as CPU copies in
-// the parameter's dtype, and "<param>.step" as an int64 scalar. Parameters the optimizer has not
-// stepped yet have no entries. Throws hessgap::Error for an optimizer other than Adam / AdamW.
+// the parameter's dtype, and "<param>.step" as an int64 scalar; for SGD "<param>.momentum_buffer" (with
+// momentum). Parameters the optimizer has not stepped yet have no entries. Throws hessgap::Error for an
+// optimizer other than Adam / AdamW / SGD.
 NamedTensors optimizer_state(const torch::optim::Optimizer& optimizer, const torch::nn::Module& module);
 
 // Restores what optimizer_state wrote into a freshly built optimizer of the same kind over the same

@@ -29,10 +29,9 @@ bool degenerate_reweight_rate(std::int64_t num_classes, double rho) {
   return rho >= static_cast<double>(num_classes - 1) / static_cast<double>(num_classes);
 }
 
-torch::Tensor reweighted_cross_entropy(const torch::Tensor& logits, const torch::Tensor& noisy_labels,
-                                       const torch::Tensor& reweight) {
-  HG_CHECK(logits.dim() == 2 && logits.size(0) > 0, "reweighted loss: logits must be [B, K] with B > 0 (got "
-                                                       << logits.sizes() << ")");
+torch::Tensor reweighted_cross_entropy_sum(const torch::Tensor& logits, const torch::Tensor& noisy_labels,
+                                           const torch::Tensor& reweight) {
+  HG_CHECK(logits.dim() == 2, "reweighted loss: logits must be [B, K] (got " << logits.sizes() << ")");
   const std::int64_t k = logits.size(1);
   HG_CHECK(noisy_labels.dim() == 1 && noisy_labels.size(0) == logits.size(0),
            "reweighted loss: labels must be [B] = [" << logits.size(0) << "] (got " << noisy_labels.sizes() << ")");
@@ -42,7 +41,14 @@ torch::Tensor reweighted_cross_entropy(const torch::Tensor& logits, const torch:
   const auto log_p = torch::log_softmax(logits, 1);
   // Row ỹ_b of R for every sample: [B, K].
   const auto rows = reweight.to(logits.device(), logits.scalar_type()).index_select(0, noisy_labels.to(logits.device()));
-  return -(rows * log_p).sum(1).mean();
+  return -(rows * log_p).sum();
+}
+
+torch::Tensor reweighted_cross_entropy(const torch::Tensor& logits, const torch::Tensor& noisy_labels,
+                                       const torch::Tensor& reweight) {
+  HG_CHECK(logits.dim() == 2 && logits.size(0) > 0, "reweighted loss: logits must be [B, K] with B > 0 (got "
+                                                       << logits.sizes() << ")");
+  return reweighted_cross_entropy_sum(logits, noisy_labels, reweight) / static_cast<double>(logits.size(0));
 }
 
 }  // namespace hessgap::train

@@ -28,4 +28,9 @@ bool degenerate_reweight_rate(std::int64_t num_classes, double rho);
 torch::Tensor reweighted_cross_entropy(const torch::Tensor& logits, const torch::Tensor& noisy_labels,
                                        const torch::Tensor& reweight);
 
+// The same loss as a SUM over the batch, B·L, which allows B = 0 (a zero [] scalar): what a rank
+// contributes for its shard of a global batch, divided once by the global batch size.
+torch::Tensor reweighted_cross_entropy_sum(const torch::Tensor& logits, const torch::Tensor& noisy_labels,
+                                           const torch::Tensor& reweight);
+
 }  // namespace hessgap::train

@@ -48,6 +48,7 @@ void TrainerOptions::validate(std::int64_t num_classes) const {
   HG_CHECK(reweight_epoch >= 1, "--reweight-epoch must be >= 1 (got " << reweight_epoch << ")");
   HG_CHECK(monitor == "max" || monitor == "min", "monitor must be max or min (got '" << monitor << "')");
   HG_CHECK(patience >= 0, "--early-stop must be >= 0 (got " << patience << ")");
+  HG_CHECK(stop_after_epochs >= 0, "--stop-after-epochs must be >= 0 (got " << stop_after_epochs << ")");
 }
 
 namespace {
@@ -117,14 +118,14 @@ void broadcast_buffers(models::Classifier& model, comm::Communicator& world) {
 }
 
 data::Batch load(const data::Dataset& d, const std::vector<std::int64_t>& ids, const std::vector<std::int64_t>& labels,
-                 torch::Device device) {
+                 const models::Classifier& model, torch::Device device) {
   data::Batch b = d.get_batch(ids);
   if (!labels.empty()) {
     std::vector<std::int64_t> y(ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) y[i] = labels[static_cast<std::size_t>(ids[i])];
     b.labels = torch::tensor(y, torch::kInt64);
   }
-  return b.to(device, torch::kFloat32);
+  return b.to(device, model.dtype());
 }
 
 std::string checkpoint_path(const std::string& dir, const std::string& name) {
@@ -184,7 +185,7 @@ Metrics evaluate_ids(models::Classifier& model, const data::Dataset& dataset, co
   double sums[3] = {0, 0, 0};  // loss, correct, samples
   for (const auto& shard : sampler.shards(0)) {
     if (shard.empty()) continue;
-    const data::Batch b = load(dataset, shard, labels, device);
+    const data::Batch b = load(dataset, shard, labels, model, device);
     const torch::Tensor logits = model.forward(b);
     sums[0] += torch::nn::functional::cross_entropy(
                    logits.to(torch::kFloat64), b.labels,
@@ -295,7 +296,9 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
   if (opts.resume && fs::exists(checkpoint_path(opts.out_dir, "best"))) {
     best = io::read_checkpoint(checkpoint_path(opts.out_dir, "best"));
   }
-  for (std::int64_t epoch = start_epoch; epoch < opts.epochs && !stopping.should_stop(); ++epoch) {
+  const std::int64_t end_epoch =
+      opts.stop_after_epochs > 0 ? std::min(opts.epochs, start_epoch + opts.stop_after_epochs) : opts.epochs;
+  for (std::int64_t epoch = start_epoch; epoch < end_epoch && !stopping.should_stop(); ++epoch) {
     const auto t_epoch = Clock::now();
     // Dropout draws from torch's generator: keyed by (seed, epoch, rank), so a resumed epoch repeats.
     torch::manual_seed(rng::make_key(opts.seed, rng::Stream::kDropout, static_cast<std::uint64_t>(epoch),
@@ -322,16 +325,14 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
       double sums[2] = {0, 0};  // loss, correct over this rank's shard
       torch::Tensor objective;
       if (!ids.empty()) {
-        const data::Batch batch = load(*data.train, ids, data.train_labels, device);
+        const data::Batch batch = load(*data.train, ids, data.train_labels, model, device);
         const torch::Tensor logits = model.forward(batch);
-        const torch::Tensor logp = torch::log_softmax(logits, 1);
-        torch::Tensor per_sample;
-        if (reweighted) {
-          per_sample = -(reweight.index_select(0, batch.labels).to(logp.scalar_type()) * logp).sum(1);
-        } else {
-          per_sample = -logp.gather(1, batch.labels.unsqueeze(1)).squeeze(1);
-        }
-        const torch::Tensor local_sum = per_sample.sum();
+        // Sums over the shard, divided by the GLOBAL batch size: the ranks' gradients then add up to
+        // the gradient of the batch mean.
+        const torch::Tensor local_sum = reweighted ? reweighted_cross_entropy_sum(logits, batch.labels, reweight)
+                                                   : torch::nn::functional::cross_entropy(
+                                                         logits, batch.labels,
+                                                         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
         objective = local_sum / n_global;
         sums[0] = local_sum.item<double>();
         sums[1] = static_cast<double>(logits.argmax(1).eq(batch.labels).sum().item<std::int64_t>());
@@ -346,16 +347,18 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
       all_reduce_gradients(params, world);
       world.all_reduce_sum(sums, 2);
       const double loss = sums[0] / n_global;
-      HG_CHECK(std::isfinite(loss), "training loss is " << loss << " at epoch " << epoch + 1 << ", step " << step + 1
-                                                       << " (global step; lr " << lr << "): stopping; "
-                                                       << (opts.out_dir.empty() ? std::string("no checkpoint written")
-                                                                                : "'" + last_path + "' holds the last good epoch"));
+      HG_CHECK(std::isfinite(loss), "the training loss is " << (std::isnan(loss) ? "NaN" : "infinite") << " at epoch "
+                                                           << epoch + 1 << ", step " << b + 1 << " of " << global.size()
+                                                           << " (global step " << step + 1 << ", lr " << lr << "): stopping; "
+                                                           << (opts.out_dir.empty() ? std::string("no checkpoint written")
+                                                                                    : "'" + last_path + "' holds the last good epoch"));
       optimizer->step();
       broadcast_buffers(model, world);
       if (opts.reg_method == "constraint") {
         rec.projected += project(model, opts.norm, opts.groups, reference).projected;
       }
       result.steps.push_back({step, epoch, loss, sums[1] / n_global, lr});
+      if (opts.on_step) opts.on_step(result.steps.back());
       epoch_loss += sums[0];
       epoch_correct += sums[1];
       epoch_n += n_global;
@@ -392,6 +395,7 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
     log::info(line.str());
   }
   result.stopped_early = stopping.should_stop();
+  result.finished = result.stopped_early || (!result.epochs.empty() && result.epochs.back().epoch + 1 >= opts.epochs);
   if (!best.empty()) {
     io::load_state_dict(model, best);
   }

@@ -7,6 +7,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
@@ -54,8 +55,13 @@ struct TrainerOptions {
   std::string out_dir;
   // Continue from out_dir/last.h5 (it must exist and carry the same run_id).
   bool resume = false;
+  // End this invocation after this many epochs (0: run to --epochs): last.h5 then holds the state a
+  // later call with resume continues from (a time-limited job, and the resume tests).
+  std::int64_t stop_after_epochs = 0;
   std::string run_id;                                   // recorded in every checkpoint
   std::map<std::string, std::string> checkpoint_metadata;  // e.g. arch, recorded too
+  // Called on every rank after every optimizer step and projection (progress, tests of invariants).
+  std::function<void(const struct StepRecord&)> on_step;
   // Throws hessgap::Error naming the field (epochs, batch sizes, schedule, reg method, radii, R's shape).
   void validate(std::int64_t num_classes) const;
 };
@@ -98,6 +104,7 @@ struct TrainResult {
   std::vector<EpochRecord> epochs;
   std::int64_t best_epoch = -1;  // 0-based epoch whose weights best.h5 holds (the last without validation)
   bool stopped_early = false;
+  bool finished = false;  // all epochs run or stopped early (false after stop_after_epochs cut it short)
   std::int64_t resumed_at_epoch = -1;  // first epoch this invocation ran when resuming
   // Of the best weights (the reference tests model_best): test split; the training ids under their
   // clean and their training (noisy) labels; the validation ids.
