@@ -49,7 +49,7 @@ struct TrainFlags {
   bool constraint_reweight = false;
   double reweight_noise_rate = 0.8;
   std::int64_t reweight_epoch = 1;
-  bool reset_head = false, resume = false;
+  bool reset_head = false, resume = false, sync_bn = false;
   std::int64_t train_subset = 0, test_subset = 0, eval_batch_size = 100;
   std::string test_split = "auto";
   std::string out_dir;
@@ -139,6 +139,9 @@ RunFn add_train_command(CLI::App& app) {
   cmd->add_option("--reweight-noise-rate", st->reweight_noise_rate,
                   "rho of the synthetic transition matrix; must be < (K-1)/K (the reference's default 0.8 is degenerate for K <= 5)");
   cmd->add_option("--reweight-epoch", st->reweight_epoch, "Epochs (1-based) before this one train with plain cross-entropy");
+  cmd->add_flag("--sync-bn", st->sync_bn,
+                "BatchNorm normalises with the whole global batch's statistics, all-reduced over the ranks, so the run "
+                "is the same at any rank count (default: each rank's own shard, as DDP)");
   cmd->add_flag("--reset-head", st->reset_head, "Re-initialise the head as its source library would (seeded by --seed)");
   cmd->add_flag("--resume", st->resume,
                 "Continue from --out-dir/last.h5 even though it holds a run of another configuration "
@@ -287,6 +290,7 @@ RunFn add_train_command(CLI::App& app) {
       log::info(m.str());
     }
     o.reweight_epoch = f.reweight_epoch;
+    o.sync_bn = f.sync_bn;
     o.seed = common.seed;
     o.out_dir = f.out_dir;
     o.resume = resume;

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "models/batch_norm.h"
 #include "models/layers.h"
 #include "util/error.h"
 
@@ -35,8 +36,8 @@ class BasicBlockImpl : public nn::Module {
         pad_(planes / 4) {}
 
   torch::Tensor forward(const torch::Tensor& x) {
-    auto out = torch::relu(bn1(conv1(x)));
-    out = bn2(conv2(out));
+    auto out = torch::relu(batch_norm(bn1, conv1(x)));
+    out = batch_norm(bn2, conv2(out));
     return torch::relu(out + shortcut(x));
   }
 
@@ -103,7 +104,7 @@ torch::Tensor CifarResNet::forward_images(const torch::Tensor& images) {
                images.is_floating_point(),
            arch() << ": expected floating images [B,3,H,H], got " << images.sizes() << " "
                   << images.scalar_type());
-  auto out = torch::relu(bn1_(conv1_(inputs_as(images, dtype()))));
+  auto out = torch::relu(batch_norm(bn1_, conv1_(inputs_as(images, dtype()))));
   for (auto* stage : {&layer1_, &layer2_, &layer3_}) {
     for (auto& block : **stage) out = block->as<BasicBlockImpl>()->forward(out);
   }

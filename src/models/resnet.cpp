@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "models/batch_norm.h"
 #include "models/layers.h"
 #include "util/error.h"
 
@@ -39,7 +40,8 @@ class BlockImpl : public nn::Module {
         "downsample", nn::Sequential(conv1x1(in, out, stride), nn::BatchNorm2d(out)));
   }
   torch::Tensor identity(const torch::Tensor& x) {
-    return downsample_.is_empty() ? x : downsample_->forward(x);
+    if (downsample_.is_empty()) return x;
+    return batch_norm(downsample_[1]->as<nn::BatchNorm2d>(), downsample_[0]->as<nn::Conv2d>()->forward(x));
   }
 
  private:
@@ -62,8 +64,8 @@ class BasicBlockImpl : public BlockImpl {
   // input, not its output, so nothing autograd saved is overwritten (autograd's version counters would
   // throw if it were), and fewer activations stay alive.
   torch::Tensor forward(const torch::Tensor& x) override {
-    auto out = bn1(conv1(x)).relu_();
-    out = bn2(conv2(out));
+    auto out = batch_norm(bn1, conv1(x)).relu_();
+    out = batch_norm(bn2, conv2(out));
     out += identity(x);
     return out.relu_();
   }
@@ -90,9 +92,9 @@ class BottleneckImpl : public BlockImpl {
   }
 
   torch::Tensor forward(const torch::Tensor& x) override {  // in place as BasicBlock
-    auto out = bn1(conv1(x)).relu_();
-    out = bn2(conv2(out)).relu_();
-    out = bn3(conv3(out));
+    auto out = batch_norm(bn1, conv1(x)).relu_();
+    out = batch_norm(bn2, conv2(out)).relu_();
+    out = batch_norm(bn3, conv3(out));
     out += identity(x);
     return out.relu_();
   }
@@ -167,7 +169,7 @@ torch::Tensor ResNet::forward_images(const torch::Tensor& images) {
   HG_CHECK(images.dim() == 4 && images.size(1) == 3 && images.is_floating_point(),
            arch() << ": expected floating images [B,3,H,W], got " << images.sizes() << " "
                   << images.scalar_type());
-  auto x = bn1_(conv1_(inputs_as(images, dtype()))).relu_();
+  auto x = batch_norm(bn1_, conv1_(inputs_as(images, dtype()))).relu_();
   x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   for (auto* stage : {&layer1_, &layer2_, &layer3_, &layer4_}) {
     for (auto& block : **stage) x = block->as<BlockImpl>()->forward(x);

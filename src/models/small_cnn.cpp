@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "models/batch_norm.h"
 #include "util/error.h"
 
 namespace hessgap::models {
@@ -40,8 +41,8 @@ torch::Tensor SmallCnn::forward_images(const torch::Tensor& images) {
                images.is_floating_point(),
            arch() << ": expected floating images [B," << options_.in_channels << ",H,W], got "
                   << images.sizes() << " " << images.scalar_type());
-  auto x = torch::relu(bn1_(conv1_(inputs_as(images, dtype()))));
-  x = torch::relu(bn2_(conv2_(x)));
+  auto x = torch::relu(batch_norm(bn1_, conv1_(inputs_as(images, dtype()))));
+  x = torch::relu(batch_norm(bn2_, conv2_(x)));
   return fc_(x.mean({2, 3}));
 }
 

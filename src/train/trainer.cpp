@@ -12,6 +12,7 @@
 #include "data/dataset.h"
 #include "data/sampler.h"
 #include "io/checkpoint.h"
+#include "models/batch_norm.h"
 #include "models/classifier.h"
 #include "train/checkpoint_state.h"
 #include "train/reweight.h"
@@ -126,6 +127,15 @@ data::Batch load(const data::Dataset& d, const std::vector<std::int64_t>& ids, c
     b.labels = torch::tensor(y, torch::kInt64);
   }
   return b.to(device, model.dtype());
+}
+
+// A batch of the same layout with no samples (what a rank with an empty shard feeds SyncBN's collectives).
+data::Batch zero_samples(data::Batch b) {
+  for (torch::Tensor* t : {&b.inputs, &b.labels, &b.attention_mask, &b.token_type_ids}) {
+    if (t->defined()) *t = t->narrow(0, 0, 0);
+  }
+  b.sample_ids.clear();
+  return b;
 }
 
 std::string checkpoint_path(const std::string& dir, const std::string& name) {
@@ -320,12 +330,20 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
         set_learning_rate(*optimizer, lr);
       }
       optimizer->zero_grad();
+      std::unique_ptr<models::BatchNormSync> sync;
+      if (opts.sync_bn) {
+        sync = std::make_unique<models::BatchNormSync>([&world](torch::Tensor& t) { world.all_reduce_sum(t); });
+      }
       const auto& ids = shards[b];
       const auto n_global = static_cast<double>(global[b].size());
       double sums[2] = {0, 0};  // loss, correct over this rank's shard
       torch::Tensor objective;
-      if (!ids.empty()) {
-        const data::Batch batch = load(*data.train, ids, data.train_labels, model, device);
+      // With SyncBN every rank runs every forward and backward pass: an empty shard as zero samples.
+      const bool run = !ids.empty() || opts.sync_bn;
+      if (run) {
+        data::Batch batch = load(*data.train, ids.empty() ? std::vector<std::int64_t>{data.train_ids[0]} : ids,
+                                 data.train_labels, model, device);
+        if (ids.empty()) batch = zero_samples(batch);
         const torch::Tensor logits = model.forward(batch);
         // Sums over the shard, divided by the GLOBAL batch size: the ranks' gradients then add up to
         // the gradient of the batch mean.
@@ -344,6 +362,7 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
         objective = objective.defined() ? objective + pen : pen;
       }
       if (objective.defined()) objective.backward();
+      sync.reset();  // the backward pass has run: BatchNorm's collectives are done for this step
       all_reduce_gradients(params, world);
       world.all_reduce_sum(sums, 2);
       const double loss = sums[0] / n_global;
@@ -353,7 +372,7 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
                                                            << (opts.out_dir.empty() ? std::string("no checkpoint written")
                                                                                     : "'" + last_path + "' holds the last good epoch"));
       optimizer->step();
-      broadcast_buffers(model, world);
+      if (!opts.sync_bn) broadcast_buffers(model, world);
       if (opts.reg_method == "constraint") {
         rec.projected += project(model, opts.norm, opts.groups, reference).projected;
       }

@@ -48,6 +48,9 @@ struct TrainerOptions {
   torch::Tensor reweight;
   std::int64_t reweight_epoch = 1;
   // Early stopping (train/schedule.h): "max" validation accuracy (image) or "min" validation loss (text).
+  // BatchNorm in training mode normalises with the whole global batch's statistics, all-reduced
+  // (models/batch_norm.h): the run is then the same at any rank count. Off: each rank's own shard (DDP).
+  bool sync_bn = false;
   std::string monitor = "max";
   std::int64_t patience = 10;
   std::uint64_t seed = 0;
@@ -116,9 +119,10 @@ struct TrainResult {
 // shard of every global batch (data::ShardedSampler keyed by opts.seed), and the gradients travel as
 // one flat sum per step (losses as sums and counts; a rank with an empty shard still reaches it), so
 // the weights stay identical on every rank. BatchNorm layers use each rank's own batch statistics (as
-// DDP does by default); their running statistics are rank 0's (broadcast after every step, as DDP's
-// broadcast_buffers does before every forward), so the BatchNorm box of the constraints sees the same
-// values everywhere. The model ends with the best weights loaded. Throws hessgap::Error for invalid
+// DDP does by default), their running statistics then being rank 0's (broadcast after every step, as
+// DDP's broadcast_buffers does before every forward, so that the BatchNorm box of the constraints sees
+// the same values everywhere); or, with sync_bn, the global batch's (a rank with an empty shard then
+// runs a batch of zero samples, since every BatchNorm layer is a collective). The model ends with the best weights loaded. Throws hessgap::Error for invalid
 // options, a non-finite training loss (naming the epoch and step; last.h5 stays the last good one) or a
 // bad resume; I/O errors of rank 0 propagate there (main aborts the job).
 TrainResult fine_tune(models::Classifier& model, const TrainData& data, const TrainerOptions& opts,

@@ -146,4 +146,41 @@ TEST(MpiTrain, BatchNormRanksKeepIdenticalWeightsAndRankZerosBuffers) {
   }
 }
 
+TEST(MpiTrain, SyncBatchNormEqualsOneProcess) {
+  // A BatchNorm CNN with --sync-bn: the same weights and running statistics as one process (float64,
+  // 1e-10), including batches of 2 at 4 ranks where two shards are empty.
+  torch::manual_seed(4);
+  auto x = torch::randn({26, 2, 5, 5}, torch::kFloat64);
+  auto y = torch::randint(0, 3, {26}, torch::kInt64);
+  hessgap::testing::TensorDataset data(x, y, 3);
+  for (std::int64_t batch : {6, 2}) {
+    TrainData td;
+    td.train = &data;
+    const auto split = data::split_train_valid(26, 0.25, 1);
+    td.train_ids = split.train;
+    td.valid_ids = split.valid;
+    for (std::int64_t i = 0; i < 26; ++i) td.train_labels.push_back(y[i].item<std::int64_t>());
+    TrainerOptions o;
+    o.epochs = 2;
+    o.batch_size = batch;
+    o.optimizer.lr = 0.01;
+    o.sync_bn = true;
+    o.reg_method = "constraint";
+    o.groups = {{"body", "", "fc", 0.5, true}};
+    auto build = [] {
+      torch::manual_seed(8);
+      auto m = models::make_model("small-cnn:in=2,c1=3,c2=4", 3);
+      m->to(torch::kFloat64);
+      return m;
+    };
+    auto alone = build();
+    auto distributed = build();
+    auto local = comm::make_local();
+    const TrainResult a = fine_tune(*alone, td, o, *local, torch::kCPU);
+    const TrainResult d = fine_tune(*distributed, td, o, world(), torch::kCPU);
+    EXPECT_LT(max_diff(io::state_dict_of(*alone), io::state_dict_of(*distributed)), 1e-10) << "batch " << batch;
+    EXPECT_NEAR(a.valid.loss, d.valid.loss, 1e-10) << "batch " << batch;
+  }
+}
+
 HG_MPI_TEST_MAIN()
