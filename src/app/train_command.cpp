@@ -37,8 +37,8 @@ namespace {
 
 struct TrainFlags {
   CommonOptions common;
-  std::int64_t epochs = 0;  // 0: the family's default (image 30, text 5)
-  double lr = 0;            // 0: the family's default (image 1e-4, text 2e-5)
+  std::int64_t epochs = -1;  // -1: the family's default (image 30, text 5)
+  double lr = -1;            // -1: the family's default (image 1e-4, text 2e-5)
   double weight_decay = 0;
   std::string optimizer = "auto", schedule = "auto", monitor = "auto";
   std::int64_t step_size = 10;
@@ -117,8 +117,8 @@ RunFn add_train_command(CLI::App& app) {
   cmd->get_option("--valid-split")->description("Fraction of the training split held out for validation and early stopping (0: none; the last epoch is then the best)");
   cmd->get_option("--label-noise")->description("Synthetic label noise rate in [0, 1) on the training ids (after the validation split)");
   cmd->add_option("--out-dir", st->out_dir, "Folder for run.h5 and the checkpoints epoch_0.h5, best.h5, last.h5")->required();
-  cmd->add_option("--epochs", st->epochs, "Epochs (default: image 30, text 5)");
-  cmd->add_option("--lr,--learning-rate", st->lr, "Base learning rate (default: image 1e-4, text 2e-5)");
+  cmd->add_option("--epochs", st->epochs, "Epochs (-1: image 30, text 5, as the reference's configs)");
+  cmd->add_option("--lr,--learning-rate", st->lr, "Base learning rate (-1: image 1e-4, text 2e-5)");
   cmd->add_option("--weight-decay", st->weight_decay, "Weight decay (AdamW: not on biases and LayerNorm weights)");
   cmd->add_option("--optimizer", st->optimizer, "auto (image adam with amsgrad, text adamw) | adam | adamw | sgd");
   cmd->add_option("--schedule", st->schedule, "auto (image step, text linear) | step (StepLR per epoch) | linear (warm-up + linear decay per step)");
@@ -180,8 +180,11 @@ RunFn add_train_command(CLI::App& app) {
         resume = fs::exists(fs::path(f.out_dir) / "last.h5");
       }
     }
-    if (world.rank() == 0) fs::create_directories(f.out_dir);
-    io::check_writable_output((fs::path(f.out_dir) / "run.h5").string());
+    if (world.rank() == 0) {
+      fs::create_directories(f.out_dir);
+      io::check_writable_output((fs::path(f.out_dir) / "run.h5").string());
+    }
+    world.barrier();  // the folder exists before any rank goes on (an error above ends every rank)
 
     // The training split, clean: noise goes on the training ids only, after the validation split.
     data::DatasetSpec train_spec = spec;
@@ -249,11 +252,11 @@ RunFn add_train_command(CLI::App& app) {
     }
 
     train::TrainerOptions o;
-    o.epochs = f.epochs > 0 ? f.epochs : (text ? 5 : 30);
+    o.epochs = f.epochs >= 0 ? f.epochs : (text ? 5 : 30);
     o.batch_size = common.batch_size;
     o.eval_batch_size = f.eval_batch_size;
     o.optimizer.name = f.optimizer != "auto" ? f.optimizer : (text ? "adamw" : "adam");
-    o.optimizer.lr = f.lr > 0 ? f.lr : (text ? 2e-5 : 1e-4);
+    o.optimizer.lr = f.lr != -1 ? f.lr : (text ? 2e-5 : 1e-4);
     o.optimizer.eps = o.optimizer.name == "adamw" ? 1e-6 : 1e-8;
     o.optimizer.weight_decay = f.weight_decay;
     o.schedule = f.schedule != "auto" ? f.schedule : (text ? "linear" : "step");

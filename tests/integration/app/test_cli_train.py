@@ -1,0 +1,198 @@
+"""`hessgap train` end to end: the run folder (run.h5 with /train and /labels, the HDF5 checkpoints), the
+constraint radii on the trained weights, rank-count independence with --sync-bn, resuming a killed run,
+refusing another run's folder, a full disk while writing a checkpoint, and bad input.
+
+Oracles: the radii the flags set (||W - W0||_F <= r per tensor, read back with h5py); the one-rank run for
+the two-rank run (float64); the uninterrupted run for the resumed one (bitwise); the documented messages
+and exit codes; the layout of docs/output-format.md.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import WEIGHTS, assert_failed, leftovers, make_image_folder, run_hg
+
+RADII = {"layer1": 0.5, "layer2": 0.5, "layer3": 1.0}  # --reg-extractor 0.5 --scale-factor 2
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """40 images, 4 per class: the training split and (image folders have no splits) the test split."""
+    return make_image_folder(tmp_path_factory.mktemp("train-images"), per_class=4)
+
+
+def train_args(folder, out_dir, **extra):
+    flags = {"checkpoint": WEIGHTS, "data": folder, "normalize": "cifar10", "epochs": 2, "batch-size": 10,
+             "lr": 1e-3, "label-noise": 0.4, "noise-seed": 3, "reg-method": "constraint", "reg-norm": "frob",
+             "reg-extractor": 0.5, "reg-predictor": 2.0, "scale-factor": 2, "valid-split": 0.25, "seed": 1,
+             "out-dir": out_dir, "verbosity": 0}
+    flags.update(extra)
+    args = ["train"]
+    for k, v in flags.items():
+        if v is None:
+            continue
+        args += [f"--{k}"] if v is True else [f"--{k}", str(v)]
+    return args
+
+
+def tensors(path):
+    with h5py.File(path, "r") as f:
+        return {k: np.asarray(v) for k, v in f["tensors"].items()}
+
+
+def max_diff(a, b):
+    assert sorted(a) == sorted(b)
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)))) if a[k].size else 0.0
+               for k in a)
+
+
+@pytest.fixture(scope="module")
+def trained(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    r = run_hg(*train_args(folder, out, **{"constraint-reweight": True, "reweight-noise-rate": 0.4}), np_=2,
+               timeout=300)
+    assert r.rc == 0, r
+    return out, r
+
+
+def test_run_folder_layout(trained):
+    out, r = trained
+    assert sorted(p.name for p in out.iterdir()) == ["best.h5", "epoch_0.h5", "last.h5", "run.h5"]
+    with h5py.File(out / "run.h5", "r") as f:
+        assert f.attrs["subcommand"] == "train"
+        assert f.attrs["status"] == "complete" and f.attrs["complete"] == 1
+        assert len(f.attrs["run_id"]) == 16
+        assert f.attrs["world_size"] == 2
+        steps = f["train/history/step"][()]
+        assert list(steps) == list(range(len(steps))) and len(steps) == 2 * 3  # 30 training ids, batches of 10
+        for name in ("loss", "accuracy", "lr", "epoch"):
+            assert f[f"train/history/{name}"].shape == steps.shape
+            assert "description" in f[f"train/history/{name}"].attrs
+        for name in ("test_accuracy", "test_loss", "train_loss_clean", "train_loss_noisy"):
+            v = f[f"train/final/{name}"][()]
+            assert np.isfinite(v), name
+        assert 0 <= f["train/final/test_accuracy"][()] <= 1
+        assert f["train/final/num_test"][()] == 40 and f["train/final/num_train"][()] == 30
+        # The gap is what it says.
+        assert f["train/final/gap_loss_clean"][()] == pytest.approx(
+            f["train/final/test_loss"][()] - f["train/final/train_loss_clean"][()])
+        # Noise on the 30 training ids only: int(0.4 * 30) = 12 relabelled, none among the validation ids.
+        relabelled = f["labels/relabelled"][()]
+        assert relabelled.sum() == 12
+        # The reweighting matrix is pinv of the synthetic C: rows (1 - b)/a on the diagonal.
+        R = f["train/reweight_matrix"][()]
+        a, b = 1 - 0.4 * 10 / 9, 0.4 / 9
+        assert R[0, 0] == pytest.approx((1 - b) / a, rel=1e-9) and R[0, 1] == pytest.approx(-b / a, rel=1e-9)
+    with h5py.File(out / "last.h5", "r") as f:
+        assert f.attrs["format"] == "hessgap-checkpoint"
+        assert "state/optimizer" in f and "state/trainer" in f
+        assert f["metadata"].attrs["run_id"] == f["metadata"].attrs["run_id"]
+    assert "generalization gap" in r.stdout
+
+
+def test_trained_weights_respect_the_radii(trained):
+    out, _ = trained
+    w0 = tensors(out / "epoch_0.h5")
+    for ckpt in ("best.h5", "last.h5"):
+        w = tensors(out / ckpt)
+        checked = 0
+        for name, t in w.items():
+            if name.endswith("bias") or t.ndim not in (2, 4):
+                continue
+            if name.startswith("linear."):  # the head, around zero
+                assert np.linalg.norm(t.astype(np.float64)) <= 2.0 * (1 + 1e-6), name
+                checked += 1
+                continue
+            for group, r in RADII.items():
+                if group in name:
+                    d = np.linalg.norm((t.astype(np.float64) - w0[name].astype(np.float64)).ravel())
+                    assert d <= r * (1 + 1e-5), (ckpt, name, d, r)
+                    checked += 1
+        assert checked == 19  # 18 convolutions in layer1-3 and the head; the stem is free
+
+
+def test_the_measures_read_the_run_folder(trained, folder, tmp_path):
+    """The checkpoints are what `hessgap measures --checkpoint best.h5 --init-checkpoint epoch_0.h5` reads."""
+    out, _ = trained
+    res = tmp_path / "m.h5"
+    r = run_hg("measures", "--checkpoint", out / "best.h5", "--init-checkpoint", out / "epoch_0.h5", "--data", folder,
+               "--normalize", "cifar10", "--batch-size", 10, "--sample-size", 20, "--sample-rule", "exact",
+               "--train-size", 30, "--out", res, "--verbosity", 0)
+    assert r.rc == 0, r
+    with h5py.File(res, "r") as f:
+        assert np.isfinite(f["measures/bound"][()])
+
+
+def test_two_ranks_with_sync_bn_equal_one_rank(folder, tmp_path):
+    args = dict(dtype="float64", **{"sync-bn": True})
+    one = run_hg(*train_args(folder, tmp_path / "np1", **args), timeout=300)
+    two = run_hg(*train_args(folder, tmp_path / "np2", **args), np_=2, timeout=300)
+    assert one.rc == 0 and two.rc == 0, (one, two)
+    assert max_diff(tensors(tmp_path / "np1" / "best.h5"), tensors(tmp_path / "np2" / "best.h5")) < 1e-10
+
+
+def test_a_killed_run_resumes_with_the_same_command(folder, tmp_path):
+    whole = run_hg(*train_args(folder, tmp_path / "whole", epochs=3, dtype="float64"), timeout=300)
+    assert whole.rc == 0, whole
+    part = run_hg(*train_args(folder, tmp_path / "part", epochs=3, dtype="float64", **{"stop-after-epochs": 1}),
+                  timeout=300)
+    assert part.rc == 0, part
+    with h5py.File(tmp_path / "part" / "run.h5", "r") as f:
+        assert f.attrs["status"] == "partial" and f.attrs["complete"] == 0
+    rest = run_hg(*train_args(folder, tmp_path / "part", epochs=3, dtype="float64", verbosity=1), timeout=300)
+    assert rest.rc == 0, rest
+    assert "resuming at epoch 2" in rest.output
+    assert max_diff(tensors(tmp_path / "whole" / "last.h5"), tensors(tmp_path / "part" / "last.h5")) == 0.0
+    with h5py.File(tmp_path / "whole" / "run.h5", "r") as a, h5py.File(tmp_path / "part" / "run.h5", "r") as b:
+        assert np.array_equal(a["train/history/loss"][()], b["train/history/loss"][()])
+        assert a["train/final/test_loss"][()] == b["train/final/test_loss"][()]
+        assert b.attrs["complete"] == 1
+
+
+def test_another_runs_folder_is_refused(trained, folder):
+    out, _ = trained
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    r = run_hg(*train_args(folder, out, lr=5e-4))
+    assert_failed(r, 2, "holds the files of run", "--resume")
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("flags,message", [
+    ({"reg-extractor": 0}, "must be > 0"),
+    ({"label-noise": 1.0}, "--label-noise must be in [0, 1)"),
+    ({"constraint-reweight": True, "reweight-noise-rate": 0.9}, "--reweight-noise-rate 0.9 is degenerate for 10 classes"),
+    ({"arch": "resnet18"}, "missing"),
+    ({"epochs": 0}, "--epochs must be >= 1"),
+])
+def test_bad_input(folder, tmp_path, flags, message):
+    out = tmp_path / "bad"
+    r = run_hg(*train_args(folder, out, **flags))
+    assert_failed(r, 2, message)
+    assert not out.exists() or leftovers(out) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_keeps_the_previous_checkpoint(folder, tmp_path, trained):
+    out, _ = trained
+    sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    # Room for epoch_0, best and one last.h5, but not for a second last.h5 written beside the first.
+    size_kb = (sizes["epoch_0.h5"] + 2 * sizes["best.h5"] + int(1.5 * sizes["last.h5"])) // 1024
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        r = run_hg(*train_args(folder, mnt / "run", epochs=3))
+        assert r.rc != 0, r
+        assert "last.h5" in r.output, r
+        files = sorted(p.name for p in (mnt / "run").iterdir())
+        assert "last.h5" in files and not any(n.startswith(".") or "tmp" in n for n in files), files
+        with h5py.File(mnt / "run" / "last.h5", "r") as f:  # the previous one, whole
+            assert int(f["metadata"].attrs["epoch"]) >= 1
+            assert len(f["tensors"]) == len(tensors(out / "last.h5"))
+    finally:
+        subprocess.run(["umount", str(mnt)])
