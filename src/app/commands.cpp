@@ -17,6 +17,7 @@
 #include "data/image_folder.h"
 #include "data/label_noise.h"
 #include "data/registry.h"
+#include "data/subset_dataset.h"
 #include "io/atomic_output.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
@@ -58,8 +59,7 @@ struct Outcome {
 // The ids every rank's image folder left out as unreadable (--skip-unreadable), sorted and distinct, on
 // every rank. Collective (all_gather_values).
 std::vector<std::int64_t> all_skipped_ids(comm::Communicator& world, const data::Dataset& dataset) {
-  const auto* noisy = dynamic_cast<const data::NoisyLabelDataset*>(&dataset);
-  const auto* folder = dynamic_cast<const data::ImageFolderDataset*>(noisy ? &noisy->base() : &dataset);
+  const auto* folder = dynamic_cast<const data::ImageFolderDataset*>(&data::source_dataset(dataset));
   const std::vector<std::int64_t> mine = folder ? folder->skipped_ids() : std::vector<std::int64_t>{};
   std::set<std::int64_t> all;
   for (const auto& ids : comm::all_gather_values(world, mine)) all.insert(ids.begin(), ids.end());

@@ -40,7 +40,10 @@ void add_dataset_options(CLI::App* cmd, data::DatasetSpec& d) {
   cmd->add_option("--sample", d.sample, "domainnet: the class sample, 1 or 2 (the reference's --sample)");
   cmd->add_option("--label-source", d.label_source, "domainnet: weak (majority-vote labels) | true; default weak for train, true otherwise");
   cmd->add_option("--valid-split", d.valid_split, "mit-indoor: fraction of the training list held out for validation");
+  cmd->add_option("--pad", d.pad, "idx: zero-pad every image by N pixels on each side, before normalisation (28 -> 32 for 2)");
+  cmd->add_flag("--grey-to-rgb", d.grey_to_rgb, "idx: replicate the grey channel to 3 channels (then --normalize takes a 3-channel name such as cifar10)");
   cmd->add_option("--max-per-class", d.max_per_class, "Image folders: only the first N files of each class (0: all)");
+  cmd->add_option("--subset", d.limit, "Keep only the first N samples of the split, in its natural order (0: all); label noise then applies to those");
   cmd->add_flag("--skip-unreadable", d.skip_unreadable, "imagefolder: leave unreadable or corrupt images out of their batch (counted in the output) instead of stopping");
   cmd->add_option("--label-noise", d.noise_rate, "Synthetic label noise rate rho in [0, 1] on the chosen split (SPEC §6); 0: none");
   cmd->add_option("--noise-mode", d.noise_mode, "auto (flip for glue, symmetric otherwise) | symmetric | flip");

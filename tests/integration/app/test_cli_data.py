@@ -327,3 +327,53 @@ def test_skip_unreadable_counts_what_it_skips(hessgap_bin, tmp_path):
     assert_failed(r, 2, "--skip-unreadable is only supported by eval")
     r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", data, "--data-format", "caltech256", "--skip-unreadable")
     assert_failed(r, 2, "only supported for kind imagefolder")
+
+
+# ---- Fashion-MNIST for fine-tuning: --pad, --grey-to-rgb, --subset -----------------------------------------
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def test_fashion_mnist_padded_rgb_subset_flags(hessgap_bin, tmp_path):
+    """The dataset flags reach the data layer: 28 -> 32 px RGB inputs for a 3-channel CNN, the first --subset
+    samples only; refusals name the flag."""
+    import os
+    if not os.path.exists(os.path.join(FASHION, "t10k-images-idx3-ubyte.gz")):
+        pytest.skip("dataset-fashion-mnist is not installed")
+    torch.manual_seed(0)
+    from tools import safetensors_np
+    shapes = {"conv1.weight": (4, 3, 3, 3), "bn1.weight": (4,), "bn1.bias": (4,), "bn1.running_mean": (4,),
+              "bn1.running_var": (4,), "conv2.weight": (8, 4, 3, 3), "bn2.weight": (8,), "bn2.bias": (8,),
+              "bn2.running_mean": (8,), "bn2.running_var": (8,), "fc.weight": (10, 8), "fc.bias": (10,)}
+    rng = np.random.default_rng(0)
+    tensors = {k: (np.abs(rng.standard_normal(s)) + 0.5 if k.endswith("running_var") else rng.standard_normal(s) * 0.3)
+               .astype(np.float32) for k, s in shapes.items()}
+    ck = tmp_path / "cnn3.safetensors"
+    safetensors_np.write(ck, tensors)
+    base = ["--checkpoint", ck, "--arch", "small-cnn:in=3", "--data", FASHION, "--data-format", "idx", "--verbosity", 0]
+    out = tmp_path / "e.h5"
+    r = run_hg("eval", *base, "--pad", 2, "--grey-to-rgb", "--normalize", "cifar10", "--subset", 20, "--out", out)
+    assert r.rc == 0, r
+    with h5py.File(out, "r") as f:
+        assert int(f["eval/num_samples"][()]) == 20
+        desc = f["data"].attrs["description"]
+        assert "padded by 2 to 32x32" in desc and "3 channels" in desc and "first 20 samples" in desc, desc
+    # Without --grey-to-rgb a 3-channel normalisation is refused, and the 3-channel CNN would not fit.
+    r = run_hg("eval", *base, "--normalize", "cifar10")
+    assert_failed(r, 2, "give --grey-to-rgb")
+    r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", IMAGES, "--pad", 2)
+    assert_failed(r, 2, "--pad and --grey-to-rgb are only supported for kind idx")
+    r = run_hg("eval", *base, "--grey-to-rgb", "--normalize", "none", "--subset", 10001)
+    assert_failed(r, 2, "--subset", "the split has 10000")
+
+
+def test_labels_noise_on_a_subset(hessgap_bin, tmp_path, small_images):
+    """--subset keeps the first N samples, and label noise goes on those: floor(rho N) relabelled."""
+    out = tmp_path / "labels.h5"
+    r = run_hg("labels", "--data", small_images, "--subset", 11, "--label-noise", 0.5, "--noise-seed", 7, "--out", out)
+    assert r.rc == 0, r
+    g, a = read_group(out, "labels")
+    assert list(g["clean"]) == [i // 3 for i in range(11)]  # ImageFolder order, 3 per class
+    assert g["relabelled"].sum() == 5
+    assert "first 11 samples" in a["description"]
+
