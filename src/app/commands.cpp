@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
 #include <set>
 #include <memory>
 
@@ -22,6 +23,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "models/classifier.h"
+#include "models/registry.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -66,15 +68,19 @@ std::vector<std::int64_t> all_skipped_ids(comm::Communicator& world, const data:
   return {all.begin(), all.end()};
 }
 
-// Opens the session, runs `compute` (collective), and only then has rank 0 write the results file,
-// so that an error on any rank (which aborts the job) leaves no file, not even a temporary one.
+// Opens the session, runs `prepare` (optional, not collective: whatever else the subcommand reads
+// and checks, before the first collective), then `compute` (collective), and only then has rank 0
+// write the results file, so that an error on any rank (which aborts the job) leaves no file, not
+// even a temporary one.
 int run_measurement(comm::Communicator& world, const std::string& sub, const std::string& command_line,
                     const CLI::App& cmd, const CommonOptions& common,
-                    const std::function<Outcome(const Session&, measures::MeasureContext&)>& compute) {
+                    const std::function<Outcome(const Session&, measures::MeasureContext&)>& compute,
+                    const std::function<void(const Session&)>& prepare = nullptr) {
   // Per-batch weights of traces, measures and stability come from the plan, so they need whole batches.
   HG_CHECK(!common.data.skip_unreadable || sub == "eval",
            "--skip-unreadable is only supported by eval (the per-batch weights of " << sub << " assume whole batches)");
   Session s = open_session(common);
+  if (prepare) prepare(s);
   auto dev_world = device_world(world, s);
   auto ctx = s.context(*dev_world);
   Outcome outcome = compute(s, ctx);
@@ -132,27 +138,52 @@ RunFn add_measures_command(CLI::App& app) {
   struct State {
     CommonOptions common;
     measures::DistanceOptions dist;
-    std::string init_checkpoint, mode = "joint", head = "zero";
+    std::string init_checkpoint, mode = "joint", head = "auto";
+    std::map<std::string, torch::Tensor> init;  // W^(s) of every Hessian layer, by name
   };
   auto st = std::make_shared<State>();
   auto* cmd = app.add_subcommand("measures", "The Hessian distance measure v_i^T H v_i and the bound (compute_hessian_measures)");
   add_common_options(cmd, st->common);
-  cmd->add_option("--init-checkpoint", st->init_checkpoint, "W^(s): the weights before fine-tuning (model_epoch_0)")->required();
+  cmd->add_option("--init-checkpoint", st->init_checkpoint,
+                  "W^(s): the weights before fine-tuning (model_epoch_0), any format --checkpoint reads, adapted alike")
+      ->required();
   cmd->add_option("--mode", st->mode, "joint: <v_i,(Hv)_i> with one HVP (the reference); block: v_i^T H_ii v_i");
-  cmd->add_option("--head-reference", st->head, "Measure the head around zero (the reference, image) or its init");
+  cmd->add_option("--head-reference", st->head,
+                  "Measure the head around zero or around its value in --init-checkpoint (init); auto: init for text "
+                  "models (BERT, RoBERTa), zero for image models, as the references do");
   cmd->add_option("--train-size", st->dist.train_size, "n of the bound: number of training samples")->required();
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
     st->dist.mode = hessian::parse_measure_mode(st->mode);
-    st->dist.head_reference = measures::parse_head_reference(st->head);
+    HG_CHECK(st->head == "auto" || st->head == "zero" || st->head == "init",
+             "--head-reference must be auto, zero or init (got '" << st->head << "')");
     st->dist.validate();
-    // W^(s) for every Hessian layer, by name, from the init checkpoint (any other tensors ignored).
-    std::map<std::string, torch::Tensor> init;
-    for (auto& [name, t] : io::read_checkpoint(st->init_checkpoint)) init[name] = t;
-    return run_measurement(world, "measures", command_line, *cmd, st->common, [&](const Session&, measures::MeasureContext& ctx) {
-      auto r = std::make_shared<measures::DistanceResult>(measures::compute_distance(ctx, st->dist, init));
+    // W^(s): the init checkpoint goes through the same adaptation and strict loading as --checkpoint,
+    // into a second model of the same architecture; only its Hessian layers are kept. Around zero the
+    // head is not needed, so it may be missing there or sized for another task.
+    auto prepare = [&](const Session& s) {
+      st->dist.head_reference = st->head == "auto" ? measures::default_head_reference(*s.model)
+                                                   : measures::parse_head_reference(st->head);
+      const bool head_from_init = st->dist.head_reference == measures::HeadReference::kInit;
+      auto init_model = models::make_model(s.model->arch(), s.model->num_classes());
+      try {
+        load_weights(*init_model, st->init_checkpoint, "--init-checkpoint", !head_from_init);
+      } catch (const Error& e) {
+        if (!head_from_init) throw;
+        HG_FAIL(e.what() << " (the head is measured around its value in --init-checkpoint, --head-reference "
+                         << st->head << "; --head-reference zero measures it around zero and needs no head there)");
+      }
+      const auto names = init_model->hessian_layers();
+      const auto params = models::parameters_by_name(*init_model, names);
+      for (std::size_t i = 0; i < names.size(); ++i) st->init[names[i]] = params[i].detach();
+      log::info("init: " + s.model->arch() + " from " + st->init_checkpoint + ", head measured around " +
+                measures::to_string(st->dist.head_reference) + (st->head == "auto" ? " (auto)" : ""));
+    };
+    auto compute = [&](const Session&, measures::MeasureContext& ctx) {
+      auto r = std::make_shared<measures::DistanceResult>(measures::compute_distance(ctx, st->dist, st->init));
       return Outcome{[=](ResultsFile& f) { f.write_distance(*r, st->dist, st->init_checkpoint); },
                      [=] { print_distance(*r); }};
-    });
+    };
+    return run_measurement(world, "measures", command_line, *cmd, st->common, compute, prepare);
   };
 }
 

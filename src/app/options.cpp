@@ -136,27 +136,12 @@ Session open_session(const CommonOptions& o) {
   torch::manual_seed(o.seed);  // the initial draw (a --new-head head keeps it)
   s.model = models::make_model(arch, classes);
   if (!o.checkpoint.empty()) {
-    std::string resolved;
-    io::detect_checkpoint_format(o.checkpoint, &resolved);
-    s.checkpoint_path = resolved;
-    // As the source library's loader would: prefixes, dropped pretraining heads, config checks,
-    // ViT position embeddings for the model's image size. Then strict loading.
-    io::StateDict state = io::read_checkpoint(o.checkpoint);
-    models::AdaptOptions ao;
-    ao.source = o.checkpoint;
-    const models::CheckpointAdaptation adapted = models::adapt_checkpoint(*s.model, state, ao);
-    for (const std::string& note : adapted.notes) log::info("checkpoint: " + note);
-    s.load_notes = adapted.notes;
-    io::LoadOptions lo;
-    lo.source = o.checkpoint;
-    if (o.new_head) lo.new_head_prefix = s.model->head_prefix();
-    const io::LoadReport report = io::load_state_dict(*s.model, state, lo);
-    if (!report.new_head.empty()) {
-      HG_CHECK(!report.loaded.empty(), "--new-head: no tensor of " << o.checkpoint << " fits the model "
-                                                                    << s.model->arch());
-      log::info("checkpoint: " + io::describe(report));
+    const WeightsLoad loaded = load_weights(*s.model, o.checkpoint, "--checkpoint", o.new_head);
+    s.checkpoint_path = loaded.resolved_path;
+    s.load_notes = loaded.notes;
+    if (!loaded.new_head.empty()) {
       std::string heads;
-      for (const std::string& n : report.new_head) heads += (heads.empty() ? "" : ", ") + n;
+      for (const std::string& n : loaded.new_head) heads += (heads.empty() ? "" : ", ") + n;
       s.load_notes.push_back("new head (fresh draw, seed " + std::to_string(o.seed) + "): " + heads);
     }
     log::info("model: " + s.model->arch() + " from " + o.checkpoint);
@@ -164,6 +149,31 @@ Session open_session(const CommonOptions& o) {
   s.model->to(s.device, s.dtype);
   s.model->eval();
   return s;
+}
+
+WeightsLoad load_weights(models::Classifier& model, const std::string& path, const std::string& flag,
+                         bool allow_new_head) {
+  WeightsLoad out;
+  io::detect_checkpoint_format(path, &out.resolved_path);
+  // As the source library's loader would: prefixes, dropped pretraining heads, config checks,
+  // ViT position embeddings for the model's image size. Then strict loading.
+  io::StateDict state = io::read_checkpoint(path);
+  models::AdaptOptions ao;
+  ao.source = path;
+  const models::CheckpointAdaptation adapted = models::adapt_checkpoint(model, state, ao);
+  for (const std::string& note : adapted.notes) log::info(flag.substr(2) + ": " + note);
+  out.notes = adapted.notes;
+  io::LoadOptions lo;
+  lo.source = path;
+  if (allow_new_head) lo.new_head_prefix = model.head_prefix();
+  const io::LoadReport report = io::load_state_dict(model, state, lo);
+  if (!report.new_head.empty()) {
+    HG_CHECK(!report.loaded.empty(), flag << " " << path << ": no tensor of the checkpoint fits the model "
+                                          << model.arch());
+    log::info(flag.substr(2) + ": " + io::describe(report));
+    out.new_head = report.new_head;
+  }
+  return out;
 }
 
 std::unique_ptr<comm::Communicator> device_world(comm::Communicator& world, const Session& s) {

@@ -1,6 +1,9 @@
 """The CLI's data paths end to end: per-sample eval outputs (against a python3-torch oracle), label noise
 and its record in the output (`hessgap labels`, `--label-noise`), GLUE text data, and their input errors.
 """
+import json
+import math
+
 import h5py
 import numpy as np
 import pytest
@@ -377,3 +380,115 @@ def test_labels_noise_on_a_subset(hessgap_bin, tmp_path, small_images):
     assert g["relabelled"].sum() == 5
     assert "first 11 samples" in a["description"]
 
+
+# ---- measures: --init-checkpoint adapted as --checkpoint; the head reference by model family ----------------
+
+def torchvision_resnet18(seed):
+    import torchvision
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18(num_classes=10)
+    with torch.no_grad():  # running statistics away from (0, 1), so that eval mode matters
+        for name, b in model.named_buffers():
+            if name.endswith("running_var"):
+                b.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def as_reference_names(state):
+    """The reference's model_epoch_0.pth names (SPEC §3.1): the torchvision backbone under feature_extractor.
+    (its fc replaced by an identity), the head as pred_head."""
+    return {("pred_head." + k[3:]) if k.startswith("fc.") else "feature_extractor." + k: v for k, v in state.items()}
+
+
+@pytest.fixture(scope="module")
+def resnet18_pair(tmp_path_factory):
+    """A fine-tuned ResNet-18 (torchvision names, safetensors) and its W^(s) as the reference saves it:
+    torch.save({"epoch": 0, "state_dict": ...}) with feature_extractor. / pred_head. names."""
+    from tools import safetensors_np
+    root = tmp_path_factory.mktemp("r18")
+    init = torchvision_resnet18(0).state_dict()
+    fine = {k: (v + 0.01 * torch.randn_like(v)) if v.is_floating_point() and "running" not in k else v.clone()
+            for k, v in init.items()}
+    safetensors_np.write(root / "model_best.safetensors", {k: v.numpy() for k, v in fine.items()})
+    torch.save({"epoch": 0, "state_dict": as_reference_names(init)}, root / "model_epoch_0.pth")
+    small_head = dict(init)
+    small_head["fc.weight"], small_head["fc.bias"] = init["fc.weight"][:5].clone(), init["fc.bias"][:5].clone()
+    torch.save({"epoch": 0, "state_dict": as_reference_names(small_head)}, root / "other_head_epoch_0.pth")
+    return root, init, fine
+
+
+def test_init_checkpoint_with_the_reference_names(hessgap_bin, tmp_path, small_images, resnet18_pair):
+    """v = W - W^(s) per Hessian layer, with W^(s) read from the reference's model_epoch_0.pth through the same
+    adaptation as --checkpoint: ||v_i|| equals the norm of the difference of the two state dicts (numpy)."""
+    root, init, fine = resnet18_pair
+    base = ["measures", "--arch", "resnet18", "--checkpoint", root / "model_best.safetensors", "--data", small_images,
+            "--max-per-class", 1, "--batch-size", 2, "--sample-size", 2, "--sample-rule", "exact",
+            "--train-size", 100, "--verbosity", 0]
+    for head in ("init", "auto"):
+        out = tmp_path / f"m-{head}.h5"
+        r = run_hg(*base, "--init-checkpoint", root / "model_epoch_0.pth", "--head-reference", head, "--out", out)
+        assert r.rc == 0, r
+        with h5py.File(out, "r") as f:
+            names = [n.decode() if isinstance(n, bytes) else n for n in f["layers/names"][()]]
+            v = f["measures/v_norm"][()]
+            assert f["measures"].attrs["head_reference"] == ("init" if head == "init" else "zero")  # image: zero
+            assert json.loads(f.attrs["config"])["head-reference"] == head
+        assert names[0] == "conv1.weight" and names[-1] == "fc.weight" and len(names) == 18, names
+        for name, got in zip(names, v):
+            w = fine[name].double().numpy()
+            want = np.linalg.norm(w if (head == "auto" and name.startswith("fc.")) else w - init[name].double().numpy())
+            assert math.isclose(got, want, rel_tol=1e-5), (name, got, want)
+    # A head sized for another task is only acceptable when the head is measured around zero.
+    r = run_hg(*base, "--init-checkpoint", root / "other_head_epoch_0.pth", "--head-reference", "init")
+    assert_failed(r, 2, "other_head_epoch_0.pth", "fc.weight", "--head-reference zero measures it around zero")
+    r = run_hg(*base, "--init-checkpoint", root / "other_head_epoch_0.pth", "--head-reference", "zero")
+    assert r.rc == 0, r
+    r = run_hg(*base, "--init-checkpoint", root / "model_epoch_0.pth", "--head-reference", "middle")
+    assert_failed(r, 2, "--head-reference must be auto, zero or init")
+
+
+# ---- GLUE: text measures around the head's init; predictions on the unlabelled test split ---------------------
+
+@pytest.fixture(scope="module")
+def glue_with_test(tmp_path_factory):
+    """MRPC/{dev,test}.tsv: test.tsv holds the dev rows' sentences in GLUE's test format (index, #1 ID, #2 ID,
+    #1 String, #2 String; no labels)."""
+    root = tmp_path_factory.mktemp("gluetest") / "MRPC"
+    root.mkdir()
+    lines = MRPC.read_text(encoding="utf-8-sig").splitlines()
+    dev = [lines[0]] + lines[101:121]
+    (root / "dev.tsv").write_text("\n".join(dev) + "\n", encoding="utf-8")
+    test = ["index\t#1 ID\t#2 ID\t#1 String\t#2 String"]
+    for i, line in enumerate(dev[1:]):
+        test.append("\t".join([str(i)] + line.split("\t")[1:]))
+    (root / "test.tsv").write_text("\n".join(test) + "\n", encoding="utf-8")
+    return root
+
+
+def test_text_measures_take_the_head_around_its_init(hessgap_bin, tmp_path, glue_with_test, roberta_folder):
+    """SPEC §7.3: the text reference measures the classifier from W^(s). With W^(s) = W, every v_i is 0 by default
+    (auto -> init for a text model); around zero the head's v_i is the head itself."""
+    from tools import safetensors_np
+    folder, _ = roberta_folder
+    args = ["measures", "--checkpoint", folder, "--init-checkpoint", folder, "--data", glue_with_test,
+            "--data-format", "glue", "--split", "dev", "--max-length", MAXLEN, "--batch-size", 2, "--sample-size", 2,
+            "--sample-rule", "exact", "--train-size", 100, "--verbosity", 0]
+    out = tmp_path / "auto.h5"
+    r = run_hg(*args, "--out", out)
+    assert r.rc == 0, r
+    with h5py.File(out, "r") as f:
+        assert f["measures"].attrs["head_reference"] == "init"
+        assert np.all(f["measures/v_norm"][()] == 0.0) and float(f["measures/bound"][()]) == 0.0
+    out0 = tmp_path / "zero.h5"
+    r = run_hg(*args, "--head-reference", "zero", "--out", out0)
+    assert r.rc == 0, r
+    weights = safetensors_np.read(folder / "model.safetensors")[0]
+    with h5py.File(out0, "r") as f:
+        assert f["measures"].attrs["head_reference"] == "zero"
+        names = [n.decode() if isinstance(n, bytes) else n for n in f["layers/names"][()]]
+        v = dict(zip(names, f["measures/v_norm"][()]))
+    heads = [n for n in names if n.startswith("classifier.")]
+    assert heads, names
+    for n in names:
+        want = float(np.linalg.norm(weights[n].astype(np.float64))) if n in heads else 0.0
+        assert math.isclose(v[n], want, rel_tol=1e-5, abs_tol=0.0), (n, v[n], want)

@@ -281,3 +281,14 @@ TEST(Eval, SampleWeightedLossAndAccuracy) {
   EXPECT_EQ(r.num_samples, 23);
   EXPECT_DOUBLE_EQ(r.accuracy, static_cast<double>(r.correct) / 23.0);
 }
+
+// The head reference by model family (SPEC §7.3): text models around their initialisation, image models around
+// zero.
+TEST(Distance, DefaultHeadReferenceByModelFamily) {
+  const std::string hf = std::string(HG_SOURCE_DIR) + "/tests/fixtures/hf/";
+  EXPECT_EQ(default_head_reference(*models::make_model("hf:" + hf + "roberta-tiny", 2)), HeadReference::kInit);
+  EXPECT_EQ(default_head_reference(*models::make_model("hf:" + hf + "bert-tiny", 2)), HeadReference::kInit);
+  EXPECT_EQ(default_head_reference(*models::make_model("hf:" + hf + "vit-tiny", 2)), HeadReference::kZero);
+  EXPECT_EQ(default_head_reference(*models::make_model("cifar-resnet20", 10)), HeadReference::kZero);
+  EXPECT_EQ(default_head_reference(*models::make_model("mlp:in=5,hidden=4", 3)), HeadReference::kZero);
+}
