@@ -218,10 +218,11 @@ RunFn add_eval_command(CLI::App& app) {
   st->common.sample_size = 0;
   st->common.batch_size = 100;
   st->common.sample_rule = "exact";
-  auto* cmd = app.add_subcommand("eval", "Loss and accuracy of a checkpoint on a dataset");
+  auto* cmd = app.add_subcommand("eval", "Loss and accuracy of a checkpoint on a dataset (predictions only on unlabelled data)");
   add_common_options(cmd, st->common);
   cmd->add_flag("--per-sample", st->eval.per_sample,
-                "Also write every sample's logits, label, prediction and loss to --out (/eval/samples)");
+                "Also write every sample's logits, label, prediction and loss to --out (/eval/samples); always on for "
+                "unlabelled data (a GLUE test split), whose predictions are the result");
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
     return run_measurement(world, "eval", command_line, *cmd, st->common, [&](const Session& s, measures::MeasureContext& ctx) {
       auto r = std::make_shared<measures::EvalResult>(measures::evaluate(ctx, st->eval));

@@ -41,7 +41,8 @@ class ResultsFile {
                       const std::string& init_checkpoint);
   void write_stability(const measures::StabilityResult& r, const measures::StabilityOptions& opts);
   // With per-sample rows, also /eval/samples/*; logits are stored as float32 when `logits_float32`
-  // (the compute dtype was float32, so nothing is lost), else float64.
+  // (the compute dtype was float32, so nothing is lost), else float64. Unlabelled data (r.labelled
+  // false): no loss, accuracy or correct count (the /eval attribute labelled = 0 and a note say so).
   void write_eval(const measures::EvalResult& r, const std::vector<std::string>& class_names = {},
                   bool logits_float32 = true);
   // /labels: clean and used labels, the relabelled mask, the realised noise rate, the clean -> used

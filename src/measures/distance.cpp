@@ -65,6 +65,7 @@ DistanceResult compute_distance(const MeasureContext& ctx, const DistanceOptions
   opts.validate();
   Stopwatch clock;
   const BatchPlan plan = plan_batches(ctx.dataset->size(), ctx.plan);
+  require_labels(*ctx.dataset, plan, "the distance measure");
   auto params = prepare_hessian_params(*ctx.model);
   DistanceResult r;
   r.layers = ctx.model->hessian_layers();

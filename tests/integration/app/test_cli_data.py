@@ -465,6 +465,35 @@ def glue_with_test(tmp_path_factory):
     return root
 
 
+@pytest.mark.parametrize("np_", [1, 2])
+def test_glue_test_split_gives_predictions_without_loss(hessgap_bin, tmp_path, glue_with_test, roberta_folder, np_):
+    folder, _ = roberta_folder
+    common = ["--checkpoint", folder, "--data", glue_with_test, "--data-format", "glue", "--max-length", MAXLEN,
+              "--batch-size", 6, "--verbosity", 0]
+    dev_out, test_out = tmp_path / "dev.h5", tmp_path / "test.h5"
+    r = run_hg("eval", *common, "--split", "dev", "--per-sample", "--out", dev_out, np_=np_)
+    assert r.rc == 0, r
+    r = run_hg("eval", *common, "--split", "test", "--out", test_out, np_=np_)  # rows without --per-sample
+    assert r.rc == 0, r
+    assert "unlabelled" in r.stdout and "no loss or accuracy" in r.stdout, r
+    dev, _ = read_group(dev_out, "eval/samples")
+    test, _ = read_group(test_out, "eval/samples")
+    e, ea = read_group(test_out, "eval")
+    assert ea["labelled"] == 0 and "no loss" in ea["note"]
+    assert "loss" not in e and "accuracy" not in e and "correct" not in e and e["num_samples"] == 20
+    assert "loss" not in test
+    assert list(test["sample_id"]) == list(range(20)) and (test["label"] == -1).all()
+    # The same sentences give the same logits and predictions as on the labelled split.
+    np.testing.assert_array_equal(test["logits"], dev["logits"])
+    assert list(test["predicted"]) == list(dev["logits"].argmax(1))
+    res = hessgap_results.load(str(test_out))
+    assert "20 unlabelled samples: predictions only" in hessgap_results.summary_text(res)
+    # The Hessian measures need labels, and say so.
+    r = run_hg("traces", *common, "--split", "test", "--max-probes", 2, "--out", tmp_path / "t.h5", np_=np_)
+    assert_failed(r, 2, "traces needs labelled data", "--split dev")
+    assert not (tmp_path / "t.h5").exists()
+
+
 def test_text_measures_take_the_head_around_its_init(hessgap_bin, tmp_path, glue_with_test, roberta_folder):
     """SPEC §7.3: the text reference measures the classifier from W^(s). With W^(s) = W, every v_i is 0 by default
     (auto -> init for a text model); around zero the head's v_i is the head itself."""
