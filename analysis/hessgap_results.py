@@ -127,7 +127,8 @@ def summary_text(res: Results) -> str:
         f"created {a.get('created_utc', '?')}",
         f"  command: {a.get('command_line', '')}",
         f"  model:   {res.model.get('arch', '?')} from {res.model.get('checkpoint', '') or '(none)'}",
-        f"  data:    {res.data.get('description', '')}",
+        f"  data:    {res.data.get('description', '')}"
+        + (f" (sample order {res.data['sample_order']})" if res.data.get("sample_order") else ""),
         f"  layers:  {len(res.layers)}; sections: {', '.join(res.sections()) or '(none)'}",
     ]
     if res.eval is not None:

@@ -95,6 +95,8 @@ int run_measurement(comm::Communicator& world, const std::string& sub, const std
   info.checkpoint = s.checkpoint_path;
   info.load_notes = s.load_notes;
   info.data_description = s.dataset->describe();
+  info.sample_order = s.plan.shuffle ? "random" : "natural";
+  info.sample_seed = s.plan.seed;
   info.layers = s.model->hessian_layers();
   if (world.rank() == 0 && !common.out.empty()) {
     ResultsFile out(common.out, info);
@@ -218,6 +220,7 @@ RunFn add_eval_command(CLI::App& app) {
   st->common.sample_size = 0;
   st->common.batch_size = 100;
   st->common.sample_rule = "exact";
+  st->common.sample_order = "natural";  // per-sample rows in dataset order; every sample by default
   auto* cmd = app.add_subcommand("eval", "Loss and accuracy of a checkpoint on a dataset (predictions only on unlabelled data)");
   add_common_options(cmd, st->common);
   cmd->add_flag("--per-sample", st->eval.per_sample,
@@ -254,11 +257,11 @@ RunFn add_run_command(CLI::App& app) {
   // --data has a default here.
   cmd->get_option("--data")->required(false);
   add_trace_flags(cmd, st->traces, st->scope, st->rule, st->dist);
-  // The subsets come from --trace-samples / --stability-samples with a seeded shuffle.
+  // The subsets come from --trace-samples / --stability-samples, in --sample-order (random by default).
   cmd->remove_option(cmd->get_option("--sample-size"));
   cmd->remove_option(cmd->get_option("--shuffle"));
-  cmd->add_option("--trace-samples", st->trace_samples, "Samples for the traces (a seeded shuffle of the dataset)");
-  cmd->add_option("--stability-samples", st->stability_samples, "Samples for noise stability (the same shuffle)");
+  cmd->add_option("--trace-samples", st->trace_samples, "Samples for the traces (the first of --sample-order: a seeded permutation by default)");
+  cmd->add_option("--stability-samples", st->stability_samples, "Samples for noise stability (the first of the same order)");
   cmd->add_option("--eps", st->stab.eps, "Standard deviation of the weight noise");
   cmd->add_option("--repeats", st->stab.repeats, "Noise draws");
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
@@ -269,16 +272,20 @@ RunFn add_run_command(CLI::App& app) {
     HG_CHECK(st->trace_samples > 0, "--trace-samples must be > 0 (got " << st->trace_samples << ")");
     HG_CHECK(st->stability_samples > 0, "--stability-samples must be > 0 (got " << st->stability_samples << ")");
     return run_measurement(world, "run", command_line, *cmd, st->common, [&](const Session&, measures::MeasureContext& ctx) {
+      // The subsets' order (--sample-order; random by default: an image folder's natural order is class
+      // by class). Eval covers every sample, in natural order.
+      const bool random = ctx.plan.shuffle;
+      const std::string order = random ? "seeded permutation" : "natural order";
       ctx.plan.sample_size = 0;
+      ctx.plan.shuffle = false;
       log::info("[1/3] evaluating on every sample");
       auto ev = std::make_shared<measures::EvalResult>(measures::evaluate(ctx));
-      // The subsets are drawn by a seeded shuffle: an image folder's natural order is class by class.
-      ctx.plan.shuffle = true;
+      ctx.plan.shuffle = random;
       ctx.plan.sample_size = st->trace_samples;
-      log::info("[2/3] per-layer traces on " + std::to_string(st->trace_samples) + " samples (seeded shuffle)");
+      log::info("[2/3] per-layer traces on " + std::to_string(st->trace_samples) + " samples (" + order + ")");
       auto tr = std::make_shared<measures::TracesResult>(measures::compute_traces(ctx, st->traces));
       ctx.plan.sample_size = st->stability_samples;
-      log::info("[3/3] noise stability on " + std::to_string(st->stability_samples) + " samples (seeded shuffle)");
+      log::info("[3/3] noise stability on " + std::to_string(st->stability_samples) + " samples (" + order + ")");
       auto sb = std::make_shared<measures::StabilityResult>(measures::compute_stability(ctx, st->stab));
       auto write = [=](ResultsFile& f) {
         f.write_eval(*ev);

@@ -65,8 +65,11 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   cmd->add_option("--sample-size", o.sample_size, "Samples to use (0: all); see --sample-rule");
   cmd->add_option("--sample-rule", o.sample_rule,
                   "reference: whole batches until the count exceeds --sample-size; exact: exactly that many");
-  cmd->add_flag("--shuffle", o.shuffle, "Use a seeded permutation of the dataset instead of its natural order");
-  cmd->add_option("--seed", o.seed, "Seed of probes, noise and shuffling");
+  auto* order = cmd->add_option("--sample-order", o.sample_order,
+                                "random: batches from a permutation of the dataset keyed by --seed (the reference's seeded "
+                                "sampler); natural: the dataset's order (an image folder's is class by class)");
+  cmd->add_flag("--shuffle", o.shuffle, "The same as --sample-order random (the older spelling)")->excludes(order);
+  cmd->add_option("--seed", o.seed, "Seed of probes, noise and the random sample order");
   cmd->add_option("--dtype", o.dtype, "Compute dtype: float32 | float64");
   cmd->add_option("--device", o.device, "cpu | cuda | cuda:N (TF32 stays off: it changes HVPs at the 1e-3 level)");
   cmd->add_option("--out", o.out, "Write results to this HDF5 file (written under a temporary name, then renamed)");
@@ -94,7 +97,9 @@ Session open_session(const CommonOptions& o) {
   s.plan.batch_size = o.batch_size;
   s.plan.sample_size = o.sample_size;
   s.plan.rule = measures::parse_sample_rule(o.sample_rule);
-  s.plan.shuffle = o.shuffle;
+  HG_CHECK(o.sample_order == "random" || o.sample_order == "natural",
+           "--sample-order must be random or natural (got '" << o.sample_order << "')");
+  s.plan.shuffle = o.shuffle || o.sample_order == "random";
   s.plan.seed = o.seed;
   s.plan.validate();
   if (!o.out.empty()) io::check_writable_output(o.out);

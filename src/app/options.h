@@ -35,6 +35,10 @@ struct CommonOptions {
   std::int64_t batch_size = 4;
   std::int64_t sample_size = 100;
   std::string sample_rule = "reference";
+  // --sample-order: "random" (a permutation keyed by --seed, as the reference's seeded sampler, SPEC
+  // §3.2; the default of traces, measures, stability and run) or "natural" (the dataset's order; eval's
+  // default). --shuffle is the old spelling of "random" and excludes --sample-order.
+  std::string sample_order = "random";
   bool shuffle = false;
   std::uint64_t seed = 0;
   std::string dtype = "float32";

@@ -42,6 +42,10 @@ ResultsFile::ResultsFile(const std::string& path, const RunInfo& info) {
   }
   f.create_group("/data");
   f.set_attr("/data", "description", info.data_description);
+  if (!info.sample_order.empty()) {
+    f.set_attr("/data", "sample_order", info.sample_order);
+    f.set_attr("/data", "sample_seed", static_cast<std::int64_t>(info.sample_seed));
+  }
   f.write_strings("/layers/names", info.layers,
                   "Hessian layers (parameter names), in the order of every per-layer array");
 }

@@ -3,6 +3,7 @@
 // places that know the layout; analysis/hessgap_results.py reads it.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,10 @@ struct RunInfo {
   int world_size = 1;
   std::string backend;
   std::string arch, checkpoint, data_description;
+  // How the measured samples were chosen: "random" (a permutation keyed by sample_seed) or "natural";
+  // /data attributes sample_order and sample_seed when non-empty.
+  std::string sample_order;
+  std::uint64_t sample_seed = 0;
   std::vector<std::string> load_notes;  // /model/load_notes when non-empty
   std::vector<std::string> layers;
 };
