@@ -127,13 +127,18 @@ def summary_text(res: Results) -> str:
         f"created {a.get('created_utc', '?')}",
         f"  command: {a.get('command_line', '')}",
         f"  model:   {res.model.get('arch', '?')} from {res.model.get('checkpoint', '') or '(none)'}",
-        f"  data:    {res.data.get('description', '')}",
+        f"  data:    {res.data.get('description', '')}"
+        + (f" (sample order {res.data['sample_order']})" if res.data.get("sample_order") else ""),
         f"  layers:  {len(res.layers)}; sections: {', '.join(res.sections()) or '(none)'}",
     ]
     if res.eval is not None:
         e = res.eval
-        lines.append(f"\n[eval] {e['num_samples']} samples: loss {e['loss']:.6f} nats, "
-                     f"accuracy {100 * e['accuracy']:.2f}% ({e['correct']} correct), {e['seconds']:.1f} s")
+        if "loss" in e:
+            lines.append(f"\n[eval] {e['num_samples']} samples: loss {e['loss']:.6f} nats, "
+                         f"accuracy {100 * e['accuracy']:.2f}% ({e['correct']} correct), {e['seconds']:.1f} s")
+        else:  # unlabelled data (a GLUE test split): predictions only
+            lines.append(f"\n[eval] {e['num_samples']} unlabelled samples: predictions only (no loss or accuracy), "
+                         f"{e['seconds']:.1f} s")
         if "samples" in e:
             smp = e["samples"]
             lines.append(f"  per-sample table: {len(smp['sample_id'])} rows, logits {smp['logits'].shape} "
@@ -196,7 +201,7 @@ def plot(res: Results, out: str) -> None:
         panels.append("stability")
     if res.labels is not None and "transitions" in res.labels:
         panels.append("labels")
-    if res.eval is not None and "samples" in res.eval:
+    if res.eval is not None and "samples" in res.eval and "loss" in res.eval:  # unlabelled: no confusion matrix
         panels.append("confusion")
     if not panels:
         raise ValueError(f"{res.path}: nothing to plot (no traces, measures, stability, labels or per-sample eval)")

@@ -98,7 +98,7 @@ def build_runs(a, init_ck):
     py = [sys.executable, os.path.join(HERE, "reference_hutchinson.py")]
     common_py = ["--checkpoint", a.checkpoint, "--data", a.data, "--batch-size", str(a.batch_size)]
     hg_common = ["--checkpoint", a.checkpoint, "--data", a.data, "--batch-size", str(a.batch_size),
-                 "--sample-rule", "exact", "--threads", "1", "--verbosity", "0"]
+                 "--sample-rule", "exact", "--sample-order", "natural", "--threads", "1", "--verbosity", "0"]
     def hg_traces(batches):
         return [a.hessgap, "traces"] + hg_common + [
             "--sample-size", str(a.batch_size * batches), "--probe-scope", "joint", "--stop-rule", "reference",

@@ -102,7 +102,7 @@ def resnet50_traces(args, res):
     data = os.path.join(ROOT, "assets", "cifar10-test-100")
     out = os.path.join(args.work, "r50-traces.h5")
     cmd = [args.hessgap, "traces", "--arch", "resnet50", "--num-classes", "1000", "--checkpoint", ckpt,
-           "--data", data, "--resize", "224", "--normalize", "imagenet", "--batch-size", "4",
+           "--data", data, "--resize", "224", "--normalize", "imagenet", "--batch-size", "4", "--sample-order", "natural",
            "--sample-size", "100", "--probe-scope", "joint", "--stop-rule", "reference", "--tol", "1e-3",
            "--max-probes", "100", "--device", "cuda", "--out", out, "--verbosity", "0"]
     wall = run_hessgap(args, cmd, "resnet50-traces")

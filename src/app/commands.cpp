@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
 #include <set>
 #include <memory>
 
@@ -17,10 +18,12 @@
 #include "data/image_folder.h"
 #include "data/label_noise.h"
 #include "data/registry.h"
+#include "data/subset_dataset.h"
 #include "io/atomic_output.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "models/classifier.h"
+#include "models/registry.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -58,23 +61,26 @@ struct Outcome {
 // The ids every rank's image folder left out as unreadable (--skip-unreadable), sorted and distinct, on
 // every rank. Collective (all_gather_values).
 std::vector<std::int64_t> all_skipped_ids(comm::Communicator& world, const data::Dataset& dataset) {
-  const auto* noisy = dynamic_cast<const data::NoisyLabelDataset*>(&dataset);
-  const auto* folder = dynamic_cast<const data::ImageFolderDataset*>(noisy ? &noisy->base() : &dataset);
+  const auto* folder = dynamic_cast<const data::ImageFolderDataset*>(&data::source_dataset(dataset));
   const std::vector<std::int64_t> mine = folder ? folder->skipped_ids() : std::vector<std::int64_t>{};
   std::set<std::int64_t> all;
   for (const auto& ids : comm::all_gather_values(world, mine)) all.insert(ids.begin(), ids.end());
   return {all.begin(), all.end()};
 }
 
-// Opens the session, runs `compute` (collective), and only then has rank 0 write the results file,
-// so that an error on any rank (which aborts the job) leaves no file, not even a temporary one.
+// Opens the session, runs `prepare` (optional, not collective: whatever else the subcommand reads
+// and checks, before the first collective), then `compute` (collective), and only then has rank 0
+// write the results file, so that an error on any rank (which aborts the job) leaves no file, not
+// even a temporary one.
 int run_measurement(comm::Communicator& world, const std::string& sub, const std::string& command_line,
                     const CLI::App& cmd, const CommonOptions& common,
-                    const std::function<Outcome(const Session&, measures::MeasureContext&)>& compute) {
+                    const std::function<Outcome(const Session&, measures::MeasureContext&)>& compute,
+                    const std::function<void(const Session&)>& prepare = nullptr) {
   // Per-batch weights of traces, measures and stability come from the plan, so they need whole batches.
   HG_CHECK(!common.data.skip_unreadable || sub == "eval",
            "--skip-unreadable is only supported by eval (the per-batch weights of " << sub << " assume whole batches)");
   Session s = open_session(common);
+  if (prepare) prepare(s);
   auto dev_world = device_world(world, s);
   auto ctx = s.context(*dev_world);
   Outcome outcome = compute(s, ctx);
@@ -89,6 +95,8 @@ int run_measurement(comm::Communicator& world, const std::string& sub, const std
   info.checkpoint = s.checkpoint_path;
   info.load_notes = s.load_notes;
   info.data_description = s.dataset->describe();
+  info.sample_order = s.plan.shuffle ? "random" : "natural";
+  info.sample_seed = s.plan.seed;
   info.layers = s.model->hessian_layers();
   if (world.rank() == 0 && !common.out.empty()) {
     ResultsFile out(common.out, info);
@@ -132,27 +140,52 @@ RunFn add_measures_command(CLI::App& app) {
   struct State {
     CommonOptions common;
     measures::DistanceOptions dist;
-    std::string init_checkpoint, mode = "joint", head = "zero";
+    std::string init_checkpoint, mode = "joint", head = "auto";
+    std::map<std::string, torch::Tensor> init;  // W^(s) of every Hessian layer, by name
   };
   auto st = std::make_shared<State>();
   auto* cmd = app.add_subcommand("measures", "The Hessian distance measure v_i^T H v_i and the bound (compute_hessian_measures)");
   add_common_options(cmd, st->common);
-  cmd->add_option("--init-checkpoint", st->init_checkpoint, "W^(s): the weights before fine-tuning (model_epoch_0)")->required();
+  cmd->add_option("--init-checkpoint", st->init_checkpoint,
+                  "W^(s): the weights before fine-tuning (model_epoch_0), any format --checkpoint reads, adapted alike")
+      ->required();
   cmd->add_option("--mode", st->mode, "joint: <v_i,(Hv)_i> with one HVP (the reference); block: v_i^T H_ii v_i");
-  cmd->add_option("--head-reference", st->head, "Measure the head around zero (the reference, image) or its init");
+  cmd->add_option("--head-reference", st->head,
+                  "Measure the head around zero or around its value in --init-checkpoint (init); auto: init for text "
+                  "models (BERT, RoBERTa), zero for image models, as the references do");
   cmd->add_option("--train-size", st->dist.train_size, "n of the bound: number of training samples")->required();
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
     st->dist.mode = hessian::parse_measure_mode(st->mode);
-    st->dist.head_reference = measures::parse_head_reference(st->head);
+    HG_CHECK(st->head == "auto" || st->head == "zero" || st->head == "init",
+             "--head-reference must be auto, zero or init (got '" << st->head << "')");
     st->dist.validate();
-    // W^(s) for every Hessian layer, by name, from the init checkpoint (any other tensors ignored).
-    std::map<std::string, torch::Tensor> init;
-    for (auto& [name, t] : io::read_checkpoint(st->init_checkpoint)) init[name] = t;
-    return run_measurement(world, "measures", command_line, *cmd, st->common, [&](const Session&, measures::MeasureContext& ctx) {
-      auto r = std::make_shared<measures::DistanceResult>(measures::compute_distance(ctx, st->dist, init));
+    // W^(s): the init checkpoint goes through the same adaptation and strict loading as --checkpoint,
+    // into a second model of the same architecture; only its Hessian layers are kept. Around zero the
+    // head is not needed, so it may be missing there or sized for another task.
+    auto prepare = [&](const Session& s) {
+      st->dist.head_reference = st->head == "auto" ? measures::default_head_reference(*s.model)
+                                                   : measures::parse_head_reference(st->head);
+      const bool head_from_init = st->dist.head_reference == measures::HeadReference::kInit;
+      auto init_model = models::make_model(s.model->arch(), s.model->num_classes());
+      try {
+        load_weights(*init_model, st->init_checkpoint, "--init-checkpoint", !head_from_init);
+      } catch (const Error& e) {
+        if (!head_from_init) throw;
+        HG_FAIL(e.what() << " (the head is measured around its value in --init-checkpoint, --head-reference "
+                         << st->head << "; --head-reference zero measures it around zero and needs no head there)");
+      }
+      const auto names = init_model->hessian_layers();
+      const auto params = models::parameters_by_name(*init_model, names);
+      for (std::size_t i = 0; i < names.size(); ++i) st->init[names[i]] = params[i].detach();
+      log::info("init: " + s.model->arch() + " from " + st->init_checkpoint + ", head measured around " +
+                measures::to_string(st->dist.head_reference) + (st->head == "auto" ? " (auto)" : ""));
+    };
+    auto compute = [&](const Session&, measures::MeasureContext& ctx) {
+      auto r = std::make_shared<measures::DistanceResult>(measures::compute_distance(ctx, st->dist, st->init));
       return Outcome{[=](ResultsFile& f) { f.write_distance(*r, st->dist, st->init_checkpoint); },
                      [=] { print_distance(*r); }};
-    });
+    };
+    return run_measurement(world, "measures", command_line, *cmd, st->common, compute, prepare);
   };
 }
 
@@ -187,10 +220,12 @@ RunFn add_eval_command(CLI::App& app) {
   st->common.sample_size = 0;
   st->common.batch_size = 100;
   st->common.sample_rule = "exact";
-  auto* cmd = app.add_subcommand("eval", "Loss and accuracy of a checkpoint on a dataset");
+  st->common.sample_order = "natural";  // per-sample rows in dataset order; every sample by default
+  auto* cmd = app.add_subcommand("eval", "Loss and accuracy of a checkpoint on a dataset (predictions only on unlabelled data)");
   add_common_options(cmd, st->common);
   cmd->add_flag("--per-sample", st->eval.per_sample,
-                "Also write every sample's logits, label, prediction and loss to --out (/eval/samples)");
+                "Also write every sample's logits, label, prediction and loss to --out (/eval/samples); always on for "
+                "unlabelled data (a GLUE test split), whose predictions are the result");
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
     return run_measurement(world, "eval", command_line, *cmd, st->common, [&](const Session& s, measures::MeasureContext& ctx) {
       auto r = std::make_shared<measures::EvalResult>(measures::evaluate(ctx, st->eval));
@@ -222,11 +257,11 @@ RunFn add_run_command(CLI::App& app) {
   // --data has a default here.
   cmd->get_option("--data")->required(false);
   add_trace_flags(cmd, st->traces, st->scope, st->rule, st->dist);
-  // The subsets come from --trace-samples / --stability-samples with a seeded shuffle.
+  // The subsets come from --trace-samples / --stability-samples, in --sample-order (random by default).
   cmd->remove_option(cmd->get_option("--sample-size"));
   cmd->remove_option(cmd->get_option("--shuffle"));
-  cmd->add_option("--trace-samples", st->trace_samples, "Samples for the traces (a seeded shuffle of the dataset)");
-  cmd->add_option("--stability-samples", st->stability_samples, "Samples for noise stability (the same shuffle)");
+  cmd->add_option("--trace-samples", st->trace_samples, "Samples for the traces (the first of --sample-order: a seeded permutation by default)");
+  cmd->add_option("--stability-samples", st->stability_samples, "Samples for noise stability (the first of the same order)");
   cmd->add_option("--eps", st->stab.eps, "Standard deviation of the weight noise");
   cmd->add_option("--repeats", st->stab.repeats, "Noise draws");
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
@@ -237,16 +272,20 @@ RunFn add_run_command(CLI::App& app) {
     HG_CHECK(st->trace_samples > 0, "--trace-samples must be > 0 (got " << st->trace_samples << ")");
     HG_CHECK(st->stability_samples > 0, "--stability-samples must be > 0 (got " << st->stability_samples << ")");
     return run_measurement(world, "run", command_line, *cmd, st->common, [&](const Session&, measures::MeasureContext& ctx) {
+      // The subsets' order (--sample-order; random by default: an image folder's natural order is class
+      // by class). Eval covers every sample, in natural order.
+      const bool random = ctx.plan.shuffle;
+      const std::string order = random ? "seeded permutation" : "natural order";
       ctx.plan.sample_size = 0;
+      ctx.plan.shuffle = false;
       log::info("[1/3] evaluating on every sample");
       auto ev = std::make_shared<measures::EvalResult>(measures::evaluate(ctx));
-      // The subsets are drawn by a seeded shuffle: an image folder's natural order is class by class.
-      ctx.plan.shuffle = true;
+      ctx.plan.shuffle = random;
       ctx.plan.sample_size = st->trace_samples;
-      log::info("[2/3] per-layer traces on " + std::to_string(st->trace_samples) + " samples (seeded shuffle)");
+      log::info("[2/3] per-layer traces on " + std::to_string(st->trace_samples) + " samples (" + order + ")");
       auto tr = std::make_shared<measures::TracesResult>(measures::compute_traces(ctx, st->traces));
       ctx.plan.sample_size = st->stability_samples;
-      log::info("[3/3] noise stability on " + std::to_string(st->stability_samples) + " samples (seeded shuffle)");
+      log::info("[3/3] noise stability on " + std::to_string(st->stability_samples) + " samples (" + order + ")");
       auto sb = std::make_shared<measures::StabilityResult>(measures::compute_stability(ctx, st->stab));
       auto write = [=](ResultsFile& f) {
         f.write_eval(*ev);

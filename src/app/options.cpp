@@ -40,7 +40,10 @@ void add_dataset_options(CLI::App* cmd, data::DatasetSpec& d) {
   cmd->add_option("--sample", d.sample, "domainnet: the class sample, 1 or 2 (the reference's --sample)");
   cmd->add_option("--label-source", d.label_source, "domainnet: weak (majority-vote labels) | true; default weak for train, true otherwise");
   cmd->add_option("--valid-split", d.valid_split, "mit-indoor: fraction of the training list held out for validation");
+  cmd->add_option("--pad", d.pad, "idx: zero-pad every image by N pixels on each side, before normalisation (28 -> 32 for 2)");
+  cmd->add_flag("--grey-to-rgb", d.grey_to_rgb, "idx: replicate the grey channel to 3 channels (then --normalize takes a 3-channel name such as cifar10)");
   cmd->add_option("--max-per-class", d.max_per_class, "Image folders: only the first N files of each class (0: all)");
+  cmd->add_option("--subset", d.limit, "Keep only the first N samples of the split, in its natural order (0: all); label noise then applies to those");
   cmd->add_flag("--skip-unreadable", d.skip_unreadable, "imagefolder: leave unreadable or corrupt images out of their batch (counted in the output) instead of stopping");
   cmd->add_option("--label-noise", d.noise_rate, "Synthetic label noise rate rho in [0, 1] on the chosen split (SPEC §6); 0: none");
   cmd->add_option("--noise-mode", d.noise_mode, "auto (flip for glue, symmetric otherwise) | symmetric | flip");
@@ -62,8 +65,11 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   cmd->add_option("--sample-size", o.sample_size, "Samples to use (0: all); see --sample-rule");
   cmd->add_option("--sample-rule", o.sample_rule,
                   "reference: whole batches until the count exceeds --sample-size; exact: exactly that many");
-  cmd->add_flag("--shuffle", o.shuffle, "Use a seeded permutation of the dataset instead of its natural order");
-  cmd->add_option("--seed", o.seed, "Seed of probes, noise and shuffling");
+  auto* order = cmd->add_option("--sample-order", o.sample_order,
+                                "random: batches from a permutation of the dataset keyed by --seed (the reference's seeded "
+                                "sampler); natural: the dataset's order (an image folder's is class by class)");
+  cmd->add_flag("--shuffle", o.shuffle, "The same as --sample-order random (the older spelling)")->excludes(order);
+  cmd->add_option("--seed", o.seed, "Seed of probes, noise and the random sample order");
   cmd->add_option("--dtype", o.dtype, "Compute dtype: float32 | float64");
   cmd->add_option("--device", o.device, "cpu | cuda | cuda:N (TF32 stays off: it changes HVPs at the 1e-3 level)");
   cmd->add_option("--out", o.out, "Write results to this HDF5 file (written under a temporary name, then renamed)");
@@ -91,7 +97,9 @@ Session open_session(const CommonOptions& o) {
   s.plan.batch_size = o.batch_size;
   s.plan.sample_size = o.sample_size;
   s.plan.rule = measures::parse_sample_rule(o.sample_rule);
-  s.plan.shuffle = o.shuffle;
+  HG_CHECK(o.sample_order == "random" || o.sample_order == "natural",
+           "--sample-order must be random or natural (got '" << o.sample_order << "')");
+  s.plan.shuffle = o.shuffle || o.sample_order == "random";
   s.plan.seed = o.seed;
   s.plan.validate();
   if (!o.out.empty()) io::check_writable_output(o.out);
@@ -133,27 +141,12 @@ Session open_session(const CommonOptions& o) {
   torch::manual_seed(o.seed);  // the initial draw (a --new-head head keeps it)
   s.model = models::make_model(arch, classes);
   if (!o.checkpoint.empty()) {
-    std::string resolved;
-    io::detect_checkpoint_format(o.checkpoint, &resolved);
-    s.checkpoint_path = resolved;
-    // As the source library's loader would: prefixes, dropped pretraining heads, config checks,
-    // ViT position embeddings for the model's image size. Then strict loading.
-    io::StateDict state = io::read_checkpoint(o.checkpoint);
-    models::AdaptOptions ao;
-    ao.source = o.checkpoint;
-    const models::CheckpointAdaptation adapted = models::adapt_checkpoint(*s.model, state, ao);
-    for (const std::string& note : adapted.notes) log::info("checkpoint: " + note);
-    s.load_notes = adapted.notes;
-    io::LoadOptions lo;
-    lo.source = o.checkpoint;
-    if (o.new_head) lo.new_head_prefix = s.model->head_prefix();
-    const io::LoadReport report = io::load_state_dict(*s.model, state, lo);
-    if (!report.new_head.empty()) {
-      HG_CHECK(!report.loaded.empty(), "--new-head: no tensor of " << o.checkpoint << " fits the model "
-                                                                    << s.model->arch());
-      log::info("checkpoint: " + io::describe(report));
+    const WeightsLoad loaded = load_weights(*s.model, o.checkpoint, "--checkpoint", o.new_head);
+    s.checkpoint_path = loaded.resolved_path;
+    s.load_notes = loaded.notes;
+    if (!loaded.new_head.empty()) {
       std::string heads;
-      for (const std::string& n : report.new_head) heads += (heads.empty() ? "" : ", ") + n;
+      for (const std::string& n : loaded.new_head) heads += (heads.empty() ? "" : ", ") + n;
       s.load_notes.push_back("new head (fresh draw, seed " + std::to_string(o.seed) + "): " + heads);
     }
     log::info("model: " + s.model->arch() + " from " + o.checkpoint);
@@ -161,6 +154,31 @@ Session open_session(const CommonOptions& o) {
   s.model->to(s.device, s.dtype);
   s.model->eval();
   return s;
+}
+
+WeightsLoad load_weights(models::Classifier& model, const std::string& path, const std::string& flag,
+                         bool allow_new_head) {
+  WeightsLoad out;
+  io::detect_checkpoint_format(path, &out.resolved_path);
+  // As the source library's loader would: prefixes, dropped pretraining heads, config checks,
+  // ViT position embeddings for the model's image size. Then strict loading.
+  io::StateDict state = io::read_checkpoint(path);
+  models::AdaptOptions ao;
+  ao.source = path;
+  const models::CheckpointAdaptation adapted = models::adapt_checkpoint(model, state, ao);
+  for (const std::string& note : adapted.notes) log::info(flag.substr(2) + ": " + note);
+  out.notes = adapted.notes;
+  io::LoadOptions lo;
+  lo.source = path;
+  if (allow_new_head) lo.new_head_prefix = model.head_prefix();
+  const io::LoadReport report = io::load_state_dict(model, state, lo);
+  if (!report.new_head.empty()) {
+    HG_CHECK(!report.loaded.empty(), flag << " " << path << ": no tensor of the checkpoint fits the model "
+                                          << model.arch());
+    log::info(flag.substr(2) + ": " + io::describe(report));
+    out.new_head = report.new_head;
+  }
+  return out;
 }
 
 std::unique_ptr<comm::Communicator> device_world(comm::Communicator& world, const Session& s) {

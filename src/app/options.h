@@ -35,6 +35,10 @@ struct CommonOptions {
   std::int64_t batch_size = 4;
   std::int64_t sample_size = 100;
   std::string sample_rule = "reference";
+  // --sample-order: "random" (a permutation keyed by --seed, as the reference's seeded sampler, SPEC
+  // §3.2; the default of traces, measures, stability and run) or "natural" (the dataset's order; eval's
+  // default). --shuffle is the old spelling of "random" and excludes --sample-order.
+  std::string sample_order = "random";
   bool shuffle = false;
   std::uint64_t seed = 0;
   std::string dtype = "float32";
@@ -69,6 +73,25 @@ std::unique_ptr<comm::Communicator> device_world(comm::Communicator& world, cons
 // Validates the flags (throws hessgap::Error naming the flag), checks that --out is writable,
 // opens the dataset and builds the model from --arch and the checkpoint's weights (strict).
 Session open_session(const CommonOptions& o);
+
+// What load_weights did: the checkpoint's resolved path (a folder's weights file), one note per
+// change (adaptations, for the log and /model/load_notes), and the head tensors that kept the
+// model's own values (allow_new_head only).
+struct WeightsLoad {
+  std::string resolved_path;
+  std::vector<std::string> notes;
+  std::vector<std::string> new_head;
+};
+
+// Loads the checkpoint at `path` (any format io::read_checkpoint reads) into `model` as the source
+// library's loader would: models::adapt_checkpoint (prefixes such as the reference's
+// feature_extractor. / pred_head., dropped pretraining heads, config.json checks, ViT position
+// embeddings), then io::load_state_dict, strict. With allow_new_head the head (model.head_prefix())
+// may be missing or of another size and keeps the model's values; at least one tensor must load.
+// `flag` (with its dashes: "--checkpoint", "--init-checkpoint") names the flag in messages and logs. Not
+// collective. Throws hessgap::Error naming the file and the tensors at fault.
+WeightsLoad load_weights(models::Classifier& model, const std::string& path, const std::string& flag,
+                         bool allow_new_head);
 
 // Default locations of the embedded assets (CMake's HG_ASSETS_DIR, overridable by $HESSGAP_ASSETS).
 std::string assets_dir();

@@ -49,6 +49,10 @@ ResultsFile::ResultsFile(const std::string& path, const RunInfo& info) {
   }
   f.create_group("/data");
   f.set_attr("/data", "description", info.data_description);
+  if (!info.sample_order.empty()) {
+    f.set_attr("/data", "sample_order", info.sample_order);
+    f.set_attr("/data", "sample_seed", static_cast<std::int64_t>(info.sample_seed));
+  }
   f.write_strings("/layers/names", info.layers,
                   "Hessian layers (parameter names), in the order of every per-layer array");
 }
@@ -131,16 +135,23 @@ void ResultsFile::write_eval(const measures::EvalResult& r, const std::vector<st
                              bool logits_float32) {
   if (!file_) return;
   auto& f = *file_;
-  f.write("/eval/loss", r.loss, "Mean cross-entropy per sample", "nats");
-  f.write("/eval/accuracy", r.accuracy, "Fraction of samples whose argmax logit equals the label", "fraction");
+  f.create_group("/eval");
+  f.set_attr("/eval", "labelled", static_cast<std::int64_t>(r.labelled ? 1 : 0));
+  if (r.labelled) {
+    f.write("/eval/loss", r.loss, "Mean cross-entropy per sample", "nats");
+    f.write("/eval/accuracy", r.accuracy, "Fraction of samples whose argmax logit equals the label", "fraction");
+    f.write("/eval/correct", r.correct, "Correctly classified samples");
+  } else {
+    f.set_attr("/eval", "note", "unlabelled data (every label -1, e.g. a GLUE test split): predictions and logits "
+                                "only, no loss, accuracy or correct count");
+  }
   f.write("/eval/num_samples", r.num_samples, "Samples evaluated");
-  f.write("/eval/correct", r.correct, "Correctly classified samples");
   f.write("/eval/seconds", r.seconds, "Wall time", "s");
   if (!class_names.empty()) f.write_strings("/eval/class_names", class_names, "Class index -> name");
   if (r.sample_ids.empty()) return;
   const auto n = static_cast<std::int64_t>(r.sample_ids.size());
   f.write("/eval/samples/sample_id", r.sample_ids, {n}, "Global dataset index of each row (plan order)");
-  f.write("/eval/samples/label", r.labels, {n}, "Label evaluated against");
+  f.write("/eval/samples/label", r.labels, {n}, r.labelled ? "Label evaluated against" : "Label: -1 (unlabelled)");
   std::vector<std::int64_t> predicted(static_cast<std::size_t>(n));
   const auto k = static_cast<std::size_t>(r.num_classes);
   for (std::size_t i = 0; i < predicted.size(); ++i) {
@@ -148,7 +159,7 @@ void ResultsFile::write_eval(const measures::EvalResult& r, const std::vector<st
     predicted[i] = std::max_element(row, row + static_cast<std::ptrdiff_t>(k)) - row;
   }
   f.write("/eval/samples/predicted", predicted, {n}, "argmax of the logits (first index on ties, as torch)");
-  f.write("/eval/samples/loss", r.losses, {n}, "Cross-entropy of the sample", "nats");
+  if (r.labelled) f.write("/eval/samples/loss", r.losses, {n}, "Cross-entropy of the sample", "nats");
   const std::string what = "Logits [N, K] (K = classes of the head)";
   if (logits_float32) {
     f.write("/eval/samples/logits", std::vector<float>(r.logits.begin(), r.logits.end()), {n, r.num_classes}, what);

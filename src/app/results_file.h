@@ -3,6 +3,7 @@
 // places that know the layout; analysis/hessgap_results.py reads it.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,10 @@ struct RunInfo {
   int world_size = 1;
   std::string backend;
   std::string arch, checkpoint, data_description;
+  // How the measured samples were chosen: "random" (a permutation keyed by sample_seed) or "natural";
+  // /data attributes sample_order and sample_seed when non-empty.
+  std::string sample_order;
+  std::uint64_t sample_seed = 0;
   std::vector<std::string> load_notes;  // /model/load_notes when non-empty
   std::vector<std::string> layers;
   std::string run_id;  // root attributes run_id, status and complete when set (train runs)
@@ -51,7 +56,8 @@ class ResultsFile {
                       const std::string& init_checkpoint);
   void write_stability(const measures::StabilityResult& r, const measures::StabilityOptions& opts);
   // With per-sample rows, also /eval/samples/*; logits are stored as float32 when `logits_float32`
-  // (the compute dtype was float32, so nothing is lost), else float64.
+  // (the compute dtype was float32, so nothing is lost), else float64. Unlabelled data (r.labelled
+  // false): no loss, accuracy or correct count (the /eval attribute labelled = 0 and a note say so).
   void write_eval(const measures::EvalResult& r, const std::vector<std::string>& class_names = {},
                   bool logits_float32 = true);
   // /labels: clean and used labels, the relabelled mask, the realised noise rate, the clean -> used

@@ -52,6 +52,13 @@ void print_stability(const measures::StabilityResult& r, double eps) {
 
 void print_eval(const measures::EvalResult& r) {
   if (log::rank() != 0) return;
+  if (!r.labelled) {
+    std::printf("\nPredictions on %lld unlabelled samples (labels -1, e.g. a GLUE test split): no loss or accuracy; "
+                "predictions and logits in /eval/samples of --out, %.1f s\n",
+                static_cast<long long>(r.num_samples), r.seconds);
+    std::fflush(stdout);
+    return;
+  }
   std::printf("\nEvaluation on %lld samples: mean cross-entropy %.6f, accuracy %.2f%% (%lld correct), %.1f s\n",
               static_cast<long long>(r.num_samples), r.loss, 100.0 * r.accuracy,
               static_cast<long long>(r.correct), r.seconds);

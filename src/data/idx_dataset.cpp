@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <sstream>
 
@@ -86,6 +87,10 @@ const std::vector<std::string>& fashion_mnist_classes() {
 IdxDataset::IdxDataset(std::string images_path, std::string labels_path, IdxOptions options)
     : images_path_(std::move(images_path)), labels_path_(std::move(labels_path)), options_(std::move(options)) {
   HG_CHECK(options_.stddev > 0.0, "IDX dataset '" << images_path_ << "': stddev must be > 0, got " << options_.stddev);
+  for (double s : options_.rgb_stddev) {
+    HG_CHECK(!options_.grey_to_rgb || s > 0.0, "IDX dataset '" << images_path_ << "': stddev must be > 0, got " << s);
+  }
+  HG_CHECK(options_.pad >= 0, "IDX dataset '" << images_path_ << "': padding must be >= 0 (--pad), got " << options_.pad);
   HG_CHECK(options_.max_per_class >= 0,
            "IDX dataset '" << images_path_ << "': max_per_class must be >= 0, got " << options_.max_per_class);
   IdxArray images = read_idx(images_path_, 3);
@@ -123,21 +128,38 @@ std::int64_t IdxDataset::label(std::int64_t i) const {
 
 Batch IdxDataset::get_batch(const std::vector<std::int64_t>& ids) const {
   const std::int64_t n = static_cast<std::int64_t>(ids.size());
-  const std::int64_t plane = height_ * width_;
+  const std::int64_t pad = options_.pad;
+  const std::int64_t channels = options_.grey_to_rgb ? 3 : 1;
+  const std::int64_t out_h = height_ + 2 * pad, out_w = width_ + 2 * pad;
+  const std::int64_t plane = out_h * out_w;
   Batch batch;
   batch.sample_ids = ids;
-  batch.inputs = torch::empty({n, 1, height_, width_}, torch::kFloat32);
+  batch.inputs = torch::empty({n, channels, out_h, out_w}, torch::kFloat32);
   batch.labels = torch::empty({n}, torch::kInt64);
   float* x = batch.inputs.data_ptr<float>();
   std::int64_t* y = batch.labels.data_ptr<std::int64_t>();
-  const float mean = static_cast<float>(options_.mean);
-  const float stddev = static_cast<float>(options_.stddev);
+  // Per channel: the value of every byte, (p / 255 - mean) / stddev in float32 as torch computes it.
+  std::vector<std::array<float, 256>> lut(static_cast<std::size_t>(channels));
+  for (std::int64_t c = 0; c < channels; ++c) {
+    const auto k = static_cast<std::size_t>(c);
+    const float mean = static_cast<float>(options_.grey_to_rgb ? options_.rgb_mean[k] : options_.mean);
+    const float stddev = static_cast<float>(options_.grey_to_rgb ? options_.rgb_stddev[k] : options_.stddev);
+    for (int p = 0; p < 256; ++p) lut[k][static_cast<std::size_t>(p)] = (static_cast<float>(p) / 255.0f - mean) / stddev;
+  }
   for (std::int64_t k = 0; k < n; ++k) {
     HG_CHECK(ids[k] >= 0 && ids[k] < size(),
              "IDX dataset '" << images_path_ << "': sample id " << ids[k] << " out of range [0, " << size() << ")");
     const std::int64_t row = index_[static_cast<std::size_t>(ids[k])];
-    const std::uint8_t* p = pixels_.data() + row * plane;
-    for (std::int64_t j = 0; j < plane; ++j) x[k * plane + j] = (static_cast<float>(p[j]) / 255.0f - mean) / stddev;
+    const std::uint8_t* p = pixels_.data() + row * height_ * width_;
+    for (std::int64_t c = 0; c < channels; ++c) {
+      const auto& v = lut[static_cast<std::size_t>(c)];
+      float* dst = x + (k * channels + c) * plane;
+      std::fill(dst, dst + plane, v[0]);  // the padding: pixel value 0
+      for (std::int64_t r = 0; r < height_; ++r) {
+        float* line = dst + (r + pad) * out_w + pad;
+        for (std::int64_t j = 0; j < width_; ++j) line[j] = v[p[r * width_ + j]];
+      }
+    }
     y[k] = labels_[static_cast<std::size_t>(row)];
   }
   return batch;
@@ -148,6 +170,8 @@ std::string IdxDataset::describe() const {
   os << "IDX " << images_path_ << " + " << labels_path_ << " (" << size() << " images " << height_ << "x" << width_
      << ", " << num_classes_ << " classes";
   if (options_.max_per_class > 0) os << ", at most " << options_.max_per_class << " per class";
+  if (options_.pad > 0) os << ", padded by " << options_.pad << " to " << height_ + 2 * options_.pad << "x" << width_ + 2 * options_.pad;
+  if (options_.grey_to_rgb) os << ", grey replicated to 3 channels";
   os << ")";
   return os.str();
 }

@@ -34,6 +34,16 @@ struct IdxOptions {
   // are 0.1307 / 0.3081; mean 0, stddev 1 leaves x in [0, 1].
   double mean = 0.2860;
   double stddev = 0.3530;
+  // The grey channel replicated to 3 (the reference's grey-to-3-channel step; torchvision's
+  // Grayscale(num_output_channels=3)), for networks made for RGB: inputs [B,3,H,W] whose channel c is
+  // normalised with rgb_mean[c] / rgb_stddev[c] (mean / stddev are then unused).
+  bool grey_to_rgb = false;
+  std::array<double, 3> rgb_mean{0.0, 0.0, 0.0};
+  std::array<double, 3> rgb_stddev{1.0, 1.0, 1.0};
+  // Zero padding of `pad` pixels on every side (28 -> 32 for pad 2), in pixel space before scaling and
+  // normalisation, as torchvision's Pad(pad, fill=0) before ToTensor/Normalize: a padded pixel is
+  // (0 - mean) / stddev, black after normalisation rather than 0.
+  int pad = 0;
   std::int64_t max_per_class = 0;  // keep the first N samples (file order) of each class; 0 = all
   // Names for labels 0..K-1. Empty: Fashion-MNIST's names when K == 10, else "0", "1", ...
   std::vector<std::string> class_names;
@@ -42,7 +52,7 @@ struct IdxOptions {
 // Samples of an images file [N,H,W] and a labels file [N], in file order (after max_per_class).
 // num_classes() = 1 + the largest label in the labels file. All data is held in memory as bytes.
 // Constructor errors (hessgap::Error naming the file): those of read_idx; image and label counts
-// differ; class_names has fewer entries than num_classes().
+// differ; class_names has fewer entries than num_classes(); pad < 0; a stddev <= 0.
 class IdxDataset : public Dataset {
  public:
   IdxDataset(std::string images_path, std::string labels_path, IdxOptions options = {});
@@ -51,11 +61,13 @@ class IdxDataset : public Dataset {
   std::int64_t num_classes() const override { return num_classes_; }
   std::vector<std::string> class_names() const override { return class_names_; }
   std::int64_t label(std::int64_t i) const override;
-  // inputs float32 [B,1,H,W] = (p / 255 - mean) / stddev computed in float32 (as torchvision's
-  // ToTensor + Normalize), labels int64 [B], sample_ids = ids. Throws for an id out of range.
+  // inputs float32 [B,C,H+2·pad,W+2·pad] with C = 1 (3 with grey_to_rgb): (p / 255 - mean_c) / stddev_c
+  // computed in float32 (as torchvision's ToTensor + Normalize), p = 0 in the padding; labels int64
+  // [B], sample_ids = ids. Throws for an id out of range.
   Batch get_batch(const std::vector<std::int64_t>& ids) const override;
   std::string describe() const override;
 
+  // The images' size in the file (without the padding).
   std::int64_t height() const { return height_; }
   std::int64_t width() const { return width_; }
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "data/domainnet.h"
+#include "data/subset_dataset.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -109,7 +110,8 @@ LabelAudit audit_labels(const Dataset& d) {
   a.description = d.describe();
   const std::int64_t n = d.size();
   const auto* noisy = dynamic_cast<const NoisyLabelDataset*>(&d);
-  const auto* domainnet = dynamic_cast<const DomainNetDataset*>(noisy ? &noisy->base() : &d);
+  // Under a subset too (source_dataset): DomainNet's weak labels are still weak on its first N samples.
+  const auto* domainnet = dynamic_cast<const DomainNetDataset*>(&source_dataset(d));
   const bool weak = !noisy && domainnet && domainnet->label_source() == "weak";
   a.source = noisy ? "synthetic" : weak ? "weak" : "clean";
   if (noisy) a.noise = noisy->noise().options();

@@ -14,6 +14,7 @@
 #include "data/image_folder.h"
 #include "data/label_noise.h"
 #include "data/mit_indoor.h"
+#include "data/subset_dataset.h"
 #include "data/tokenizer.h"
 #include "util/error.h"
 
@@ -73,7 +74,17 @@ std::unique_ptr<Dataset> open_glue(const DatasetSpec& spec) {
   return std::make_unique<GlueDataset>(file, tokenizer, options);
 }
 
-std::unique_ptr<Dataset> open_clean(const DatasetSpec& spec);
+std::unique_ptr<Dataset> open_split(const DatasetSpec& spec);
+
+// The split and its subset (DatasetSpec::limit), before any label noise.
+std::unique_ptr<Dataset> open_clean(const DatasetSpec& spec) {
+  std::unique_ptr<Dataset> split = open_split(spec);
+  if (spec.limit == 0) return split;
+  HG_CHECK(spec.limit <= split->size(), "dataset '" << spec.path << "': a subset of the first " << spec.limit
+                                                   << " samples (--subset) was asked for, but the split has "
+                                                   << split->size() << " (" << split->describe() << ")");
+  return std::make_unique<SubsetDataset>(std::move(split), spec.limit);
+}
 
 }  // namespace
 
@@ -89,6 +100,8 @@ NormalizeStats normalize_stats(const std::string& name) {
 std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
   HG_CHECK(std::isfinite(spec.noise_rate) && spec.noise_rate >= 0.0 && spec.noise_rate <= 1.0,
            "label noise rate must be in [0, 1] (got " << spec.noise_rate << ")");
+  HG_CHECK(spec.limit >= 0, "dataset '" << spec.path << "': the subset size (--subset) must be >= 0, 0 for all (got "
+                                        << spec.limit << ")");
   if (spec.noise_rate == 0.0) return open_clean(spec);
   HG_CHECK(spec.noise_mode == "auto" || spec.noise_mode == "symmetric" || spec.noise_mode == "flip",
            "unknown label noise mode '" << spec.noise_mode << "' (expected auto, symmetric or flip)");
@@ -118,10 +131,14 @@ LabelNoiseOptions label_noise_options(const DatasetSpec& spec) {
 }
 
 namespace {
-std::unique_ptr<Dataset> open_clean(const DatasetSpec& spec) {
+std::unique_ptr<Dataset> open_split(const DatasetSpec& spec) {
   HG_CHECK(!spec.path.empty(), "dataset of kind '" << spec.kind << "': no path given");
   HG_CHECK(!spec.skip_unreadable || spec.kind == "imagefolder",
            "skipping unreadable files is only supported for kind imagefolder, not '" << spec.kind << "'");
+  HG_CHECK(spec.pad >= 0, "dataset '" << spec.path << "': --pad must be >= 0 (got " << spec.pad << ")");
+  HG_CHECK((spec.pad == 0 && !spec.grey_to_rgb) || spec.kind == "idx",
+           "dataset '" << spec.path << "' of kind " << spec.kind << ": --pad and --grey-to-rgb are only supported for "
+                       << "kind idx (got --pad " << spec.pad << (spec.grey_to_rgb ? ", --grey-to-rgb" : "") << ")");
   if (spec.kind == "glue") return open_glue(spec);
   if (spec.kind == "domainnet") {
     HG_CHECK(spec.normalize == "domain", "dataset '" << spec.path << "' of kind domainnet: normalize must be "
@@ -175,8 +192,14 @@ std::unique_ptr<Dataset> open_clean(const DatasetSpec& spec) {
                                                 spec.max_per_class);
   }
   if (spec.kind == "idx") {
-    HG_CHECK(stats.channels != 3, "normalize '" << spec.normalize << "' is for RGB images; IDX images have one "
-                                                << "channel (expected fashion-mnist, mnist or none)");
+    if (spec.grey_to_rgb) {
+      HG_CHECK(stats.channels != 1, "normalize '" << spec.normalize << "' is for 1-channel images; with --grey-to-rgb "
+                                                  << "IDX images have 3 channels (expected imagenet, cifar10 or none)");
+    } else {
+      HG_CHECK(stats.channels != 3, "normalize '" << spec.normalize << "' is for RGB images; IDX images have one "
+                                                  << "channel (expected fashion-mnist, mnist or none; or give "
+                                                  << "--grey-to-rgb to replicate it to 3)");
+    }
     HG_CHECK(spec.resize == 0 && spec.crop == 0, "dataset '" << spec.path << "' of kind idx: resize and crop are not "
                                                              << "supported (expected 0, got " << spec.resize << " and "
                                                              << spec.crop << ")");
@@ -199,6 +222,10 @@ std::unique_ptr<Dataset> open_clean(const DatasetSpec& spec) {
     IdxOptions options;
     options.mean = stats.mean[0];
     options.stddev = stats.stddev[0];
+    options.grey_to_rgb = spec.grey_to_rgb;
+    options.rgb_mean = stats.mean;
+    options.rgb_stddev = stats.stddev;
+    options.pad = spec.pad;
     options.max_per_class = spec.max_per_class;
     return std::make_unique<IdxDataset>(images, labels, options);
   }

@@ -47,9 +47,20 @@ struct DatasetSpec {
   // (0.4914,0.4822,0.4465)/(0.2470,0.2435,0.2616) for 3-channel images; "fashion-mnist"
   // 0.2860/0.3530 and "mnist" 0.1307/0.3081 for 1-channel IDX images; "none" (mean 0, std 1)
   // for either; "domain" (kind "domainnet" only): the domain's train statistics. A 3-channel name
-  // with kind "idx" (or the reverse) is an error.
+  // with kind "idx" (or the reverse) is an error; with grey_to_rgb, idx takes the 3-channel names
+  // and refuses the 1-channel ones.
   std::string normalize = "imagenet";
+  // "idx" only (other kinds refuse a non-default value): zero padding of `pad` pixels on every side
+  // (28 -> 32 px for 2), applied to the raw pixels before normalisation as torchvision's Pad(fill=0)
+  // before ToTensor/Normalize; and the grey channel replicated to 3 channels (IdxOptions).
+  int pad = 0;
+  bool grey_to_rgb = false;
   std::int64_t max_per_class = 0;  // first N samples of each class; 0 = all
+  // Any kind: keep only the first `limit` samples of the split, in its natural order (after
+  // max_per_class, and for mit-indoor after the validation split), ids unchanged (SubsetDataset).
+  // Label noise then goes on those samples only (m = ⌊ρ·limit⌋ positions). 0 = all; more than the
+  // split holds is an error.
+  std::int64_t limit = 0;
   // "imagefolder" only: unreadable or corrupt images are left out of their batch and counted
   // (ImageFolderDataset::num_skipped) instead of being an error. Other kinds refuse it.
   bool skip_unreadable = false;
@@ -86,9 +97,12 @@ struct NormalizeStats {
 NormalizeStats normalize_stats(const std::string& name);
 
 // Opens the dataset `spec` describes (see DatasetSpec). Not collective; every rank opens its own.
-// With noise_rate > 0 the result is a data::NoisyLabelDataset owning the split.
+// Layers, inside out: the split (with max_per_class), a data::SubsetDataset when limit > 0, a
+// data::NoisyLabelDataset when noise_rate > 0 (data::source_dataset finds the innermost).
 // Throws hessgap::Error for an unknown kind, split, normalize name or noise mode, a path that does not
-// hold the expected files, resize/crop given for "idx", and every error of the dataset's constructor.
+// hold the expected files, resize/crop given for "idx", pad/grey_to_rgb given for a kind other than
+// "idx", a negative pad or limit, a limit above the split's size, and every error of the dataset's
+// constructor.
 std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec);
 
 // The label-noise settings `spec` asks for (rate, resolved mode and chunking, seed), as open_dataset

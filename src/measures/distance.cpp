@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "hessian/hvp_engine.h"
 #include "models/classifier.h"
+#include "models/transformer_text.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/timer.h"
@@ -21,6 +22,10 @@ HeadReference parse_head_reference(const std::string& name) {
   HG_FAIL("unknown head reference '" << name << "' (expected zero or init)");
 }
 std::string to_string(HeadReference h) { return h == HeadReference::kZero ? "zero" : "init"; }
+
+HeadReference default_head_reference(const models::Classifier& model) {
+  return dynamic_cast<const models::TextTransformer*>(&model) != nullptr ? HeadReference::kInit : HeadReference::kZero;
+}
 
 void DistanceOptions::validate() const {
   HG_CHECK(train_size > 0, "--train-size must be > 0 (the n of the bound; got " << train_size << ")");
@@ -60,6 +65,7 @@ DistanceResult compute_distance(const MeasureContext& ctx, const DistanceOptions
   opts.validate();
   Stopwatch clock;
   const BatchPlan plan = plan_batches(ctx.dataset->size(), ctx.plan);
+  require_labels(*ctx.dataset, plan, "the distance measure");
   auto params = prepare_hessian_params(*ctx.model);
   DistanceResult r;
   r.layers = ctx.model->hessian_layers();

@@ -23,6 +23,10 @@ namespace hessgap::measures {
 enum class HeadReference { kZero, kInit };
 HeadReference parse_head_reference(const std::string& name);  // "zero" | "init"
 std::string to_string(HeadReference h);
+// The references' choice for a model family (SPEC §7.3): kInit for text models (BERT, RoBERTa: the
+// text reference's head is named "classifier", so it is measured from W^(s)), kZero for every image
+// model (the image reference's "pred_head").
+HeadReference default_head_reference(const models::Classifier& model);
 
 struct DistanceOptions {
   hessian::MeasureMode mode = hessian::MeasureMode::kJoint;

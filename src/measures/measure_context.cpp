@@ -34,6 +34,22 @@ torch::Tensor batch_loss(models::Classifier& model, const data::Batch& batch) {
   return torch::nn::functional::cross_entropy(logits, batch.labels);
 }
 
+std::int64_t count_unlabelled(const data::Dataset& dataset, const BatchPlan& plan) {
+  std::int64_t n = 0;
+  for (const auto& batch : plan.batches) {
+    for (std::int64_t id : batch) n += dataset.label(id) < 0 ? 1 : 0;
+  }
+  return n;
+}
+
+void require_labels(const data::Dataset& dataset, const BatchPlan& plan, const std::string& what) {
+  const std::int64_t missing = count_unlabelled(dataset, plan);
+  HG_CHECK(missing == 0, what << " needs labelled data, but " << missing << " of the " << plan.num_samples()
+                              << " samples of " << dataset.describe()
+                              << " have none (label -1: a test split whose labels are hidden, as GLUE's; use "
+                              << "--split dev, or eval for predictions)");
+}
+
 data::Batch load_batch(const MeasureContext& ctx, const std::vector<std::int64_t>& ids) {
   data::Batch batch = ctx.dataset->get_batch(ids);
   // A dataset that skips unreadable files may return fewer rows; none at all would make a mean loss NaN.

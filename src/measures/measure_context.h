@@ -39,6 +39,15 @@ std::vector<torch::Tensor> prepare_hessian_params(models::Classifier& model);
 // The batch-mean cross-entropy of the model's logits (the reference's loss). [] scalar.
 torch::Tensor batch_loss(models::Classifier& model, const data::Batch& batch);
 
+// Number of the plan's samples without a label (label < 0: GLUE's test files hide theirs), read with
+// Dataset::label (no decoding). Not collective; the same on every rank.
+std::int64_t count_unlabelled(const data::Dataset& dataset, const BatchPlan& plan);
+
+// Throws hessgap::Error (naming `what`, e.g. "traces") when a sample of the plan has no label: the
+// Hessian measures differentiate the loss. Not collective, so callers check before their first
+// collective and every rank fails alike.
+void require_labels(const data::Dataset& dataset, const BatchPlan& plan, const std::string& what);
+
 // Loads batch `ids` and moves it to the context's device and dtype.
 data::Batch load_batch(const MeasureContext& ctx, const std::vector<std::int64_t>& ids);
 

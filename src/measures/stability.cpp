@@ -99,6 +99,7 @@ StabilityResult compute_stability(const MeasureContext& ctx, const StabilityOpti
   opts.validate();
   Stopwatch clock;
   const BatchPlan plan = plan_batches(ctx.dataset->size(), ctx.plan);
+  require_labels(*ctx.dataset, plan, "noise stability");
   auto params = prepare_hessian_params(*ctx.model);
   // The subset is small (the reference uses 1000 images): decode it once and keep it.
   const auto batches = load_my_batches(ctx, plan);
@@ -141,6 +142,13 @@ EvalResult evaluate(const MeasureContext& ctx, const EvalOptions& opts) {
   comm::Communicator& world = *ctx.world;
   Stopwatch clock;
   const BatchPlan plan = plan_batches(ctx.dataset->size(), ctx.plan);
+  // Labels are read without decoding, on every rank alike, so every rank takes the same path.
+  const std::int64_t unlabelled = count_unlabelled(*ctx.dataset, plan);
+  const bool labelled = unlabelled == 0;
+  HG_CHECK(labelled || unlabelled == plan.num_samples(),
+           "eval: " << unlabelled << " of the " << plan.num_samples() << " samples of " << ctx.dataset->describe()
+                    << " have no label (-1) and the others have one; expected all or none");
+  const bool per_sample = opts.per_sample || !labelled;
   ctx.model->eval();
   Sums local;
   const auto mine = owned_batches(plan, world.rank(), world.size());
@@ -160,12 +168,13 @@ EvalResult evaluate(const MeasureContext& ctx, const EvalOptions& opts) {
       prefetch);
   for (std::int64_t b : mine) {
     const data::Batch batch = *loader.next();
-    if (opts.per_sample) {
+    if (per_sample) {
       torch::NoGradGuard no_grad;
       const auto logits = ctx.model->forward(batch).to(torch::kFloat64).cpu().contiguous();
       const auto labels = batch.labels.cpu();
-      const auto losses = torch::nn::functional::cross_entropy(
-          logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+      const auto losses = labelled ? torch::nn::functional::cross_entropy(
+                                         logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+                                   : torch::full({batch.size()}, std::nan(""), torch::kFloat64);
       const std::int64_t classes = logits.size(1);
       rows.push_back(static_cast<double>(b));
       rows.push_back(static_cast<double>(batch.size()));
@@ -177,8 +186,10 @@ EvalResult evaluate(const MeasureContext& ctx, const EvalOptions& opts) {
         rows.push_back(losses[k].item<double>());
         rows.insert(rows.end(), z + k * classes, z + (k + 1) * classes);
       }
-      local.loss += losses.sum().item<double>();
-      local.correct += logits.argmax(1).eq(labels).sum().item<std::int64_t>();
+      if (labelled) {
+        local.loss += losses.sum().item<double>();
+        local.correct += logits.argmax(1).eq(labels).sum().item<std::int64_t>();
+      }
       local.count += batch.size();
     } else {
       const auto s = local_sums(*ctx.model, {batch});
@@ -191,11 +202,12 @@ EvalResult evaluate(const MeasureContext& ctx, const EvalOptions& opts) {
   progress.finish();
   const Sums g = global_sums(world, local);
   EvalResult r;
+  r.labelled = labelled;
   r.num_samples = g.count;
   r.correct = g.correct;
-  r.loss = g.loss / static_cast<double>(g.count);
-  r.accuracy = static_cast<double>(g.correct) / static_cast<double>(g.count);
-  if (opts.per_sample) gather_rows(world, plan, rows, r);
+  r.loss = labelled ? g.loss / static_cast<double>(g.count) : std::nan("");
+  r.accuracy = labelled ? static_cast<double>(g.correct) / static_cast<double>(g.count) : std::nan("");
+  if (per_sample) gather_rows(world, plan, rows, r);
   r.seconds = world.max(clock.seconds());
   return r;
 }

@@ -27,6 +27,7 @@ TracesResult compute_traces(const MeasureContext& ctx, const TracesOptions& opts
   opts.validate(world.size());
   Stopwatch clock;
   const BatchPlan plan = plan_batches(ctx.dataset->size(), ctx.plan);
+  require_labels(*ctx.dataset, plan, "traces");
   auto params = prepare_hessian_params(*ctx.model);
   const std::size_t L = params.size();
   const std::size_t B = plan.batches.size();

@@ -290,7 +290,7 @@ def test_bad_config_file(hessgap_bin, tmp_path):
 @pytest.fixture(scope="module")
 def rank1_corrupt_data(tmp_path_factory):
     """1 image per class; sample 1 (class 'automobile') is corrupt. With --batch-size 1 and
-    --sample-size 2 --sample-rule exact, batch 1 = sample 1 belongs to rank 1 only."""
+    --sample-size 2 --sample-rule exact --sample-order natural, batch 1 = sample 1 belongs to rank 1 only."""
     data = make_image_folder(tmp_path_factory.mktemp("rank1") / "data", per_class=1)
     bad = next((data / CLASSES[1]).iterdir())
     bad.write_bytes(b"\xff\xd8\xff\xe0 corrupt " * 10)
@@ -300,7 +300,7 @@ def rank1_corrupt_data(tmp_path_factory):
 @pytest.mark.parametrize("sub", ["traces", "eval"])
 def test_error_on_one_rank_ends_the_job(hessgap_bin, tmp_path, rank1_corrupt_data, sub):
     data, bad = rank1_corrupt_data
-    args = tiny_args(data=data, **{"batch-size": 1, "sample-size": 2, "max-probes": 2 if sub == "traces" else None})
+    args = tiny_args(data=data, **{"batch-size": 1, "sample-size": 2, "sample-order": "natural", "max-probes": 2 if sub == "traces" else None})
     r = run_hg(sub, *args, "--out", tmp_path / "o.h5", np_=2, timeout=60)
     assert r.rc != 0, r
     assert r.seconds < 45, f"the job took {r.seconds:.0f} s to end (hang?)\n{r!r}"
@@ -310,7 +310,7 @@ def test_error_on_one_rank_ends_the_job(hessgap_bin, tmp_path, rank1_corrupt_dat
 
 def test_error_on_one_rank_leaves_no_temp_file(hessgap_bin, tmp_path, rank1_corrupt_data):
     data, _ = rank1_corrupt_data
-    r = run_hg("traces", *tiny_args(data=data, **{"batch-size": 1, "sample-size": 2, "max-probes": 2}),
+    r = run_hg("traces", *tiny_args(data=data, **{"batch-size": 1, "sample-size": 2, "sample-order": "natural", "max-probes": 2}),
                "--out", tmp_path / "o.h5", np_=2, timeout=60)
     assert r.rc != 0, r
     assert leftovers(tmp_path) == [], r
@@ -318,7 +318,7 @@ def test_error_on_one_rank_leaves_no_temp_file(hessgap_bin, tmp_path, rank1_corr
 
 def test_single_rank_error_after_output_opened_leaves_nothing(hessgap_bin, tmp_path, rank1_corrupt_data):
     data, bad = rank1_corrupt_data
-    r = run_hg("traces", *tiny_args(data=data, **{"batch-size": 1, "sample-size": 2, "max-probes": 2}),
+    r = run_hg("traces", *tiny_args(data=data, **{"batch-size": 1, "sample-size": 2, "sample-order": "natural", "max-probes": 2}),
                "--out", tmp_path / "o.h5")
     assert_failed(r, 2, str(bad), out_dir=tmp_path)
 
@@ -562,6 +562,53 @@ def test_boolean_flag_from_set_and_config(hessgap_bin, tmp_path):
     assert r.rc == 0, r
     config = check_common(out, "eval", {"seed": 3})
     assert config["shuffle"] is True
+
+
+# ---- sample order -----------------------------------------------------------------------------------
+
+def test_sample_order_random_is_the_default_of_the_measures(hessgap_bin, tmp_path):
+    """stability's default subset is the seeded permutation's first samples (SPEC §3.2), the same one eval
+    picks with --sample-order random: f(W) equals the mean per-sample loss of those ids. --sample-order natural
+    takes the class-sorted folder's first samples instead. The order is recorded in /data."""
+    args = tiny_args(**{"sample-size": 4, "batch-size": 2})
+    runs = {}
+    for order in ("random", "natural"):
+        ev = tmp_path / f"eval-{order}.h5"
+        r = run_hg("eval", *args, "--sample-order", order, "--per-sample", "--out", ev)
+        assert r.rc == 0, r
+        with h5py.File(ev, "r") as f:
+            runs[order] = (f["eval/samples/sample_id"][()], f["eval/samples/loss"][()])
+            assert f["data"].attrs["sample_order"] == order
+    ids, losses = runs["random"]
+    assert sorted(ids) != [0, 1, 2, 3] and len(set(ids)) == 4 and all(0 <= i < 10 for i in ids), ids
+    assert list(runs["natural"][0]) == [0, 1, 2, 3]
+    out = tmp_path / "stab.h5"
+    r = run_hg("stability", *args, "--repeats", 1, "--out", out)  # default order
+    assert r.rc == 0, r
+    with h5py.File(out, "r") as f:
+        assert f["data"].attrs["sample_order"] == "random" and int(f["data"].attrs["sample_seed"]) == 0
+        assert json.loads(f.attrs["config"])["sample-order"] == "random"
+        base = float(f["stability/base_loss"][()])
+    assert math.isclose(base, float(np.mean(losses)), rel_tol=1e-5), (base, losses)
+    assert not math.isclose(base, float(np.mean(runs["natural"][1])), rel_tol=1e-3)
+    r = run_hg("stability", *args, "--repeats", 1, "--sample-order", "natural", "--out", tmp_path / "nat.h5")
+    assert r.rc == 0, r
+    with h5py.File(tmp_path / "nat.h5", "r") as f:
+        assert math.isclose(float(f["stability/base_loss"][()]), float(np.mean(runs["natural"][1])), rel_tol=1e-5)
+    # --shuffle is the old spelling of --sample-order random: the same subset.
+    r = run_hg("stability", *args, "--repeats", 1, "--shuffle", "--out", tmp_path / "shuf.h5")
+    assert r.rc == 0, r
+    with h5py.File(tmp_path / "shuf.h5", "r") as f:
+        assert float(f["stability/base_loss"][()]) == base and f["data"].attrs["sample_order"] == "random"
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--sample-order", "sideways"], "--sample-order must be random or natural (got 'sideways')"),
+    (["--sample-order", "natural", "--shuffle"], "excludes"),
+])
+def test_sample_order_errors(hessgap_bin, tmp_path, flags, message):
+    r = run_hg("traces", *tiny_args(), *flags, "--out", tmp_path / "t.h5")
+    assert_failed(r, 2, message, out_dir=tmp_path)
 
 
 # ---- rank-count independence ------------------------------------------------------------------------

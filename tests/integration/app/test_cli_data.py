@@ -1,6 +1,9 @@
 """The CLI's data paths end to end: per-sample eval outputs (against a python3-torch oracle), label noise
 and its record in the output (`hessgap labels`, `--label-noise`), GLUE text data, and their input errors.
 """
+import json
+import math
+
 import h5py
 import numpy as np
 import pytest
@@ -327,3 +330,194 @@ def test_skip_unreadable_counts_what_it_skips(hessgap_bin, tmp_path):
     assert_failed(r, 2, "--skip-unreadable is only supported by eval")
     r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", data, "--data-format", "caltech256", "--skip-unreadable")
     assert_failed(r, 2, "only supported for kind imagefolder")
+
+
+# ---- Fashion-MNIST for fine-tuning: --pad, --grey-to-rgb, --subset -----------------------------------------
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def test_fashion_mnist_padded_rgb_subset_flags(hessgap_bin, tmp_path):
+    """The dataset flags reach the data layer: 28 -> 32 px RGB inputs for a 3-channel CNN, the first --subset
+    samples only; refusals name the flag."""
+    import os
+    if not os.path.exists(os.path.join(FASHION, "t10k-images-idx3-ubyte.gz")):
+        pytest.skip("dataset-fashion-mnist is not installed")
+    torch.manual_seed(0)
+    from tools import safetensors_np
+    shapes = {"conv1.weight": (4, 3, 3, 3), "bn1.weight": (4,), "bn1.bias": (4,), "bn1.running_mean": (4,),
+              "bn1.running_var": (4,), "conv2.weight": (8, 4, 3, 3), "bn2.weight": (8,), "bn2.bias": (8,),
+              "bn2.running_mean": (8,), "bn2.running_var": (8,), "fc.weight": (10, 8), "fc.bias": (10,)}
+    rng = np.random.default_rng(0)
+    tensors = {k: (np.abs(rng.standard_normal(s)) + 0.5 if k.endswith("running_var") else rng.standard_normal(s) * 0.3)
+               .astype(np.float32) for k, s in shapes.items()}
+    ck = tmp_path / "cnn3.safetensors"
+    safetensors_np.write(ck, tensors)
+    base = ["--checkpoint", ck, "--arch", "small-cnn:in=3", "--data", FASHION, "--data-format", "idx", "--verbosity", 0]
+    out = tmp_path / "e.h5"
+    r = run_hg("eval", *base, "--pad", 2, "--grey-to-rgb", "--normalize", "cifar10", "--subset", 20, "--out", out)
+    assert r.rc == 0, r
+    with h5py.File(out, "r") as f:
+        assert int(f["eval/num_samples"][()]) == 20
+        desc = f["data"].attrs["description"]
+        assert "padded by 2 to 32x32" in desc and "3 channels" in desc and "first 20 samples" in desc, desc
+    # Without --grey-to-rgb a 3-channel normalisation is refused, and the 3-channel CNN would not fit.
+    r = run_hg("eval", *base, "--normalize", "cifar10")
+    assert_failed(r, 2, "give --grey-to-rgb")
+    r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", IMAGES, "--pad", 2)
+    assert_failed(r, 2, "--pad and --grey-to-rgb are only supported for kind idx")
+    r = run_hg("eval", *base, "--grey-to-rgb", "--normalize", "none", "--subset", 10001)
+    assert_failed(r, 2, "--subset", "the split has 10000")
+
+
+def test_labels_noise_on_a_subset(hessgap_bin, tmp_path, small_images):
+    """--subset keeps the first N samples, and label noise goes on those: floor(rho N) relabelled."""
+    out = tmp_path / "labels.h5"
+    r = run_hg("labels", "--data", small_images, "--subset", 11, "--label-noise", 0.5, "--noise-seed", 7, "--out", out)
+    assert r.rc == 0, r
+    g, a = read_group(out, "labels")
+    assert list(g["clean"]) == [i // 3 for i in range(11)]  # ImageFolder order, 3 per class
+    assert g["relabelled"].sum() == 5
+    assert "first 11 samples" in a["description"]
+
+
+# ---- measures: --init-checkpoint adapted as --checkpoint; the head reference by model family ----------------
+
+def torchvision_resnet18(seed):
+    import torchvision
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18(num_classes=10)
+    with torch.no_grad():  # running statistics away from (0, 1), so that eval mode matters
+        for name, b in model.named_buffers():
+            if name.endswith("running_var"):
+                b.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def as_reference_names(state):
+    """The reference's model_epoch_0.pth names (SPEC §3.1): the torchvision backbone under feature_extractor.
+    (its fc replaced by an identity), the head as pred_head."""
+    return {("pred_head." + k[3:]) if k.startswith("fc.") else "feature_extractor." + k: v for k, v in state.items()}
+
+
+@pytest.fixture(scope="module")
+def resnet18_pair(tmp_path_factory):
+    """A fine-tuned ResNet-18 (torchvision names, safetensors) and its W^(s) as the reference saves it:
+    torch.save({"epoch": 0, "state_dict": ...}) with feature_extractor. / pred_head. names."""
+    from tools import safetensors_np
+    root = tmp_path_factory.mktemp("r18")
+    init = torchvision_resnet18(0).state_dict()
+    fine = {k: (v + 0.01 * torch.randn_like(v)) if v.is_floating_point() and "running" not in k else v.clone()
+            for k, v in init.items()}
+    safetensors_np.write(root / "model_best.safetensors", {k: v.numpy() for k, v in fine.items()})
+    torch.save({"epoch": 0, "state_dict": as_reference_names(init)}, root / "model_epoch_0.pth")
+    small_head = dict(init)
+    small_head["fc.weight"], small_head["fc.bias"] = init["fc.weight"][:5].clone(), init["fc.bias"][:5].clone()
+    torch.save({"epoch": 0, "state_dict": as_reference_names(small_head)}, root / "other_head_epoch_0.pth")
+    return root, init, fine
+
+
+def test_init_checkpoint_with_the_reference_names(hessgap_bin, tmp_path, small_images, resnet18_pair):
+    """v = W - W^(s) per Hessian layer, with W^(s) read from the reference's model_epoch_0.pth through the same
+    adaptation as --checkpoint: ||v_i|| equals the norm of the difference of the two state dicts (numpy)."""
+    root, init, fine = resnet18_pair
+    base = ["measures", "--arch", "resnet18", "--checkpoint", root / "model_best.safetensors", "--data", small_images,
+            "--max-per-class", 1, "--batch-size", 2, "--sample-size", 2, "--sample-rule", "exact",
+            "--train-size", 100, "--verbosity", 0]
+    for head in ("init", "auto"):
+        out = tmp_path / f"m-{head}.h5"
+        r = run_hg(*base, "--init-checkpoint", root / "model_epoch_0.pth", "--head-reference", head, "--out", out)
+        assert r.rc == 0, r
+        with h5py.File(out, "r") as f:
+            names = [n.decode() if isinstance(n, bytes) else n for n in f["layers/names"][()]]
+            v = f["measures/v_norm"][()]
+            assert f["measures"].attrs["head_reference"] == ("init" if head == "init" else "zero")  # image: zero
+            assert json.loads(f.attrs["config"])["head-reference"] == head
+        assert names[0] == "conv1.weight" and names[-1] == "fc.weight" and len(names) == 18, names
+        for name, got in zip(names, v):
+            w = fine[name].double().numpy()
+            want = np.linalg.norm(w if (head == "auto" and name.startswith("fc.")) else w - init[name].double().numpy())
+            assert math.isclose(got, want, rel_tol=1e-5), (name, got, want)
+    # A head sized for another task is only acceptable when the head is measured around zero.
+    r = run_hg(*base, "--init-checkpoint", root / "other_head_epoch_0.pth", "--head-reference", "init")
+    assert_failed(r, 2, "other_head_epoch_0.pth", "fc.weight", "--head-reference zero measures it around zero")
+    r = run_hg(*base, "--init-checkpoint", root / "other_head_epoch_0.pth", "--head-reference", "zero")
+    assert r.rc == 0, r
+    r = run_hg(*base, "--init-checkpoint", root / "model_epoch_0.pth", "--head-reference", "middle")
+    assert_failed(r, 2, "--head-reference must be auto, zero or init")
+
+
+# ---- GLUE: text measures around the head's init; predictions on the unlabelled test split ---------------------
+
+@pytest.fixture(scope="module")
+def glue_with_test(tmp_path_factory):
+    """MRPC/{dev,test}.tsv: test.tsv holds the dev rows' sentences in GLUE's test format (index, #1 ID, #2 ID,
+    #1 String, #2 String; no labels)."""
+    root = tmp_path_factory.mktemp("gluetest") / "MRPC"
+    root.mkdir()
+    lines = MRPC.read_text(encoding="utf-8-sig").splitlines()
+    dev = [lines[0]] + lines[101:121]
+    (root / "dev.tsv").write_text("\n".join(dev) + "\n", encoding="utf-8")
+    test = ["index\t#1 ID\t#2 ID\t#1 String\t#2 String"]
+    for i, line in enumerate(dev[1:]):
+        test.append("\t".join([str(i)] + line.split("\t")[1:]))
+    (root / "test.tsv").write_text("\n".join(test) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("np_", [1, 2])
+def test_glue_test_split_gives_predictions_without_loss(hessgap_bin, tmp_path, glue_with_test, roberta_folder, np_):
+    folder, _ = roberta_folder
+    common = ["--checkpoint", folder, "--data", glue_with_test, "--data-format", "glue", "--max-length", MAXLEN,
+              "--batch-size", 6, "--verbosity", 0]
+    dev_out, test_out = tmp_path / "dev.h5", tmp_path / "test.h5"
+    r = run_hg("eval", *common, "--split", "dev", "--per-sample", "--out", dev_out, np_=np_)
+    assert r.rc == 0, r
+    r = run_hg("eval", *common, "--split", "test", "--out", test_out, np_=np_)  # rows without --per-sample
+    assert r.rc == 0, r
+    assert "unlabelled" in r.stdout and "no loss or accuracy" in r.stdout, r
+    dev, _ = read_group(dev_out, "eval/samples")
+    test, _ = read_group(test_out, "eval/samples")
+    e, ea = read_group(test_out, "eval")
+    assert ea["labelled"] == 0 and "no loss" in ea["note"]
+    assert "loss" not in e and "accuracy" not in e and "correct" not in e and e["num_samples"] == 20
+    assert "loss" not in test
+    assert list(test["sample_id"]) == list(range(20)) and (test["label"] == -1).all()
+    # The same sentences give the same logits and predictions as on the labelled split.
+    np.testing.assert_array_equal(test["logits"], dev["logits"])
+    assert list(test["predicted"]) == list(dev["logits"].argmax(1))
+    res = hessgap_results.load(str(test_out))
+    assert "20 unlabelled samples: predictions only" in hessgap_results.summary_text(res)
+    # The Hessian measures need labels, and say so.
+    r = run_hg("traces", *common, "--split", "test", "--max-probes", 2, "--out", tmp_path / "t.h5", np_=np_)
+    assert_failed(r, 2, "traces needs labelled data", "--split dev")
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_text_measures_take_the_head_around_its_init(hessgap_bin, tmp_path, glue_with_test, roberta_folder):
+    """SPEC §7.3: the text reference measures the classifier from W^(s). With W^(s) = W, every v_i is 0 by default
+    (auto -> init for a text model); around zero the head's v_i is the head itself."""
+    from tools import safetensors_np
+    folder, _ = roberta_folder
+    args = ["measures", "--checkpoint", folder, "--init-checkpoint", folder, "--data", glue_with_test,
+            "--data-format", "glue", "--split", "dev", "--max-length", MAXLEN, "--batch-size", 2, "--sample-size", 2,
+            "--sample-rule", "exact", "--train-size", 100, "--verbosity", 0]
+    out = tmp_path / "auto.h5"
+    r = run_hg(*args, "--out", out)
+    assert r.rc == 0, r
+    with h5py.File(out, "r") as f:
+        assert f["measures"].attrs["head_reference"] == "init"
+        assert np.all(f["measures/v_norm"][()] == 0.0) and float(f["measures/bound"][()]) == 0.0
+    out0 = tmp_path / "zero.h5"
+    r = run_hg(*args, "--head-reference", "zero", "--out", out0)
+    assert r.rc == 0, r
+    weights = safetensors_np.read(folder / "model.safetensors")[0]
+    with h5py.File(out0, "r") as f:
+        assert f["measures"].attrs["head_reference"] == "zero"
+        names = [n.decode() if isinstance(n, bytes) else n for n in f["layers/names"][()]]
+        v = dict(zip(names, f["measures/v_norm"][()]))
+    heads = [n for n in names if n.startswith("classifier.")]
+    assert heads, names
+    for n in names:
+        want = float(np.linalg.norm(weights[n].astype(np.float64))) if n in heads else 0.0
+        assert math.isclose(v[n], want, rel_tol=1e-5, abs_tol=0.0), (n, v[n], want)

@@ -112,4 +112,53 @@ TEST(MpiMeasures, StabilityAndEval) {
   EXPECT_NEAR(e2.loss, e1.loss, 1e-13);
 }
 
+// The default order of the CLI (--sample-order random): batches from a permutation keyed by the seed, the
+// same on every rank, so every measure still equals the single-process result.
+TEST(MpiMeasures, RandomSampleOrder) {
+  Problem s;
+  auto shuffled = [&](comm::Communicator& c) {
+    MeasureContext m = s.ctx(c);
+    m.plan.shuffle = true;
+    m.plan.seed = 29;
+    m.plan.sample_size = 13;  // reference rule: 5 batches (15 samples) of a 37-sample permutation
+    return m;
+  };
+  TracesOptions t;
+  t.trace.max_probes = 6;
+  t.trace.seed = 2;
+  auto tw = compute_traces(shuffled(*s.local), t);
+  auto tg = compute_traces(shuffled(world()), t);
+  EXPECT_EQ(tg.num_batches(), 5u);
+  EXPECT_EQ(tg.probes, tw.probes);
+  expect_close(tg.mean, tw.mean, 1e-10, "mean");
+  expect_close(tg.batch_loss, tw.batch_loss, 1e-12, "batch_loss");
+  // Not the natural order's first batches.
+  auto natural = compute_traces(s.ctx(*s.local), t);
+  EXPECT_NE(tw.batch_loss[0], natural.batch_loss[0]);
+
+  auto params = models::parameters_by_name(*s.model, s.model->hessian_layers());
+  std::map<std::string, torch::Tensor> init = {{"fc0.weight", params[0].detach() * 0.8}};
+  DistanceOptions d;
+  d.train_size = 100;
+  auto dw = compute_distance(shuffled(*s.local), d, init);
+  auto dg = compute_distance(shuffled(world()), d, init);
+  expect_close(dg.quad, dw.quad, 1e-12, "quad");
+
+  EvalOptions e;
+  e.per_sample = true;
+  auto ew = evaluate(shuffled(*s.local), e);
+  auto eg = evaluate(shuffled(world()), e);
+  EXPECT_EQ(eg.sample_ids, ew.sample_ids);  // the permutation's order, whatever the rank count
+  EXPECT_EQ(eg.correct, ew.correct);
+  expect_close(eg.losses, ew.losses, 1e-13, "losses");
+
+  StabilityOptions o;
+  o.eps = 0.02;
+  o.repeats = 3;
+  auto sw = compute_stability(shuffled(*s.local), o);
+  auto sg = compute_stability(shuffled(world()), o);
+  EXPECT_EQ(sg.num_samples, 15);
+  expect_close(sg.deltas, sw.deltas, 1e-11, "deltas");
+}
+
 HG_MPI_TEST_MAIN()

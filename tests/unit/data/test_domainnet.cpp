@@ -257,6 +257,13 @@ TEST(DomainNet, LabelAuditsAndSyntheticNoise) {
   EXPECT_EQ(w.relabelled, (std::vector<std::uint8_t>{0, 0, 0, 1, 1, 0}));
   EXPECT_EQ(w.num_noisy, 2);
   EXPECT_DOUBLE_EQ(w.realised_rate, 2.0 / 6.0);
+  spec.limit = 4;  // under a subset the weak labels are still audited as weak, against the true ones
+  const LabelAudit ws = audit_labels(*open_dataset(spec));
+  EXPECT_EQ(ws.source, "weak");
+  EXPECT_EQ(ws.clean, std::vector<std::int64_t>(truth.begin(), truth.begin() + 4));
+  EXPECT_EQ(ws.used, std::vector<std::int64_t>(weak.begin(), weak.begin() + 4));
+  EXPECT_EQ(ws.num_noisy, 1);
+  spec.limit = 0;
 
   spec.noise_rate = 0.5;
   spec.noise_seed = 11;

@@ -97,6 +97,49 @@ TEST(Idx, MaxPerClass) {
   EXPECT_THROW(ds.get_batch({3}), Error);
 }
 
+// Padding and grey-to-RGB against the closed form: pixel (r, c) of image i is 10 i + 3 r + c inside, 0 in
+// the padding, scaled and normalised per channel in float32 (torchvision's Pad, ToTensor, Normalize).
+TEST(Idx, PaddingAndGreyToRgb) {
+  const std::string dir = fresh_dir("pad");
+  write_small(dir, false);
+  IdxOptions options;
+  options.pad = 2;
+  options.grey_to_rgb = true;
+  options.rgb_mean = {0.1, 0.2, 0.3};
+  options.rgb_stddev = {0.5, 0.25, 0.125};
+  const IdxDataset ds(dir + "/images", dir + "/labels", options);
+  EXPECT_EQ(ds.height(), 2);  // the file's size
+  const Batch b = ds.get_batch({4, 1});
+  ASSERT_EQ(b.inputs.sizes(), torch::IntArrayRef({2, 3, 6, 7}));
+  EXPECT_EQ(b.labels[0].item<std::int64_t>(), 1);
+  const auto x = b.inputs.accessor<float, 4>();
+  const std::int64_t image[2] = {4, 1};
+  for (int k = 0; k < 2; ++k) {
+    for (int c = 0; c < 3; ++c) {
+      const auto mean = static_cast<float>(options.rgb_mean[static_cast<std::size_t>(c)]);
+      const auto sd = static_cast<float>(options.rgb_stddev[static_cast<std::size_t>(c)]);
+      for (int r = 0; r < 6; ++r) {
+        for (int col = 0; col < 7; ++col) {
+          const bool inside = r >= 2 && r < 4 && col >= 2 && col < 5;
+          const int p = inside ? static_cast<int>(10 * image[k] + 3 * (r - 2) + (col - 2)) : 0;
+          EXPECT_EQ(x[k][c][r][col], (static_cast<float>(p) / 255.0f - mean) / sd) << k << " " << c << " " << r << " " << col;
+        }
+      }
+    }
+  }
+  // Padding alone keeps one channel and the grey statistics.
+  IdxOptions grey;
+  grey.pad = 1;
+  const Batch g = IdxDataset(dir + "/images", dir + "/labels", grey).get_batch({2});
+  ASSERT_EQ(g.inputs.sizes(), torch::IntArrayRef({1, 1, 4, 5}));
+  const float black = (0.0f - static_cast<float>(0.2860)) / static_cast<float>(0.3530);
+  EXPECT_EQ(g.inputs[0][0][0][0].item<float>(), black);
+  EXPECT_EQ(g.inputs[0][0][3][4].item<float>(), black);
+  EXPECT_EQ(g.inputs[0][0][1][1].item<float>(), (20.0f / 255.0f - static_cast<float>(0.2860)) / static_cast<float>(0.3530));
+  grey.pad = -1;
+  EXPECT_NE(error_of([&] { IdxDataset(dir + "/images", dir + "/labels", grey); }).find("--pad"), std::string::npos);
+}
+
 TEST(Idx, CorruptFilesNameTheFile) {
   const std::string dir = fresh_dir("bad");
   write_small(dir, false);

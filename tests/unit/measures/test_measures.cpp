@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <numeric>
 
 #include "comm/communicator.h"
 #include "hessian/probes.h"
@@ -280,4 +281,69 @@ TEST(Eval, SampleWeightedLossAndAccuracy) {
   EXPECT_EQ(r.correct, logits.argmax(1).eq(b.labels).sum().item<std::int64_t>());
   EXPECT_EQ(r.num_samples, 23);
   EXPECT_DOUBLE_EQ(r.accuracy, static_cast<double>(r.correct) / 23.0);
+}
+
+// Unlabelled data (labels -1, as GLUE's test files): eval returns every sample's logits and prediction and no
+// loss or accuracy; the Hessian measures refuse it by name before computing anything; a mix is an error.
+TEST(Eval, UnlabelledDataGivesPredictionsOnly) {
+  Fixture f;
+  auto all = f.data->get_batch([] {
+    std::vector<std::int64_t> ids(23);
+    std::iota(ids.begin(), ids.end(), 0);
+    return ids;
+  }());
+  hessgap::testing::TensorDataset unlabelled(all.inputs, torch::full({23}, -1, torch::kInt64), 3);
+  auto ctx = f.ctx(5, 0, SampleRule::kExact);
+  ctx.dataset = &unlabelled;
+  const EvalResult r = evaluate(ctx);  // per_sample not asked for: the rows are the result
+  EXPECT_FALSE(r.labelled);
+  EXPECT_TRUE(std::isnan(r.loss) && std::isnan(r.accuracy));
+  EXPECT_EQ(r.num_samples, 23);
+  EXPECT_EQ(r.correct, 0);
+  ASSERT_EQ(r.sample_ids.size(), 23u);
+  ASSERT_EQ(r.logits.size(), 23u * 3u);
+  torch::NoGradGuard ng;
+  const auto want = f.model->forward(all);
+  for (std::int64_t i = 0; i < 23; ++i) {
+    EXPECT_EQ(r.sample_ids[static_cast<std::size_t>(i)], i);
+    EXPECT_EQ(r.labels[static_cast<std::size_t>(i)], -1);
+    EXPECT_TRUE(std::isnan(r.losses[static_cast<std::size_t>(i)]));
+    for (std::int64_t k = 0; k < 3; ++k) {
+      EXPECT_NEAR(r.logits[static_cast<std::size_t>(i * 3 + k)], want[i][k].item<double>(), 1e-13);
+    }
+  }
+  // The Hessian measures need labels.
+  TracesOptions t;
+  t.trace.max_probes = 2;
+  try {
+    compute_traces(ctx, t);
+    ADD_FAILURE() << "traces on unlabelled data did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("traces needs labelled data, but 23 of the 23 samples"), std::string::npos)
+        << e.what();
+  }
+  StabilityOptions s;
+  EXPECT_THROW(compute_stability(ctx, s), Error);
+  // Some labelled, some not.
+  auto mixed_labels = all.labels.clone();
+  mixed_labels[4] = -1;
+  hessgap::testing::TensorDataset mixed(all.inputs, mixed_labels, 3);
+  ctx.dataset = &mixed;
+  try {
+    evaluate(ctx);
+    ADD_FAILURE() << "eval on partly labelled data did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("1 of the 23 samples"), std::string::npos) << e.what();
+  }
+}
+
+// The head reference by model family (SPEC §7.3): text models around their initialisation, image models around
+// zero.
+TEST(Distance, DefaultHeadReferenceByModelFamily) {
+  const std::string hf = std::string(HG_SOURCE_DIR) + "/tests/fixtures/hf/";
+  EXPECT_EQ(default_head_reference(*models::make_model("hf:" + hf + "roberta-tiny", 2)), HeadReference::kInit);
+  EXPECT_EQ(default_head_reference(*models::make_model("hf:" + hf + "bert-tiny", 2)), HeadReference::kInit);
+  EXPECT_EQ(default_head_reference(*models::make_model("hf:" + hf + "vit-tiny", 2)), HeadReference::kZero);
+  EXPECT_EQ(default_head_reference(*models::make_model("cifar-resnet20", 10)), HeadReference::kZero);
+  EXPECT_EQ(default_head_reference(*models::make_model("mlp:in=5,hidden=4", 3)), HeadReference::kZero);
 }
