@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 import h5py
 import numpy as np
 
-SECTIONS = ("eval", "traces", "measures", "stability", "labels")
+SECTIONS = ("eval", "traces", "measures", "stability", "labels", "train")
 FORMAT = "hessgap-results"
 MAX_FORMAT_VERSION = 1
 
@@ -64,6 +64,7 @@ class Results:
     measures: Optional[Dict[str, Any]] = None
     stability: Optional[Dict[str, Any]] = None
     labels: Optional[Dict[str, Any]] = None   # clean vs used labels (label noise, weak labels)
+    train: Optional[Dict[str, Any]] = None    # hessgap train: history, epochs, final (groups of columns)
     # Per section: {"attrs": group attributes, dataset name: {"description": ..., "units": ...}}
     meta: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -173,6 +174,19 @@ def summary_text(res: Results) -> str:
         lines.append(f"  sum_i sqrt(H_i+) {_fmt(m['sum_sqrt'])} ({m['negative_layers']} negative clipped); "
                      f"bound {_fmt(m['bound'])} (n = {m['train_size']}); bound_c {_fmt(m['bound_c'])} "
                      f"(C = {_fmt(m['max_loss'])})")
+    if res.train is not None:
+        t, ta, fin = res.train, res.meta["train"]["attrs"], res.train["final"]
+        lines.append(f"\n[train] run {a.get('run_id', '?')} ({a.get('status', '?')}): {ta.get('optimizer')} lr "
+                     f"{_fmt(ta.get('lr'))}, {ta.get('schedule')} schedule, batch {ta.get('batch_size')}, "
+                     f"reg {ta.get('reg_method')} ({ta.get('reg_norm')}), reweighted {bool(ta.get('reweighted'))}")
+        e = t["epochs"]
+        lines.append(f"  {'epoch':>5} {'lr':>10} {'train loss':>11} {'train acc':>10} {'val loss':>10} {'val acc':>9}")
+        for i in range(len(e["epoch"])):
+            lines.append(f"  {int(e['epoch'][i]) + 1:>5} {e['lr'][i]:>10.3g} {e['train_loss'][i]:>11.5f} "
+                         f"{e['train_accuracy'][i]:>10.4f} {e['val_loss'][i]:>10.5f} {e['val_accuracy'][i]:>9.4f}")
+        lines.append(f"  best epoch {int(fin['best_epoch']) + 1}: test accuracy {float(fin['test_accuracy']):.4f}, "
+                     f"test loss {float(fin['test_loss']):.5f}, train loss {float(fin['train_loss_clean']):.5f} "
+                     f"(clean) / {float(fin['train_loss_noisy']):.5f} (noisy); gap {float(fin['gap_loss_clean']):.5f}")
     if res.stability is not None:
         s, sa = res.stability, res.meta["stability"]["attrs"]
         lines.append(f"\n[stability] eps {_fmt(sa.get('eps'))}, {len(s['deltas'])} repeats, "
@@ -203,8 +217,10 @@ def plot(res: Results, out: str) -> None:
         panels.append("labels")
     if res.eval is not None and "samples" in res.eval and "loss" in res.eval:  # unlabelled: no confusion matrix
         panels.append("confusion")
+    if res.train is not None:
+        panels.append("train")
     if not panels:
-        raise ValueError(f"{res.path}: nothing to plot (no traces, measures, stability, labels or per-sample eval)")
+        raise ValueError(f"{res.path}: nothing to plot (no traces, measures, stability, labels, per-sample eval or training)")
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.45 * len(res.layers)), 4 * len(panels)),
                              squeeze=False)
     x = np.arange(len(res.layers))
@@ -221,6 +237,22 @@ def plot(res: Results, out: str) -> None:
             ax.bar(x, m["layer_max"], label="H_i = max_b v_i·(Hv)_i")
             ax.set_ylabel("H_i  [loss]")
             ax.set_title(f"Hessian distance measure (bound {float(m['bound']):.4g})")
+        elif panel == "train":
+            h, e = res.train["history"], res.train["epochs"]
+            ax.plot(h["step"], h["loss"], lw=0.8, label="training loss (global batch)")
+            ax.set_xlabel("optimizer step")
+            ax.set_ylabel("loss  [nats]")
+            ax2 = ax.twinx()
+            steps_per_epoch = len(h["step"]) / max(len(e["epoch"]), 1)
+            ends = (np.asarray(e["epoch"]) + 1) * steps_per_epoch
+            ax2.plot(ends, e["val_accuracy"], "o-", color="C1", label="validation accuracy")
+            ax2.plot(ends, e["train_accuracy"], "s--", color="C2", label="training accuracy (training labels)")
+            ax2.set_ylabel("accuracy")
+            ax2.legend(fontsize=8, loc="lower right")
+            ax.set_title(f"Training (best epoch {int(res.train['final']['best_epoch']) + 1}, "
+                         f"test accuracy {float(res.train['final']['test_accuracy']):.4f})")
+            ax.legend(fontsize=8, loc="upper right")
+            continue
         elif panel in ("labels", "confusion"):
             if panel == "labels":
                 counts = np.asarray(res.labels["transitions"], dtype=float)

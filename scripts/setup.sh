@@ -48,8 +48,11 @@ command -v ccache >/dev/null && LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -
 mkdir -p "$BUILD"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release "${LAUNCHER[@]}" >"$BUILD/configure.log" 2>&1 ||
   { cat "$BUILD/configure.log"; exit 1; }
-echo "setup: building in $BUILD with $JOBS job(s)"
-cmake --build "$BUILD" -j "$JOBS"
+# The main job needs only the hessgap binary; the tests need everything.
+TARGETS=()
+[[ "$MODE" == "run" ]] && TARGETS=(--target hessgap)
+echo "setup: building ${TARGETS[*]:-everything} in $BUILD with $JOBS job(s)"
+cmake --build "$BUILD" -j "$JOBS" "${TARGETS[@]}"
 
 # OpenBLAS 0.3.21 falls back to generic SSE3 kernels on CPUs it does not recognise (bench/README.md):
 # name the core type from the CPU flags unless the caller did.
@@ -68,7 +71,7 @@ case "$MODE" in
   run)
     cd "$ROOT"
     "${MPIRUN[@]}" -np "${HG_RANKS:-2}" "$BUILD/bin/hessgap" run "$@"
-    echo "Read it back: /usr/bin/python3 analysis/hessgap_results.py hessgap-run.h5 --plot hessgap-run.png"
+    echo "Read it back: /usr/bin/python3 analysis/hessgap_results.py hessgap-run/constraint/run.h5 (or measures.h5)"
     ;;
   test)
     cd "$BUILD"

@@ -88,29 +88,29 @@ void ResultsFile::write_traces(const measures::TracesResult& r, const measures::
 }
 
 void ResultsFile::write_distance(const measures::DistanceResult& r, const measures::DistanceOptions& opts,
-                                 const std::string& init_checkpoint) {
+                                 const std::string& init_checkpoint, const std::string& group) {
   if (!file_) return;
   auto& f = *file_;
   const auto B = static_cast<std::int64_t>(r.batch_sizes.size());
   const auto L = static_cast<std::int64_t>(r.layers.size());
-  f.create_group("/measures");
-  f.set_attr("/measures", "mode", hessian::to_string(opts.mode));
-  f.set_attr("/measures", "head_reference", to_string(opts.head_reference));
-  f.set_attr("/measures", "init_checkpoint", init_checkpoint);
-  f.write("/measures/batch_quad", r.quad, {B, L}, opts.mode == hessian::MeasureMode::kJoint
+  f.create_group(group);
+  f.set_attr(group, "mode", hessian::to_string(opts.mode));
+  f.set_attr(group, "head_reference", to_string(opts.head_reference));
+  f.set_attr(group, "init_checkpoint", init_checkpoint);
+  f.write(group + "/batch_quad", r.quad, {B, L}, opts.mode == hessian::MeasureMode::kJoint
           ? "Per batch and layer <v_i,(Hv)_i> with one joint HVP (cross-layer terms included), v = W - W_init"
           : "Per batch and layer v_i^T H_ii v_i (block diagonal, no cross-layer terms), v = W - W_init", "loss");
-  f.write("/measures/batch_sizes", r.batch_sizes, {B}, "Samples in each batch");
-  f.write("/measures/batch_loss", r.batch_loss, {B}, "Batch-mean cross-entropy", "nats");
-  f.write("/measures/layer_max", r.layer_max, {L}, "H_i: per-layer maximum over batches of batch_quad (starts from batch 0, may be negative)", "loss");
-  f.write("/measures/v_norm", r.v_norm, {L}, "Frobenius norm of v_i = W_i - W_i^(s) (head: W_i when head_reference = zero)", "weight");
-  f.write("/measures/max_loss", r.max_loss, "C: the largest batch-mean loss seen", "nats");
-  f.write("/measures/train_size", r.train_size, "n: number of training samples of the bound (--train-size)");
-  f.write("/measures/sum_sqrt", r.sum_sqrt, "sum_i sqrt(max(H_i, 0))");
-  f.write("/measures/bound", r.bound, "sum_i sqrt(max(H_i, 0)) / sqrt(n)");
-  f.write("/measures/bound_c", r.bound_c, "sqrt(C) * sum_i sqrt(max(H_i, 0)) / sqrt(n) (Theorem 2.1's term)");
-  f.write("/measures/negative_layers", r.negative_layers, "Layers whose H_i < 0 (clipped to 0 in the bound)");
-  f.write("/measures/seconds", r.seconds, "Wall time of the measure computation", "s");
+  f.write(group + "/batch_sizes", r.batch_sizes, {B}, "Samples in each batch");
+  f.write(group + "/batch_loss", r.batch_loss, {B}, "Batch-mean cross-entropy", "nats");
+  f.write(group + "/layer_max", r.layer_max, {L}, "H_i: per-layer maximum over batches of batch_quad (starts from batch 0, may be negative)", "loss");
+  f.write(group + "/v_norm", r.v_norm, {L}, "Frobenius norm of v_i = W_i - W_i^(s) (head: W_i when head_reference = zero)", "weight");
+  f.write(group + "/max_loss", r.max_loss, "C: the largest batch-mean loss seen", "nats");
+  f.write(group + "/train_size", r.train_size, "n: number of training samples of the bound (--train-size)");
+  f.write(group + "/sum_sqrt", r.sum_sqrt, "sum_i sqrt(max(H_i, 0))");
+  f.write(group + "/bound", r.bound, "sum_i sqrt(max(H_i, 0)) / sqrt(n)");
+  f.write(group + "/bound_c", r.bound_c, "sqrt(C) * sum_i sqrt(max(H_i, 0)) / sqrt(n) (Theorem 2.1's term)");
+  f.write(group + "/negative_layers", r.negative_layers, "Layers whose H_i < 0 (clipped to 0 in the bound)");
+  f.write(group + "/seconds", r.seconds, "Wall time of the measure computation", "s");
 }
 
 void ResultsFile::write_stability(const measures::StabilityResult& r, const measures::StabilityOptions& opts) {

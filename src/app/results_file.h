@@ -52,8 +52,10 @@ class ResultsFile {
   ResultsFile(const std::string& path, const RunInfo& info);
   ~ResultsFile();
   void write_traces(const measures::TracesResult& r, const measures::TracesOptions& opts);
+  // `group`: "/measures" (the measures subcommand; train's joint mode) or "/measures_block" (train's
+  // block mode beside it).
   void write_distance(const measures::DistanceResult& r, const measures::DistanceOptions& opts,
-                      const std::string& init_checkpoint);
+                      const std::string& init_checkpoint, const std::string& group = "/measures");
   void write_stability(const measures::StabilityResult& r, const measures::StabilityOptions& opts);
   // With per-sample rows, also /eval/samples/*; logits are stored as float32 when `logits_float32`
   // (the compute dtype was float32, so nothing is lost), else float64. Unlabelled data (r.labelled

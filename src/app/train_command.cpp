@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "app/commands.h"
+#include "app/train_job.h"
 #include "app/config.h"
 #include "app/options.h"
 #include "app/results_file.h"
@@ -33,72 +34,6 @@
 namespace fs = std::filesystem;
 
 namespace hessgap::app {
-namespace {
-
-struct TrainFlags {
-  CommonOptions common;
-  std::int64_t epochs = -1;  // -1: the family's default (image 30, text 5)
-  double lr = -1;            // -1: the family's default (image 1e-4, text 2e-5)
-  double weight_decay = 0;
-  std::string optimizer = "auto", schedule = "auto", monitor = "auto";
-  std::int64_t step_size = 10;
-  double gamma = 0.1, warm_up = 0;
-  std::int64_t early_stop = 10;
-  std::string reg_method = "none", reg_norm = "frob";
-  double reg_extractor = 1, reg_predictor = 1, scale_factor = 1, reg_attention = 1, reg_linear = 1;
-  bool constraint_reweight = false;
-  double reweight_noise_rate = 0.8;
-  std::int64_t reweight_epoch = 1;
-  bool reset_head = false, resume = false, sync_bn = false;
-  std::int64_t train_subset = 0, test_subset = 0, eval_batch_size = 100;
-  std::string test_split = "auto";
-  std::string out_dir;
-  std::int64_t stop_after_epochs = 0;
-};
-
-enum class Family { kResNet, kViT, kText, kOther };
-
-Family family_of(const models::Classifier& m) {
-  const std::string a = m.arch();
-  if (a.find("bert") != std::string::npos || a.find("roberta") != std::string::npos) return Family::kText;
-  if (a.find("vit") != std::string::npos) return Family::kViT;
-  if (a.find("resnet") != std::string::npos) return Family::kResNet;
-  return Family::kOther;
-}
-
-// A stable id of what determines the run's results: the resolved flags minus those that only say where
-// and how loudly it runs. FNV-1a over the canonical (sorted-key) JSON.
-std::string run_id_of(const std::string& config_json) {
-  nlohmann::json j = nlohmann::json::parse(config_json);
-  for (const char* k : {"out-dir", "resume", "verbosity", "threads", "config", "set", "stop-after-epochs"}) j.erase(k);
-  const std::string canon = j.dump();
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : canon) h = (h ^ c) * 1099511628211ULL;
-  std::ostringstream s;
-  s << std::hex << std::setw(16) << std::setfill('0') << h;
-  return s.str();
-}
-
-// The condition number of R's C (largest / smallest singular value): how much the reweighting
-// amplifies label noise into gradient noise.
-double condition_number(const torch::Tensor& c) {
-  const torch::Tensor s = std::get<1>(torch::svd(c));
-  return (s.max() / s.min()).item<double>();
-}
-
-// What the folder already holds: "" (nothing of ours), or the run id recorded in last.h5 / epoch_0.h5.
-std::string existing_run(const std::string& dir) {
-  for (const char* name : {"last.h5", "epoch_0.h5"}) {
-    const fs::path p = fs::path(dir) / name;
-    if (!fs::exists(p)) continue;
-    std::map<std::string, std::string> meta;
-    io::read_checkpoint(p.string(), &meta);
-    return meta.count("run_id") ? meta["run_id"] : std::string("(unknown)");
-  }
-  return fs::exists(fs::path(dir) / "run.h5") ? std::string("(unknown)") : std::string();
-}
-
-}  // namespace
 
 RunFn add_train_command(CLI::App& app) {
   auto st = std::make_shared<TrainFlags>();
@@ -152,195 +87,15 @@ RunFn add_train_command(CLI::App& app) {
   cmd->add_option("--stop-after-epochs", st->stop_after_epochs,
                   "End this invocation after N epochs (0: run to --epochs); the same command later resumes from last.h5 "
                   "(for time-limited jobs)");
+  cmd->add_option("--measure-samples", st->measure_samples,
+                  "After training, measure the best weights against W(s) on this many test samples (a seeded random "
+                  "subset; the reference's rule: whole batches until the count exceeds it): the distance measure in "
+                  "joint and block mode and the bound; 0: no measurement");
+  cmd->add_option("--measure-batch-size", st->measure_batch_size, "Batch size of that measurement (reference 4)");
   cmd->add_option("--eval-batch-size", st->eval_batch_size, "Global batch size of validation, test and train-loss passes");
 
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
-    TrainFlags& f = *st;
-    CommonOptions common = f.common;
-    data::DatasetSpec spec = common.data;
-    HG_CHECK(spec.noise_rate >= 0 && spec.noise_rate < 1, "--label-noise must be in [0, 1) (got " << spec.noise_rate << ")");
-    HG_CHECK(spec.valid_split >= 0 && spec.valid_split < 1, "--valid-split must be in [0, 1) (got " << spec.valid_split << ")");
-    HG_CHECK(f.train_subset >= 0 && f.test_subset >= 0, "--train-subset and --test-subset must be >= 0");
-    HG_CHECK(f.reweight_noise_rate >= 0 && f.reweight_noise_rate < 1,
-             "--reweight-noise-rate must be in [0, 1) (got " << f.reweight_noise_rate << ")");
-    const std::string config_json = resolved_config_json(*cmd);
-    const std::string run_id = run_id_of(config_json);
-    log::set_run(run_id.substr(0, 8));
-
-    // An out-dir of another run is refused before anything is written (every rank checks the same files).
-    bool resume = false;
-    if (fs::exists(f.out_dir)) {
-      HG_CHECK(fs::is_directory(f.out_dir), "--out-dir '" << f.out_dir << "' exists and is not a folder");
-      const std::string other = existing_run(f.out_dir);
-      if (!other.empty()) {
-        HG_CHECK(other == run_id || f.resume, "--out-dir '" << f.out_dir << "' holds the files of run " << other
-                                                            << ", this configuration is run " << run_id
-                                                            << ": choose another --out-dir, or pass --resume to continue that run "
-                                                               "under this configuration");
-        resume = fs::exists(fs::path(f.out_dir) / "last.h5");
-      }
-    }
-    if (world.rank() == 0) {
-      fs::create_directories(f.out_dir);
-      io::check_writable_output((fs::path(f.out_dir) / "run.h5").string());
-    }
-    world.barrier();  // the folder exists before any rank goes on (an error above ends every rank)
-
-    // The training split, clean: noise goes on the training ids only, after the validation split.
-    data::DatasetSpec train_spec = spec;
-    train_spec.split = "train";
-    train_spec.noise_rate = 0;
-    common.data = train_spec;
-    if (common.batch_size == 0) common.batch_size = 32;  // replaced below for text
-    Session s = open_session(common);
-    models::Classifier& model = *s.model;
-    const Family family = family_of(model);
-    const bool text = family == Family::kText;
-    if (f.common.batch_size == 0 && text) common.batch_size = 8;
-    if (f.reset_head) {
-      torch::manual_seed(common.seed);
-      models::reset_head(model);
-      s.load_notes.push_back("head re-initialised (--reset-head, seed " + std::to_string(common.seed) + ")");
-    }
-    model.to(s.device, s.dtype);
-
-    data::DatasetSpec test_spec = spec;
-    test_spec.noise_rate = 0;
-    test_spec.split = f.test_split != "auto" ? f.test_split : (spec.kind == "glue" ? "dev" : "test");
-    if (spec.kind == "glue" && test_spec.tokenizer.empty() && fs::is_directory(common.checkpoint)) {
-      test_spec.tokenizer = common.checkpoint;  // as open_session does for the training split
-    }
-    std::unique_ptr<data::Dataset> test = data::open_dataset(test_spec);
-    HG_CHECK(test->num_classes() <= model.num_classes(), "the test split has " << test->num_classes()
-                                                                               << " classes, the model " << model.num_classes());
-
-    // Ids: the first --train-subset of the split, then the keyed validation split of those.
-    const std::int64_t n_train = f.train_subset > 0 ? std::min(f.train_subset, s.dataset->size()) : s.dataset->size();
-    const data::TrainValidSplit split = data::split_train_valid(n_train, spec.valid_split, common.seed);
-    train::TrainData td;
-    td.train = s.dataset.get();
-    td.train_ids = split.train;
-    td.valid_ids = split.valid;
-    td.test = test.get();
-    const std::int64_t n_test = f.test_subset > 0 ? std::min(f.test_subset, test->size()) : test->size();
-    td.test_ids.resize(static_cast<std::size_t>(n_test));
-    std::iota(td.test_ids.begin(), td.test_ids.end(), std::int64_t{0});
-    std::vector<std::int64_t> clean(static_cast<std::size_t>(s.dataset->size()));
-    for (std::size_t i = 0; i < clean.size(); ++i) clean[i] = s.dataset->label(static_cast<std::int64_t>(i));
-    td.train_labels = clean;
-    data::LabelAudit audit;
-    audit.description = s.dataset->describe();
-    if (spec.noise_rate > 0) {
-      const data::LabelNoiseOptions lo = data::label_noise_options(spec);
-      const data::LabelNoise noise(td.train_ids, s.dataset->num_classes(), lo);
-      std::vector<std::int64_t> clean_train(td.train_ids.size());
-      for (std::size_t i = 0; i < clean_train.size(); ++i) clean_train[i] = clean[static_cast<std::size_t>(td.train_ids[i])];
-      const data::NoisyLabels noisy = data::apply_label_noise(noise, td.train_ids, clean_train);
-      audit.relabelled.assign(clean.size(), 0);
-      for (std::size_t i = 0; i < td.train_ids.size(); ++i) {
-        td.train_labels[static_cast<std::size_t>(td.train_ids[i])] = noisy.labels[i];
-        audit.relabelled[static_cast<std::size_t>(td.train_ids[i])] = noisy.relabelled[i];
-      }
-      audit.source = "synthetic";
-      audit.noise = lo;
-      audit.clean = clean;
-      audit.used = td.train_labels;
-      for (std::size_t i = 0; i < clean.size(); ++i) audit.num_noisy += clean[i] != audit.used[i];
-      audit.realised_rate = td.train_ids.empty() ? 0.0 : static_cast<double>(audit.num_noisy) / static_cast<double>(td.train_ids.size());
-      log::info("label noise: " + std::to_string(audit.num_noisy) + " of " + std::to_string(td.train_ids.size()) +
-                " training labels changed (realised rate " + std::to_string(audit.realised_rate) + ")");
-    }
-
-    train::TrainerOptions o;
-    o.epochs = f.epochs >= 0 ? f.epochs : (text ? 5 : 30);
-    o.batch_size = common.batch_size;
-    o.eval_batch_size = f.eval_batch_size;
-    o.optimizer.name = f.optimizer != "auto" ? f.optimizer : (text ? "adamw" : "adam");
-    o.optimizer.lr = f.lr != -1 ? f.lr : (text ? 2e-5 : 1e-4);
-    o.optimizer.eps = o.optimizer.name == "adamw" ? 1e-6 : 1e-8;
-    o.optimizer.weight_decay = f.weight_decay;
-    o.schedule = f.schedule != "auto" ? f.schedule : (text ? "linear" : "step");
-    o.step_size = f.step_size;
-    o.gamma = f.gamma;
-    o.warmup_epochs = f.warm_up;
-    o.monitor = f.monitor != "auto" ? f.monitor : (text ? "min" : "max");
-    o.patience = f.early_stop;
-    o.reg_method = f.reg_method;
-    o.norm = train::parse_norm(f.reg_norm);
-    const std::string head = model.head_prefix();
-    if (f.reg_method == "penalty" && text) {
-      o.groups = train::text_penalty_groups(f.reg_extractor, f.reg_predictor);
-    } else if (text) {
-      HG_CHECK(o.norm == train::Norm::kFrobenius || f.reg_method == "none",
-               "--reg-norm inf-op is not supported for text models (the reference adds no constraint then); use frob");
-      o.groups = train::text_groups(f.reg_attention, f.reg_linear, f.reg_predictor);
-    } else if (family == Family::kViT) {
-      o.groups = train::vit_groups(f.reg_extractor, f.reg_predictor, head);
-    } else {
-      o.groups = train::resnet_groups(f.reg_extractor, f.reg_predictor, f.scale_factor, head);
-    }
-    const std::int64_t K = model.num_classes();
-    if (f.constraint_reweight) {
-      HG_CHECK(!train::degenerate_reweight_rate(K, f.reweight_noise_rate),
-               "--reweight-noise-rate " << f.reweight_noise_rate << " is degenerate for " << K
-                                        << " classes: the transition matrix is singular or inverts the labels at rho >= (K-1)/K = "
-                                        << static_cast<double>(K - 1) / static_cast<double>(K) << "; pass a smaller rate");
-      const torch::Tensor c = train::synthetic_transition_matrix(K, f.reweight_noise_rate);
-      o.reweight = train::reweight_matrix(c);
-      std::ostringstream m;
-      m << "reweighting: rho " << f.reweight_noise_rate << ", condition number of C " << condition_number(c)
-        << ", R[0] = " << o.reweight[0];
-      log::info(m.str());
-    }
-    o.reweight_epoch = f.reweight_epoch;
-    o.sync_bn = f.sync_bn;
-    o.seed = common.seed;
-    o.out_dir = f.out_dir;
-    o.resume = resume;
-    o.stop_after_epochs = f.stop_after_epochs;
-    o.run_id = run_id;
-    o.checkpoint_metadata = {{"arch", model.arch()}, {"source_checkpoint", s.checkpoint_path}, {"config", config_json}};
-    o.validate(K);
-
-    log::info("train: " + model.arch() + " on " + s.dataset->describe() + ", " + std::to_string(td.train_ids.size()) +
-              " training / " + std::to_string(td.valid_ids.size()) + " validation / " + std::to_string(td.test_ids.size()) +
-              " test samples, " + std::to_string(o.epochs) + " epochs of global batch " + std::to_string(o.batch_size) +
-              " over " + std::to_string(world.size()) + " rank(s); run " + run_id);
-    const train::TrainResult r = train::fine_tune(model, td, o, world, s.device);
-
-    RunInfo info;
-    info.subcommand = "train";
-    info.command_line = command_line;
-    info.config_json = config_json;
-    info.world_size = world.size();
-    info.backend = world.backend();
-    info.arch = model.arch();
-    info.checkpoint = s.checkpoint_path;
-    info.load_notes = s.load_notes;
-    info.data_description = s.dataset->describe();
-    info.layers = model.hessian_layers();
-    info.run_id = run_id;
-    info.complete = r.finished;
-    if (world.rank() == 0) {
-      const std::string path = (fs::path(f.out_dir) / "run.h5").string();
-      ResultsFile out(path, info);
-      TrainRecordInfo ti;
-      ti.options = &o;
-      ti.num_train = static_cast<std::int64_t>(td.train_ids.size());
-      ti.num_valid = static_cast<std::int64_t>(td.valid_ids.size());
-      ti.num_test = static_cast<std::int64_t>(td.test_ids.size());
-      ti.out_dir = f.out_dir;
-      out.write_train(r, ti);
-      if (audit.source != "clean") out.write_labels(audit, K, s.dataset->class_names());
-      out.commit();
-      log::info("results written to " + path);
-      std::ostringstream t;
-      t << std::fixed << std::setprecision(4) << "best epoch " << r.best_epoch + 1 << ": test accuracy "
-        << r.test.accuracy << ", test loss " << r.test.loss << ", train loss " << r.train_clean.loss << " (clean) / "
-        << r.train_noisy.loss << " (training labels), generalization gap (test - train loss, clean) "
-        << r.test.loss - r.train_clean.loss;
-      std::printf("%s\n", t.str().c_str());
-    }
+    run_train_job(world, *st, resolved_config_json(*cmd), command_line);
     return 0;
   };
 }

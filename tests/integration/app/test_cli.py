@@ -11,6 +11,7 @@ import json
 import os
 import math
 import subprocess
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 from conftest import (CLASSES, GOLDEN_DATA, IMAGES, SOURCE_DIR, WEIGHTS, assert_failed, leftovers, make_image_folder,
                       read_safetensors, run_hg, write_safetensors)
 
-SUBCOMMANDS = ["traces", "measures", "stability", "eval", "run"]
+SUBCOMMANDS = ["traces", "measures", "stability", "eval", "run", "train"]
 NUM_LAYERS = 20  # ResNet-20: 19 convolutions + the linear head
 
 
@@ -43,7 +44,7 @@ def test_help_of_every_subcommand(hessgap_bin, sub):
     r = run_hg(sub, "--help")
     assert r.rc == 0, r
     assert "--data" in r.stdout and "--out" in r.stdout, r
-    if sub != "run":
+    if sub not in ("run", "train"):
         assert "--checkpoint" in r.stdout and "REQUIRED" in r.stdout, r
 
 
@@ -513,21 +514,59 @@ def test_eval_file(hessgap_bin, outdir):
     assert res.eval["num_samples"] == 20
 
 
-def test_run_file(hessgap_bin, outdir):
-    out = outdir / "run.h5"
-    r = run_hg("run", "--max-per-class", 1, "--trace-samples", 2, "--stability-samples", 4, "--max-probes", 2,
-               "--repeats", 2, "--batch-size", 2, "--verbosity", 0, "--out", out, cwd=outdir)
-    assert r.rc == 0, r
-    cfg = check_common(out, "run", {"trace-samples": 2, "stability-samples": 4, "max-probes": 2})
-    assert cfg["checkpoint"].endswith("resnet20.safetensors")
-    with h5py.File(out, "r") as f:
-        assert int(f["eval/num_samples"][()]) == 10
-        assert f["traces/batch_mean"].shape == (1, NUM_LAYERS)
-        assert np.all(f["traces/batch_probes"][()] <= 2)
-        assert int(f["stability/num_samples"][()]) == 4
-    res = load_with_reader(out)
-    assert res.sections() == ["eval", "traces", "stability"]
-    assert not (outdir / "hessgap-run.h5").exists()
+RUN_TINY = ["--train-subset", 60, "--test-subset", 40, "--epochs", 1, "--batch-size", 20, "--measure-samples", 8,
+            "--verbosity", 0]
+
+
+@pytest.fixture(scope="module")
+def main_job(hessgap_bin, tmp_path_factory):
+    """The main job, tiny, at 1 and at 2 ranks."""
+    out = tmp_path_factory.mktemp("main-job")
+    one = run_hg("run", *RUN_TINY, "--out-dir", out / "np1", timeout=600)
+    two = run_hg("run", *RUN_TINY, "--out-dir", out / "np2", np_=2, timeout=600)
+    assert one.rc == 0 and two.rc == 0, (one, two)
+    return out, one, two
+
+
+def read_summary(path):
+    lines = Path(path).read_text().splitlines()
+    header = lines[0].split(",")
+    return {row.split(",")[0]: dict(zip(header[1:], map(float, row.split(",")[1:]))) for row in lines[1:]}
+
+
+def test_main_job_table_and_files(main_job):
+    out, one, _ = main_job
+    rows = read_summary(out / "np1" / "summary.csv")
+    assert list(rows) == ["plain", "constraint", "constraint-reweight"]
+    for method, row in rows.items():
+        folder = out / "np1" / method
+        assert sorted(p.name for p in folder.iterdir()) == ["best.h5", "epoch_0.h5", "last.h5", "run.h5"]
+        assert method in one.stdout
+        check_common(folder / "run.h5", "run", {"method": method})
+        with h5py.File(folder / "run.h5", "r") as f:
+            assert f["measures"].attrs["mode"] == "joint" and f["measures_block"].attrs["mode"] == "block"
+            Hb = f["measures_block/layer_max"][()]
+            assert row["bound_block"] == pytest.approx(np.sum(np.sqrt(np.maximum(Hb, 0))) / np.sqrt(54), rel=1e-9)
+            # The bound from the stored per-layer maxima (the oracle) and n = 54 training ids (60 - 10 %).
+            H = f["measures/layer_max"][()]
+            assert int(f["measures/train_size"][()]) == 54
+            assert row["bound"] == pytest.approx(np.sum(np.sqrt(np.maximum(H, 0))) / np.sqrt(54), rel=1e-9)
+        with h5py.File(folder / "run.h5", "r") as f:
+            assert f["train/final/test_loss"][()] == pytest.approx(row["test_loss"], rel=1e-9)
+            assert f["train/final/num_test"][()] == 40
+            assert f["labels/relabelled"][()].sum() == int(0.4 * 54)
+            assert (f["train"].attrs["reg_method"] == "none") == (method == "plain")
+            assert f["train"].attrs["reweighted"] == (method == "constraint-reweight")
+    assert "sum sqrt H_i" in one.stdout and "bound" in one.stdout
+
+
+def test_main_job_is_the_same_at_two_ranks(main_job):
+    """--sync-bn (the main job's default) makes the table independent of the rank count (float32 sums)."""
+    out, _, _ = main_job
+    one, two = read_summary(out / "np1" / "summary.csv"), read_summary(out / "np2" / "summary.csv")
+    for method in one:
+        for key in ("test_accuracy", "test_loss", "train_loss_clean", "train_loss_noisy", "bound"):
+            assert two[method][key] == pytest.approx(one[method][key], rel=1e-3, abs=1e-5), (method, key)
 
 
 def test_config_file_and_set_precedence(hessgap_bin, tmp_path):

@@ -1,0 +1,67 @@
+// The training job behind `hessgap train` and the main job (`hessgap run`): flags -> a
+// train::TrainerOptions and the data it trains on, train::fine_tune on the communicator it is given, and
+// the run folder (run.h5, epoch_0.h5, best.h5, last.h5). The flags follow the reference's train scripts
+// (SPEC §1.1, §1.5) with their defaults per model family (image: Adam amsgrad + StepLR, max val accuracy;
+// text: AdamW + linear warm-up/decay, min val loss).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "app/options.h"
+#include "measures/distance.h"
+#include "train/trainer.h"
+
+namespace hessgap::app {
+
+// Every flag of `hessgap train` (train_command.cpp registers them).
+struct TrainFlags {
+  CommonOptions common;
+  std::int64_t epochs = -1;  // -1: the family's default (image 30, text 5)
+  double lr = -1;            // -1: the family's default (image 1e-4, text 2e-5)
+  double weight_decay = 0;
+  std::string optimizer = "auto", schedule = "auto", monitor = "auto";
+  std::int64_t step_size = 10;
+  double gamma = 0.1, warm_up = 0;
+  std::int64_t early_stop = 10;
+  std::string reg_method = "none", reg_norm = "frob";
+  double reg_extractor = 1, reg_predictor = 1, scale_factor = 1, reg_attention = 1, reg_linear = 1;
+  bool constraint_reweight = false;
+  double reweight_noise_rate = 0.8;
+  std::int64_t reweight_epoch = 1;
+  bool reset_head = false, resume = false, sync_bn = false;
+  std::int64_t train_subset = 0, test_subset = 0, eval_batch_size = 100;
+  std::string test_split = "auto";
+  std::string out_dir;
+  std::int64_t stop_after_epochs = 0;
+  // After training, the best weights are measured against W(s) (SPEC §7.3) on a seeded random subset of
+  // the test split: the distance measure in joint and block mode and the bound (n = training ids).
+  std::int64_t measure_samples = 100;  // 0: no measurement
+  std::int64_t measure_batch_size = 4;
+  std::string subcommand = "train";  // recorded in run.h5 ("run" for the main job's runs)
+};
+
+struct TrainOutcome {
+  train::TrainResult result;
+  Session session;                       // the model (holding the best weights) and the training split
+  std::unique_ptr<data::Dataset> test;   // the test split
+  std::map<std::string, torch::Tensor> init;  // W(s) of every Hessian layer (epoch_0), by name
+  std::int64_t num_train = 0;            // training ids (n of the bound)
+  // Joint and block distance measures of the best weights (empty when measure_samples = 0).
+  std::vector<measures::DistanceResult> distance;
+  std::string run_id;
+};
+
+// Collective over `world`. `config_json` is the resolved configuration (stored, and hashed into the run
+// id with the flags that only say where and how loudly it runs left out). Refuses (hessgap::Error, before
+// anything is written) an --out-dir holding another run's files unless f.resume; resumes a run of the same
+// configuration from its last.h5. Rank 0 writes run.h5 and prints the summary line.
+TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const std::string& config_json,
+                           const std::string& command_line);
+
+// The stable id of a configuration: FNV-1a of its canonical JSON without out-dir, resume, verbosity,
+// threads, config, set and stop-after-epochs; 16 hex digits.
+std::string run_id_of(const std::string& config_json);
+
+}  // namespace hessgap::app
