@@ -1,39 +1,70 @@
-// `hessgap train`: flags -> a train::TrainerOptions and the data it trains on, then train::fine_tune on
-// the world communicator, then run.h5 in --out-dir. The flags follow the reference's train scripts
-// (SPEC §1.1, §1.5) in kebab-case with their defaults per model family (image: Adam amsgrad + StepLR,
-// max val accuracy; text: AdamW + linear warm-up/decay, min val loss).
+// `hessgap train`: registers the flags (the reference's train scripts' in kebab-case, SPEC §1.1, §1.5)
+// and runs the train job (train_job.h) once, or --runs times with consecutive seeds.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <iomanip>
-#include <numeric>
 #include <sstream>
 
 #include "app/commands.h"
-#include "app/train_job.h"
 #include "app/config.h"
-#include "app/options.h"
-#include "app/results_file.h"
+#include "app/train_job.h"
 #include "comm/communicator.h"
-#include "data/dataset.h"
-#include "data/label_noise.h"
-#include "data/registry.h"
-#include "data/sampler.h"
 #include "io/atomic_output.h"
-#include "io/checkpoint.h"
-#include "models/classifier.h"
-#include "models/registry.h"
-#include "train/reweight.h"
-#include "train/trainer.h"
 #include "util/error.h"
 #include "util/log.h"
-#include "util/rng.h"
-
-namespace fs = std::filesystem;
 
 namespace hessgap::app {
+namespace {
+
+// Mean and population standard deviation (numpy's std, as the reference reports) over the runs, printed
+// and written as CSV: one row per run, then "mean" and "std".
+void write_runs_summary(const std::vector<train::TrainResult>& rs, const std::string& path) {
+  const std::vector<std::pair<std::string, std::function<double(const train::TrainResult&)>>> cols = {
+      {"test_accuracy", [](const train::TrainResult& r) { return r.test.accuracy; }},
+      {"test_loss", [](const train::TrainResult& r) { return r.test.loss; }},
+      {"train_loss_clean", [](const train::TrainResult& r) { return r.train_clean.loss; }},
+      {"train_loss_noisy", [](const train::TrainResult& r) { return r.train_noisy.loss; }},
+      {"gap_loss_clean", [](const train::TrainResult& r) { return r.test.loss - r.train_clean.loss; }},
+      {"best_epoch", [](const train::TrainResult& r) { return static_cast<double>(r.best_epoch); }},
+  };
+  io::AtomicOutput out(path);
+  std::ostringstream table;
+  {
+    std::ofstream o(out.temp_path());
+    o << "run";
+    for (const auto& c : cols) o << "," << c.first;
+    o << "\n" << std::setprecision(10);
+    for (std::size_t k = 0; k < rs.size(); ++k) {
+      o << k;
+      for (const auto& c : cols) o << "," << c.second(rs[k]);
+      o << "\n";
+    }
+    std::vector<double> mean(cols.size(), 0.0), var(cols.size(), 0.0);
+    for (std::size_t c = 0; c < cols.size(); ++c) {
+      for (const auto& r : rs) mean[c] += cols[c].second(r) / static_cast<double>(rs.size());
+      for (const auto& r : rs) var[c] += std::pow(cols[c].second(r) - mean[c], 2) / static_cast<double>(rs.size());
+    }
+    o << "mean";
+    for (double m : mean) o << "," << m;
+    o << "\nstd";
+    for (double v : var) o << "," << std::sqrt(v);
+    o << "\n";
+    HG_CHECK(o.good(), "cannot write '" << path << "'");
+    table << std::fixed << std::setprecision(4) << rs.size() << " runs: test accuracy " << mean[0] << " ± "
+          << std::sqrt(var[0]) << ", test loss " << mean[1] << " ± " << std::sqrt(var[1]) << ", gap " << mean[4]
+          << " ± " << std::sqrt(var[4]) << " (population std)";
+  }
+  out.commit();
+  std::printf("%s; per run: %s\n", table.str().c_str(), path.c_str());
+}
+
+}  // namespace
 
 RunFn add_train_command(CLI::App& app) {
   auto st = std::make_shared<TrainFlags>();
@@ -73,6 +104,10 @@ RunFn add_train_command(CLI::App& app) {
                 "Train with the loss reweighted by the inverse synthetic transition matrix (SPEC §5)");
   cmd->add_option("--reweight-noise-rate", st->reweight_noise_rate,
                   "rho of the synthetic transition matrix; must be < (K-1)/K (the reference's default 0.8 is degenerate for K <= 5)");
+  cmd->add_flag("--load-matrix", st->load_matrix,
+                "With --constraint-reweight: the Dual-T estimate of the transition matrix instead of the synthetic one "
+                "(read from --matrix-file, or estimated after a plain first pass in --out-dir/dual_t and stored there)");
+  cmd->add_option("--matrix-file", st->matrix_file, "HDF5 file of --load-matrix (default: --out-dir/transition_matrix.h5)");
   cmd->add_option("--reweight-epoch", st->reweight_epoch, "Epochs (1-based) before this one train with plain cross-entropy");
   cmd->add_flag("--sync-bn", st->sync_bn,
                 "BatchNorm normalises with the whole global batch's statistics, all-reduced over the ranks, so the run "
@@ -87,6 +122,10 @@ RunFn add_train_command(CLI::App& app) {
   cmd->add_option("--stop-after-epochs", st->stop_after_epochs,
                   "End this invocation after N epochs (0: run to --epochs); the same command later resumes from last.h5 "
                   "(for time-limited jobs)");
+  cmd->add_option("--augment", st->augment,
+                  "Training augmentation: auto (on for image folders: RandomResizedCrop + horizontal flip as the "
+                  "reference, keyed by seed, epoch and sample) | on | off");
+  cmd->add_option("--augment-size", st->augment_size, "Side of the augmentation crop (0: --crop, else --resize, else 224)");
   cmd->add_option("--measure-samples", st->measure_samples,
                   "After training, measure the best weights against W(s) on this many test samples (a seeded random "
                   "subset; the reference's rule: whole batches until the count exceeds it): the distance measure in "
@@ -94,8 +133,32 @@ RunFn add_train_command(CLI::App& app) {
   cmd->add_option("--measure-batch-size", st->measure_batch_size, "Batch size of that measurement (reference 4)");
   cmd->add_option("--eval-batch-size", st->eval_batch_size, "Global batch size of validation, test and train-loss passes");
 
-  return [st, cmd](comm::Communicator& world, const std::string& command_line) {
-    run_train_job(world, *st, resolved_config_json(*cmd), command_line);
+  auto runs = std::make_shared<std::int64_t>(1);
+  cmd->add_option("--runs", *runs,
+                  "Independent fine-tuning runs with seeds seed, seed+1, ... in --out-dir/run_<k> (the reference's --runs); "
+                  "their mean and population std are printed and written to --out-dir/runs.csv");
+  return [st, cmd, runs](comm::Communicator& world, const std::string& command_line) {
+    HG_CHECK(*runs >= 1, "--runs must be >= 1 (got " << *runs << ")");
+    if (*runs == 1) {
+      run_train_job(world, *st, resolved_config_json(*cmd), command_line);
+      return 0;
+    }
+    // Run k: seed + k (order, split, noise-free parts, head), its own folder and run id.
+    std::vector<train::TrainResult> results;
+    const nlohmann::json base = nlohmann::json::parse(resolved_config_json(*cmd));
+    for (std::int64_t k = 0; k < *runs; ++k) {
+      TrainFlags f = *st;
+      f.common.seed = st->common.seed + static_cast<std::uint64_t>(k);
+      f.out_dir = (std::filesystem::path(st->out_dir) / ("run_" + std::to_string(k))).string();
+      nlohmann::json config = base;
+      config["seed"] = std::to_string(f.common.seed);
+      config["run"] = k;
+      log::info("== run " + std::to_string(k + 1) + "/" + std::to_string(*runs) + " (seed " +
+                std::to_string(f.common.seed) + ") ==");
+      results.push_back(run_train_job(world, f, config.dump(), command_line).result);
+      log::set_run("");
+    }
+    if (world.rank() == 0) write_runs_summary(results, (std::filesystem::path(st->out_dir) / "runs.csv").string());
     return 0;
   };
 }

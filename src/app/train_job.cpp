@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "app/train_job.h"
+#include "io/h5.h"
+#include "train/dual_t.h"
 #include "hessian/quadratic_forms.h"
 #include "measures/measure_context.h"
 #include "app/config.h"
@@ -17,7 +19,9 @@
 #include "data/dataset.h"
 #include "data/label_noise.h"
 #include "data/registry.h"
+#include "data/image_folder.h"
 #include "data/sampler.h"
+#include "data/train_transform.h"
 #include "data/subset_dataset.h"
 #include "io/atomic_output.h"
 #include "io/checkpoint.h"
@@ -72,6 +76,72 @@ std::string existing_run(const std::string& dir) {
     return meta.count("run_id") ? meta["run_id"] : std::string("(unknown)");
   }
   return fs::exists(fs::path(dir) / "run.h5") ? std::string("(unknown)") : std::string();
+}
+
+
+// The transition matrix of --load-matrix (SPEC §5.3): read from f.matrix_file when it exists; else a first
+// pass trains plain cross-entropy without constraints (same optimizer, schedule, epochs and data) into
+// <out-dir>/dual_t, its best weights predict the training ids (eval transform, eval mode), and the Dual-T
+// estimator turns the probabilities and the noisy labels into C, written to f.matrix_file. Unlike the
+// reference, the main run then starts again from the pretrained weights with a fresh optimizer and
+// schedule (recorded in the log and /train). Collective.
+torch::Tensor dual_t_matrix(comm::Communicator& world, const TrainFlags& f, const std::string& config_json,
+                            const std::string& command_line, const train::TrainData& td, std::int64_t K) {
+  const std::string path = f.matrix_file.empty() ? (fs::path(f.out_dir) / "transition_matrix.h5").string() : f.matrix_file;
+  if (!fs::exists(path)) {
+    TrainFlags first = f;
+    first.load_matrix = false;
+    first.constraint_reweight = false;
+    first.reg_method = "none";
+    first.measure_samples = 0;
+    first.out_dir = (fs::path(f.out_dir) / "dual_t").string();
+    nlohmann::json config = nlohmann::json::parse(config_json);
+    config["dual-t-pass"] = true;
+    log::info("--load-matrix: no " + path + "; estimating it (Dual-T) after a plain first pass in " + first.out_dir);
+    TrainOutcome pass = run_train_job(world, first, config.dump(), command_line);
+    // Every rank predicts every training id (one forward pass; the estimate needs them all).
+    models::Classifier& m = *pass.session.model;
+    m.eval();
+    torch::NoGradGuard ng;
+    std::vector<torch::Tensor> probs;
+    std::vector<std::int64_t> noisy;
+    for (std::size_t i = 0; i < td.train_ids.size(); i += 256) {
+      const std::vector<std::int64_t> ids(td.train_ids.begin() + static_cast<std::ptrdiff_t>(i),
+                                          td.train_ids.begin() + static_cast<std::ptrdiff_t>(std::min(i + 256, td.train_ids.size())));
+      const data::Batch b = td.train->get_batch(ids).to(pass.session.device, pass.session.dtype);
+      probs.push_back(torch::softmax(m.forward(b).to(torch::kFloat64), 1).cpu());
+      for (auto id : ids) noisy.push_back(td.train_labels[static_cast<std::size_t>(id)]);
+    }
+    const train::DualT est = train::estimate_dual_t(torch::cat(probs), noisy);
+    if (world.rank() == 0) {
+      io::AtomicOutput out(path);
+      {
+        io::H5File h = io::H5File::create(out.temp_path());
+        const torch::Tensor c = est.c.contiguous();
+        h.write("/transition_matrix", c.data_ptr<double>(), {K, K},
+                "Dual-T estimate of C[y_true][y_noisy] = T_club . T_spade (SPEC 5.3)");
+        const torch::Tensor ts = est.t_spade.contiguous(), tc = est.t_club.contiguous();
+        h.write("/t_spade", ts.data_ptr<double>(), {K, K}, "T_spade: rows of P(noisy | predicted)");
+        h.write("/t_club", tc.data_ptr<double>(), {K, K}, "T_club: anchor rows (with the reference's in-place zeroing)");
+        h.set_attr("/", "source_run", pass.run_id);
+        h.close();
+      }
+      out.commit();
+      log::info("--load-matrix: Dual-T estimate written to " + path);
+    }
+    world.barrier();
+  }
+  io::H5File h = io::H5File::open_read(path);
+  HG_CHECK(h.is_dataset("/transition_matrix"), "--load-matrix: '" << path << "' has no /transition_matrix");
+  const io::DatasetInfo info = h.info("/transition_matrix");
+  HG_CHECK(info.shape.size() == 2 && info.shape[0] == K && info.shape[1] == K,
+           "--load-matrix: the transition matrix in '" << path << "' is " << info.shape.size() << "-D "
+                                                       << (info.shape.empty() ? 0 : info.shape[0]) << " x "
+                                                       << (info.shape.size() > 1 ? info.shape[1] : 0) << ", the model has "
+                                                       << K << " classes");
+  torch::Tensor c = torch::empty({K, K}, torch::kFloat64);
+  h.read_into("/transition_matrix", c.data_ptr<double>(), c.numel());
+  return c;
 }
 
 }  // namespace
@@ -150,6 +220,27 @@ TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const
   if (n_test < test->size()) test = std::make_unique<data::SubsetDataset>(std::move(test), n_test);
   td.test_ids.resize(static_cast<std::size_t>(n_test));
   std::iota(td.test_ids.begin(), td.test_ids.end(), std::int64_t{0});
+  // Augmentation: torchvision's RandomResizedCrop + flip with draws keyed by (seed, epoch, sample id), so
+  // a sample's crop is the same at any rank count and on a resumed run.
+  HG_CHECK(f.augment == "auto" || f.augment == "on" || f.augment == "off",
+           "--augment must be auto, on or off (got '" << f.augment << "')");
+  const auto* folder = dynamic_cast<const data::ImageFolderDataset*>(s.dataset.get());
+  HG_CHECK(f.augment != "on" || folder != nullptr,
+           "--augment on: training augmentation needs an image folder (--data-format imagefolder), not "
+               << spec.kind);
+  if (folder != nullptr && f.augment != "off") {
+    data::TrainTransform tt;
+    const auto& eval = folder->options().transform;
+    tt.size = f.augment_size > 0 ? f.augment_size : eval.crop > 0 ? eval.crop : eval.resize > 0 ? eval.resize : 224;
+    tt.mean = eval.mean;
+    tt.stddev = eval.stddev;
+    tt.validate();
+    const std::uint64_t seed = common.seed;
+    td.train_batch = [folder, tt, seed](const std::vector<std::int64_t>& ids, std::int64_t epoch) {
+      return data::augmented_batch(*folder, ids, tt, seed, epoch);
+    };
+    log::info("augmentation: RandomResizedCrop(" + std::to_string(tt.size) + ") + horizontal flip, keyed by (seed, epoch, sample)");
+  }
   std::vector<std::int64_t> clean(static_cast<std::size_t>(s.dataset->size()));
   for (std::size_t i = 0; i < clean.size(); ++i) clean[i] = s.dataset->label(static_cast<std::int64_t>(i));
   td.train_labels = clean;
@@ -205,16 +296,25 @@ TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const
     o.groups = train::resnet_groups(f.reg_extractor, f.reg_predictor, f.scale_factor, head);
   }
   const std::int64_t K = model.num_classes();
+  HG_CHECK(!f.load_matrix || f.constraint_reweight, "--load-matrix needs --constraint-reweight (it replaces the "
+                                                   "synthetic transition matrix by the Dual-T estimate)");
   if (f.constraint_reweight) {
-    HG_CHECK(!train::degenerate_reweight_rate(K, f.reweight_noise_rate),
-             "--reweight-noise-rate " << f.reweight_noise_rate << " is degenerate for " << K
-                                      << " classes: the transition matrix is singular or inverts the labels at rho >= (K-1)/K = "
-                                      << static_cast<double>(K - 1) / static_cast<double>(K) << "; pass a smaller rate");
-    const torch::Tensor c = train::synthetic_transition_matrix(K, f.reweight_noise_rate);
+    torch::Tensor c;
+    std::string source;
+    if (f.load_matrix) {
+      c = dual_t_matrix(world, f, config_json, command_line, td, K);
+      source = "Dual-T estimate";
+    } else {
+      HG_CHECK(!train::degenerate_reweight_rate(K, f.reweight_noise_rate),
+               "--reweight-noise-rate " << f.reweight_noise_rate << " is degenerate for " << K
+                                        << " classes: the transition matrix is singular or inverts the labels at rho >= (K-1)/K = "
+                                        << static_cast<double>(K - 1) / static_cast<double>(K) << "; pass a smaller rate");
+      c = train::synthetic_transition_matrix(K, f.reweight_noise_rate);
+      source = "synthetic, rho " + std::to_string(f.reweight_noise_rate);
+    }
     o.reweight = train::reweight_matrix(c);
     std::ostringstream m;
-    m << "reweighting: rho " << f.reweight_noise_rate << ", condition number of C " << condition_number(c)
-      << ", R[0] = " << o.reweight[0];
+    m << "reweighting (" << source << "): condition number of C " << condition_number(c) << ", R[0] = " << o.reweight[0];
     log::info(m.str());
   }
   o.reweight_epoch = f.reweight_epoch;

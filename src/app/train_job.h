@@ -39,6 +39,14 @@ struct TrainFlags {
   // the test split: the distance measure in joint and block mode and the bound (n = training ids).
   std::int64_t measure_samples = 100;  // 0: no measurement
   std::int64_t measure_batch_size = 4;
+  // Training augmentation (SPEC §3.2): "auto" = on for image folders (the reference's RandomResizedCrop +
+  // horizontal flip), off otherwise; "on" requires an image folder; "off".
+  std::string augment = "auto";
+  int augment_size = 0;  // side of the crop; 0: --crop, else --resize, else 224
+  // --load-matrix: reweight with the Dual-T estimate of C instead of the synthetic one (SPEC §5.3), read
+  // from matrix_file ("" = <out-dir>/transition_matrix.h5) or estimated after a plain first pass.
+  bool load_matrix = false;
+  std::string matrix_file;
   std::string subcommand = "train";  // recorded in run.h5 ("run" for the main job's runs)
 };
 

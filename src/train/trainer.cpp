@@ -118,15 +118,24 @@ void broadcast_buffers(models::Classifier& model, comm::Communicator& world) {
   }
 }
 
-data::Batch load(const data::Dataset& d, const std::vector<std::int64_t>& ids, const std::vector<std::int64_t>& labels,
-                 const models::Classifier& model, torch::Device device) {
-  data::Batch b = d.get_batch(ids);
+// `b` (samples `ids`) with the labels `labels` gives them (indexed by id; empty: b's own), on the
+// model's device and in its dtype.
+data::Batch relabel(data::Batch b, const std::vector<std::int64_t>& ids, const std::vector<std::int64_t>& labels,
+                    const models::Classifier& model, torch::Device device) {
+  HG_CHECK(b.size() == static_cast<std::int64_t>(ids.size()),
+           "training batch of " << b.size() << " samples for " << ids.size() << " ids (unreadable images are "
+                                << "not supported in training)");
   if (!labels.empty()) {
     std::vector<std::int64_t> y(ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) y[i] = labels[static_cast<std::size_t>(ids[i])];
     b.labels = torch::tensor(y, torch::kInt64);
   }
   return b.to(device, model.dtype());
+}
+
+data::Batch load(const data::Dataset& d, const std::vector<std::int64_t>& ids, const std::vector<std::int64_t>& labels,
+                 const models::Classifier& model, torch::Device device) {
+  return relabel(d.get_batch(ids), ids, labels, model, device);
 }
 
 // A batch of the same layout with no samples (what a rank with an empty shard feeds SyncBN's collectives).
@@ -341,8 +350,9 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
       // With SyncBN every rank runs every forward and backward pass: an empty shard as zero samples.
       const bool run = !ids.empty() || opts.sync_bn;
       if (run) {
-        data::Batch batch = load(*data.train, ids.empty() ? std::vector<std::int64_t>{data.train_ids[0]} : ids,
-                                 data.train_labels, model, device);
+        const std::vector<std::int64_t> read = ids.empty() ? std::vector<std::int64_t>{data.train_ids[0]} : ids;
+        data::Batch batch = data.train_batch ? relabel(data.train_batch(read, epoch), read, data.train_labels, model, device)
+                                             : load(*data.train, read, data.train_labels, model, device);
         if (ids.empty()) batch = zero_samples(batch);
         const torch::Tensor logits = model.forward(batch);
         // Sums over the shard, divided by the GLOBAL batch size: the ranks' gradients then add up to

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "data/batch.h"
 #include "train/constraints.h"
 #include "train/schedule.h"
 
@@ -77,6 +78,10 @@ struct TrainData {
   std::vector<std::int64_t> train_labels; // [train->size()]: the label each id trains with (noisy or clean)
   const data::Dataset* test = nullptr;    // optional
   std::vector<std::int64_t> test_ids;     // ids of *test to evaluate (empty: all of it)
+  // Training batches with augmentation, e.g. data::augmented_batch keyed by (seed, epoch, sample id):
+  // ids and the 0-based epoch -> a CPU batch of those samples. Empty: train->get_batch(ids). Validation
+  // and the final passes always use train->get_batch (the eval transform).
+  std::function<data::Batch(const std::vector<std::int64_t>&, std::int64_t)> train_batch;
 };
 
 struct StepRecord {

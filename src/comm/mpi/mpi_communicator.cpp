@@ -97,6 +97,10 @@ class MpiCommunicator final : public Communicator {
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  // Failed calls return their code (instead of MPI's default abort, which says neither which call nor
+  // where), so that check_mpi names the call, and the log prefix the rank and host, before aborting.
+  // Communicators split from the world inherit the handler.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }
 
 MpiSession::~MpiSession() {

@@ -515,7 +515,7 @@ def test_eval_file(hessgap_bin, outdir):
 
 
 RUN_TINY = ["--train-subset", 60, "--test-subset", 40, "--epochs", 1, "--batch-size", 20, "--measure-samples", 8,
-            "--verbosity", 0]
+            "--dtype", "float64", "--verbosity", 0]
 
 
 @pytest.fixture(scope="module")
@@ -561,12 +561,12 @@ def test_main_job_table_and_files(main_job):
 
 
 def test_main_job_is_the_same_at_two_ranks(main_job):
-    """--sync-bn (the main job's default) makes the table independent of the rank count (float32 sums)."""
+    """--sync-bn (the main job's default) makes the table independent of the rank count (float64)."""
     out, _, _ = main_job
     one, two = read_summary(out / "np1" / "summary.csv"), read_summary(out / "np2" / "summary.csv")
     for method in one:
         for key in ("test_accuracy", "test_loss", "train_loss_clean", "train_loss_noisy", "bound"):
-            assert two[method][key] == pytest.approx(one[method][key], rel=1e-3, abs=1e-5), (method, key)
+            assert two[method][key] == pytest.approx(one[method][key], rel=1e-8, abs=1e-10), (method, key)
 
 
 def test_config_file_and_set_precedence(hessgap_bin, tmp_path):

@@ -6,6 +6,7 @@ Oracles: the radii the flags set (||W - W0||_F <= r per tensor, read back with h
 the two-rank run (float64); the uninterrupted run for the resumed one (bitwise); the documented messages
 and exit codes; the layout of docs/output-format.md.
 """
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -29,7 +30,7 @@ def train_args(folder, out_dir, **extra):
     flags = {"checkpoint": WEIGHTS, "data": folder, "normalize": "cifar10", "epochs": 2, "batch-size": 10,
              "lr": 1e-3, "label-noise": 0.4, "noise-seed": 3, "reg-method": "constraint", "reg-norm": "frob",
              "reg-extractor": 0.5, "reg-predictor": 2.0, "scale-factor": 2, "valid-split": 0.25, "seed": 1,
-             "out-dir": out_dir, "verbosity": 0}
+             "augment-size": 32, "out-dir": out_dir, "verbosity": 0}
     flags.update(extra)
     args = ["train"]
     for k, v in flags.items():
@@ -128,6 +129,7 @@ def test_the_measures_read_the_run_folder(trained, folder, tmp_path):
 
 
 def test_two_ranks_with_sync_bn_equal_one_rank(folder, tmp_path):
+    """Augmentation (on for image folders) is keyed by (seed, epoch, sample), so it does not depend on ranks."""
     args = dict(dtype="float64", **{"sync-bn": True})
     one = run_hg(*train_args(folder, tmp_path / "np1", **args), timeout=300)
     two = run_hg(*train_args(folder, tmp_path / "np2", **args), np_=2, timeout=300)
@@ -196,3 +198,53 @@ def test_a_full_disk_keeps_the_previous_checkpoint(folder, tmp_path, trained):
             assert len(f["tensors"]) == len(tensors(out / "last.h5"))
     finally:
         subprocess.run(["umount", str(mnt)])
+
+
+def test_augmentation_needs_an_image_folder(tmp_path):
+    r = run_hg("train", "--checkpoint", WEIGHTS, "--data", "/usr/share/datasets/fashion-mnist", "--data-format", "idx",
+               "--pad", 2, "--grey-to-rgb", "--normalize", "cifar10", "--augment", "on", "--out-dir", tmp_path / "a")
+    assert_failed(r, 2, "--augment on: training augmentation needs an image folder")
+
+
+def test_augmentation_changes_the_training_batches(folder, tmp_path):
+    on = run_hg(*train_args(folder, tmp_path / "on", epochs=1, dtype="float64"), timeout=300)
+    off = run_hg(*train_args(folder, tmp_path / "off", epochs=1, dtype="float64", augment="off"), timeout=300)
+    assert on.rc == 0 and off.rc == 0, (on, off)
+    with h5py.File(tmp_path / "on" / "run.h5", "r") as a, h5py.File(tmp_path / "off" / "run.h5", "r") as b:
+        assert a["train/history/loss"][0] != b["train/history/loss"][0]
+
+
+def test_runs_report_mean_and_population_std(folder, tmp_path):
+    r = run_hg(*train_args(folder, tmp_path / "runs", epochs=1, runs=2), timeout=300)
+    assert r.rc == 0, r
+    acc = []
+    for k in range(2):
+        with h5py.File(tmp_path / "runs" / f"run_{k}" / "run.h5", "r") as f:
+            acc.append(float(f["train/final/test_accuracy"][()]))
+            assert json.loads(f.attrs["config"])["seed"] == str(1 + k)
+    rows = {line.split(",")[0]: line.split(",") for line in (tmp_path / "runs" / "runs.csv").read_text().splitlines()}
+    assert float(rows["mean"][1]) == pytest.approx(np.mean(acc), rel=1e-9)
+    assert float(rows["std"][1]) == pytest.approx(np.std(acc), abs=1e-12)
+    assert "2 runs: test accuracy" in r.stdout
+
+
+def test_load_matrix_estimates_dual_t_after_a_plain_pass_and_reweights_with_it(folder, tmp_path):
+    out = tmp_path / "dt"
+    r = run_hg(*train_args(folder, out, epochs=1, **{"constraint-reweight": True, "load-matrix": True}), timeout=300)
+    assert r.rc == 0, r
+    assert (out / "dual_t" / "run.h5").is_file()  # the plain first pass, a run folder of its own
+    with h5py.File(out / "dual_t" / "run.h5", "r") as f:
+        assert f["train"].attrs["reg_method"] == "none" and f["train"].attrs["reweighted"] == 0
+    with h5py.File(out / "transition_matrix.h5", "r") as f:
+        C = f["transition_matrix"][()]
+        assert C.shape == (10, 10)
+        assert np.allclose(C, f["t_club"][()] @ f["t_spade"][()], rtol=1e-12, atol=1e-15)
+    with h5py.File(out / "run.h5", "r") as f:
+        assert np.allclose(f["train/reweight_matrix"][()], np.linalg.pinv(C), rtol=1e-6, atol=1e-8)
+    # A matrix of another size is refused, naming both sizes.
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f["transition_matrix"] = np.eye(3)
+    r = run_hg(*train_args(folder, tmp_path / "dt2", epochs=1,
+                           **{"constraint-reweight": True, "load-matrix": True, "matrix-file": bad}))
+    assert_failed(r, 2, "is 2-D 3 x 3, the model has 10 classes")
