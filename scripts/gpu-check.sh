@@ -49,6 +49,18 @@ cmake --build "$BUILD" -j "$(nproc)" --target hessgap test_gpu bench_models >"$R
 step "ctest -L gpu"
 (cd "$BUILD" && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ctest -L gpu --output-on-failure --timeout 300)
 TEST_RC=$?
+step "the main job on the GPU (one rank): fine-tuning three ways and the distance measures"
+FMNIST="${HG_FMNIST:-/usr/share/datasets/fashion-mnist}"
+[[ -d "$FMNIST" ]] || FMNIST="$ROOT/.gpu-deps/fashion-mnist"
+if [[ -d "$FMNIST" ]]; then
+  rm -rf /tmp/hessgap-run-gpu
+  T0=$(date +%s.%N)
+  "$BUILD/bin/hessgap" run --device cuda --data "$FMNIST" --out-dir /tmp/hessgap-run-gpu --verbosity 0 &&
+    cp /tmp/hessgap-run-gpu/summary.csv "$RESULTS/main-job-gpu.csv"
+  echo "main job wall $(echo "$(date +%s.%N) - $T0" | bc 2>/dev/null || python3 -c "print($(date +%s.%N) - $T0)") s"
+else
+  echo "no Fashion-MNIST folder (set HG_FMNIST or carry .gpu-deps/fashion-mnist): main job skipped"
+fi
 step "benchmark"
 PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu_bench.py" --hessgap "$BUILD/bin/hessgap" \
   --bench-models "$BUILD/bin/bench_models" --skip "${HG_GPU_SKIP:-}" --out "$RESULTS/gpu_bench.json"

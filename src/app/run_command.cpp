@@ -43,7 +43,7 @@ struct RunFlags {
   std::int64_t measure_samples = 100, measure_batch_size = 4;
   bool sync_bn = true;
   int verbosity = 1, threads = 1;
-  std::string dtype = "float32";
+  std::string dtype = "float32", device = "cpu";
 };
 
 struct Row {
@@ -113,6 +113,7 @@ RunFn add_run_command(CLI::App& app) {
   cmd->add_option("--out-dir", st->out_dir, "Folder for one run folder per method and summary.csv");
   cmd->add_option("--threads", st->threads, "Intra-op threads per rank");
   cmd->add_option("--dtype", st->dtype, "float32 | float64 (training and measurement)");
+  cmd->add_option("--device", st->device, "cpu | cuda | cuda:N");
   cmd->add_option("--verbosity", st->verbosity, "0 quiet, 1 progress, 2 debug");
 
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
@@ -142,6 +143,7 @@ RunFn add_run_command(CLI::App& app) {
       f.common.seed = g.seed;
       f.common.threads = g.threads;
       f.common.dtype = g.dtype;
+      f.common.device = g.device;
       f.common.verbosity = g.verbosity;
       f.epochs = g.epochs;
       f.lr = g.lr;

@@ -338,7 +338,10 @@ TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const
     const auto params = models::parameters_by_name(model, names);
     for (std::size_t i = 0; i < names.size(); ++i) outcome.init[names[i]] = params[i].detach().clone();
   }
-  outcome.result = train::fine_tune(model, td, o, world, s.device);
+  // On a CUDA device of a build with NCCL, gradients and SyncBN statistics travel over NCCL (device
+  // tensors); host scalars over MPI. Collective.
+  const std::unique_ptr<comm::Communicator> train_world = device_world(world, s);
+  outcome.result = train::fine_tune(model, td, o, *train_world, s.device);
   const train::TrainResult& r = outcome.result;
 
   // The fine-tuned network measured against its own W(s): both modes of the distance measure on a seeded

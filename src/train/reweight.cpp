@@ -22,7 +22,7 @@ torch::Tensor reweight_matrix(const torch::Tensor& transition) {
            "transition matrix must be square [K, K] (got " << transition.sizes() << ")");
   const auto c = transition.to(torch::kCPU, torch::kFloat64);
   HG_CHECK(torch::isfinite(c).all().item<bool>(), "transition matrix has non-finite entries");
-  return torch::linalg::pinv(c);
+  return torch::linalg_pinv(c);  // the ATen op: torch::linalg:: needs <torch/linalg.h> in LibTorch 2.x
 }
 
 bool degenerate_reweight_rate(std::int64_t num_classes, double rho) {
