@@ -10,7 +10,7 @@
 
 #include "app/config.h"
 #include "app/options.h"
-#include "app/results_file.h"
+#include "results/results_file.h"
 #include "app/summary.h"
 #include "comm/communicator.h"
 #include "comm/gather.h"
@@ -28,6 +28,9 @@
 #include "util/log.h"
 
 namespace hessgap::app {
+
+using results::ResultsFile;
+using results::RunInfo;
 namespace {
 
 void add_trace_flags(CLI::App* cmd, measures::TracesOptions& t, std::string& scope, std::string& rule,

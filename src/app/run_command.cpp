@@ -18,8 +18,8 @@
 #include "app/commands.h"
 #include "app/config.h"
 #include "app/options.h"
-#include "app/results_file.h"
-#include "app/train_job.h"
+#include "results/results_file.h"
+#include "job/train_job.h"
 #include "comm/communicator.h"
 #include "data/dataset.h"
 #include "io/atomic_output.h"
@@ -31,6 +31,12 @@
 namespace fs = std::filesystem;
 
 namespace hessgap::app {
+
+using results::ResultsFile;
+using results::RunInfo;
+using job::run_train;
+using job::TrainConfig;
+using job::TrainOutcome;
 namespace {
 
 struct RunFlags {
@@ -125,10 +131,9 @@ RunFn add_run_command(CLI::App& app) {
                "--methods: unknown method '" << m << "' (expected plain, constraint, constraint-reweight)");
     }
     HG_CHECK(g.measure_samples >= 1 && g.measure_batch_size >= 1, "--measure-samples and --measure-batch-size must be >= 1");
-    const nlohmann::json base = nlohmann::json::parse(resolved_config_json(*cmd));
     std::vector<Row> rows;
     for (const auto& m : methods) {
-      TrainFlags f;
+      TrainConfig f;
       f.common.checkpoint = g.checkpoint;
       f.common.arch = "cifar-resnet20";
       f.common.data.kind = "idx";
@@ -160,10 +165,8 @@ RunFn add_run_command(CLI::App& app) {
       f.measure_samples = g.measure_samples;
       f.measure_batch_size = g.measure_batch_size;
       f.subcommand = "run";
-      nlohmann::json config = base;
-      config["method"] = m;
       log::info("== " + m + " ==");
-      TrainOutcome out = run_train_job(world, f, config.dump(), command_line);
+      TrainOutcome out = run_train(world, f, command_line);
       log::set_run(out.run_id.substr(0, 8));
 
       HG_CHECK(out.distance.size() == 2, "run: method " << m << " was not measured");

@@ -13,13 +13,18 @@
 
 #include "app/commands.h"
 #include "app/config.h"
-#include "app/train_job.h"
+#include "app/options.h"
+#include "job/train_job.h"
 #include "comm/communicator.h"
 #include "io/atomic_output.h"
 #include "util/error.h"
 #include "util/log.h"
 
 namespace hessgap::app {
+
+using job::run_train;
+using job::TrainConfig;
+using job::TrainOutcome;
 namespace {
 
 // Mean and population standard deviation (numpy's std, as the reference reports) over the runs, printed
@@ -67,7 +72,7 @@ void write_runs_summary(const std::vector<train::TrainResult>& rs, const std::st
 }  // namespace
 
 RunFn add_train_command(CLI::App& app) {
-  auto st = std::make_shared<TrainFlags>();
+  auto st = std::make_shared<TrainConfig>();
   st->common.batch_size = 0;  // the family's default
   st->common.data.split = "train";
   st->common.data.valid_split = 0.1;
@@ -140,22 +145,18 @@ RunFn add_train_command(CLI::App& app) {
   return [st, cmd, runs](comm::Communicator& world, const std::string& command_line) {
     HG_CHECK(*runs >= 1, "--runs must be >= 1 (got " << *runs << ")");
     if (*runs == 1) {
-      run_train_job(world, *st, resolved_config_json(*cmd), command_line);
+      run_train(world, *st, command_line);
       return 0;
     }
     // Run k: seed + k (order, split, noise-free parts, head), its own folder and run id.
     std::vector<train::TrainResult> results;
-    const nlohmann::json base = nlohmann::json::parse(resolved_config_json(*cmd));
     for (std::int64_t k = 0; k < *runs; ++k) {
-      TrainFlags f = *st;
+      TrainConfig f = *st;
       f.common.seed = st->common.seed + static_cast<std::uint64_t>(k);
       f.out_dir = (std::filesystem::path(st->out_dir) / ("run_" + std::to_string(k))).string();
-      nlohmann::json config = base;
-      config["seed"] = std::to_string(f.common.seed);
-      config["run"] = k;
       log::info("== run " + std::to_string(k + 1) + "/" + std::to_string(*runs) + " (seed " +
                 std::to_string(f.common.seed) + ") ==");
-      results.push_back(run_train_job(world, f, config.dump(), command_line).result);
+      results.push_back(run_train(world, f, command_line).result);
       log::set_run("");
     }
     if (world.rank() == 0) write_runs_summary(results, (std::filesystem::path(st->out_dir) / "runs.csv").string());

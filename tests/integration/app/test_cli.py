@@ -542,7 +542,9 @@ def test_main_job_table_and_files(main_job):
         folder = out / "np1" / method
         assert sorted(p.name for p in folder.iterdir()) == ["best.h5", "epoch_0.h5", "last.h5", "run.h5"]
         assert method in one.stdout
-        check_common(folder / "run.h5", "run", {"method": method})
+        config = check_common(folder / "run.h5", "run", {})
+        assert config["train"]["reg_method"] == ("none" if method == "plain" else "constraint")
+        assert config["train"]["constraint_reweight"] == (method == "constraint-reweight")
         with h5py.File(folder / "run.h5", "r") as f:
             assert f["measures"].attrs["mode"] == "joint" and f["measures_block"].attrs["mode"] == "block"
             Hb = f["measures_block/layer_max"][()]

@@ -221,7 +221,7 @@ def test_runs_report_mean_and_population_std(folder, tmp_path):
     for k in range(2):
         with h5py.File(tmp_path / "runs" / f"run_{k}" / "run.h5", "r") as f:
             acc.append(float(f["train/final/test_accuracy"][()]))
-            assert json.loads(f.attrs["config"])["seed"] == str(1 + k)
+            assert json.loads(f.attrs["config"])["train"]["seed"] == 1 + k  # typed
     rows = {line.split(",")[0]: line.split(",") for line in (tmp_path / "runs" / "runs.csv").read_text().splitlines()}
     assert float(rows["mean"][1]) == pytest.approx(np.mean(acc), rel=1e-9)
     assert float(rows["std"][1]) == pytest.approx(np.std(acc), abs=1e-12)

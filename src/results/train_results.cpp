@@ -1,10 +1,10 @@
 // /train of a run file (docs/output-format.md): the trainer's history and final metrics as computed by
 // train::fine_tune; nothing is computed here beyond unpacking records into columns and the gaps.
-#include "app/results_file.h"
+#include "results/results_file.h"
 
 #include "io/h5.h"
 
-namespace hessgap::app {
+namespace hessgap::results {
 
 void ResultsFile::write_train(const train::TrainResult& r, const TrainRecordInfo& info) {
   if (!file_) return;
@@ -106,4 +106,4 @@ void ResultsFile::write_train(const train::TrainResult& r, const TrainRecordInfo
   f.write("/train/final/seconds", r.seconds, "Wall time of the training job", "s");
 }
 
-}  // namespace hessgap::app
+}  // namespace hessgap::results

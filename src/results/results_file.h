@@ -19,7 +19,7 @@ class AtomicOutput;
 class H5File;
 }  // namespace hessgap::io
 
-namespace hessgap::app {
+namespace hessgap::results {
 
 // Identity of the run, stored as root attributes.
 struct RunInfo {
@@ -79,4 +79,4 @@ class ResultsFile {
   std::unique_ptr<io::H5File> file_;
 };
 
-}  // namespace hessgap::app
+}  // namespace hessgap::results

@@ -1,4 +1,4 @@
-#include "app/results_file.h"
+#include "results/results_file.h"
 
 #include <algorithm>
 #include <ctime>
@@ -7,7 +7,7 @@
 #include "io/atomic_output.h"
 #include "io/h5.h"
 
-namespace hessgap::app {
+namespace hessgap::results {
 
 namespace {
 std::string utc_now() {
@@ -212,4 +212,4 @@ void ResultsFile::commit() {
   out_->commit();
 }
 
-}  // namespace hessgap::app
+}  // namespace hessgap::results

@@ -5,18 +5,20 @@
 // text: AdamW + linear warm-up/decay, min val loss).
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <map>
 #include <memory>
 #include <string>
 
-#include "app/options.h"
+#include "job/session.h"
 #include "measures/distance.h"
 #include "train/trainer.h"
 
-namespace hessgap::app {
+namespace hessgap::job {
 
 // Every flag of `hessgap train` (train_command.cpp registers them).
-struct TrainFlags {
+struct TrainConfig {
   CommonOptions common;
   std::int64_t epochs = -1;  // -1: the family's default (image 30, text 5)
   double lr = -1;            // -1: the family's default (image 1e-4, text 2e-5)
@@ -61,15 +63,22 @@ struct TrainOutcome {
   std::string run_id;
 };
 
-// Collective over `world`. `config_json` is the resolved configuration (stored, and hashed into the run
-// id with the flags that only say where and how loudly it runs left out). Refuses (hessgap::Error, before
-// anything is written) an --out-dir holding another run's files unless f.resume; resumes a run of the same
-// configuration from its last.h5. Rank 0 writes run.h5 and prints the summary line.
-TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const std::string& config_json,
-                           const std::string& command_line);
+// Collective over `world`: the job is the same whoever calls it (`hessgap train`, the main job, a sweep's
+// group). The typed configuration (to_json) is stored in run.h5 and every checkpoint, and its run id names
+// the run. Refuses (hessgap::Error, before anything is written) an out_dir holding another run's files
+// unless f.resume; resumes a run of the same configuration from its last.h5. Rank 0 writes run.h5 and
+// prints the summary line. `command_line` is recorded as given.
+TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const std::string& command_line);
 
-// The stable id of a configuration: FNV-1a of its canonical JSON without out-dir, resume, verbosity,
-// threads, config, set and stop-after-epochs; 16 hex digits.
-std::string run_id_of(const std::string& config_json);
+// The configuration as JSON in sections — model, data (the dataset description under "dataset"), compute,
+// train, measure, output — each value with its type; and back (missing keys keep their defaults; a
+// value of the wrong type is a hessgap::Error naming it).
+nlohmann::json to_json(const TrainConfig& c);
+TrainConfig train_config_from_json(const nlohmann::json& j);
 
-}  // namespace hessgap::app
+// The stable id of a configuration: FNV-1a of the canonical JSON (sorted keys) without the output
+// section (out_dir, resume, stop_after_epochs, subcommand) and the compute section's verbosity and
+// threads; 16 hex digits. Runs that would compute the same results share it.
+std::string run_id_of(const TrainConfig& c);
+
+}  // namespace hessgap::job

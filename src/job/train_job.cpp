@@ -7,14 +7,13 @@
 #include <numeric>
 #include <sstream>
 
-#include "app/train_job.h"
+#include "job/train_job.h"
 #include "io/h5.h"
 #include "train/dual_t.h"
 #include "hessian/quadratic_forms.h"
 #include "measures/measure_context.h"
-#include "app/config.h"
-#include "app/options.h"
-#include "app/results_file.h"
+#include "job/session.h"
+#include "results/results_file.h"
 #include "comm/communicator.h"
 #include "data/dataset.h"
 #include "data/label_noise.h"
@@ -35,7 +34,7 @@
 
 namespace fs = std::filesystem;
 
-namespace hessgap::app {
+namespace hessgap::job {
 namespace {
 
 enum class Family { kResNet, kViT, kText, kOther };
@@ -48,16 +47,6 @@ Family family_of(const models::Classifier& m) {
   return Family::kOther;
 }
 
-std::string run_id_of_impl(const std::string& config_json) {
-  nlohmann::json j = nlohmann::json::parse(config_json);
-  for (const char* k : {"out-dir", "resume", "verbosity", "threads", "config", "set", "stop-after-epochs"}) j.erase(k);
-  const std::string canon = j.dump();
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : canon) h = (h ^ c) * 1099511628211ULL;
-  std::ostringstream s;
-  s << std::hex << std::setw(16) << std::setfill('0') << h;
-  return s.str();
-}
 
 // The condition number of R's C (largest / smallest singular value): how much the reweighting
 // amplifies label noise into gradient noise.
@@ -85,20 +74,17 @@ std::string existing_run(const std::string& dir) {
 // estimator turns the probabilities and the noisy labels into C, written to f.matrix_file. Unlike the
 // reference, the main run then starts again from the pretrained weights with a fresh optimizer and
 // schedule (recorded in the log and /train). Collective.
-torch::Tensor dual_t_matrix(comm::Communicator& world, const TrainFlags& f, const std::string& config_json,
-                            const std::string& command_line, const train::TrainData& td, std::int64_t K) {
+torch::Tensor dual_t_matrix(comm::Communicator& world, const TrainConfig& f, const std::string& command_line, const train::TrainData& td, std::int64_t K) {
   const std::string path = f.matrix_file.empty() ? (fs::path(f.out_dir) / "transition_matrix.h5").string() : f.matrix_file;
   if (!fs::exists(path)) {
-    TrainFlags first = f;
+    TrainConfig first = f;
     first.load_matrix = false;
     first.constraint_reweight = false;
     first.reg_method = "none";
     first.measure_samples = 0;
     first.out_dir = (fs::path(f.out_dir) / "dual_t").string();
-    nlohmann::json config = nlohmann::json::parse(config_json);
-    config["dual-t-pass"] = true;
     log::info("--load-matrix: no " + path + "; estimating it (Dual-T) after a plain first pass in " + first.out_dir);
-    TrainOutcome pass = run_train_job(world, first, config.dump(), command_line);
+    TrainOutcome pass = run_train(world, first, command_line);
     // Every rank predicts every training id (one forward pass; the estimate needs them all).
     models::Classifier& m = *pass.session.model;
     m.eval();
@@ -146,10 +132,8 @@ torch::Tensor dual_t_matrix(comm::Communicator& world, const TrainFlags& f, cons
 
 }  // namespace
 
-std::string run_id_of(const std::string& config_json) { return run_id_of_impl(config_json); }
-
-TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const std::string& config_json,
-                           const std::string& command_line) {
+TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const std::string& command_line) {
+  const std::string config_json = to_json(f).dump();
     CommonOptions common = f.common;
   data::DatasetSpec spec = common.data;
   HG_CHECK(spec.noise_rate >= 0 && spec.noise_rate < 1, "--label-noise must be in [0, 1) (got " << spec.noise_rate << ")");
@@ -157,7 +141,7 @@ TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const
   HG_CHECK(f.train_subset >= 0 && f.test_subset >= 0, "--train-subset and --test-subset must be >= 0");
   HG_CHECK(f.reweight_noise_rate >= 0 && f.reweight_noise_rate < 1,
            "--reweight-noise-rate must be in [0, 1) (got " << f.reweight_noise_rate << ")");
-    const std::string run_id = run_id_of(config_json);
+    const std::string run_id = run_id_of(f);
   log::set_run(run_id.substr(0, 8));
 
   // An out-dir of another run is refused before anything is written (every rank checks the same files).
@@ -302,7 +286,7 @@ TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const
     torch::Tensor c;
     std::string source;
     if (f.load_matrix) {
-      c = dual_t_matrix(world, f, config_json, command_line, td, K);
+      c = dual_t_matrix(world, f, command_line, td, K);
       source = "Dual-T estimate";
     } else {
       HG_CHECK(!train::degenerate_reweight_rate(K, f.reweight_noise_rate),
@@ -374,7 +358,7 @@ TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const
     }
   }
 
-  RunInfo info;
+  results::RunInfo info;
   info.subcommand = f.subcommand;
   info.command_line = command_line;
   info.config_json = config_json;
@@ -389,8 +373,8 @@ TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const
   info.complete = r.finished;
   if (world.rank() == 0) {
     const std::string path = (fs::path(f.out_dir) / "run.h5").string();
-    ResultsFile out(path, info);
-    TrainRecordInfo ti;
+    results::ResultsFile out(path, info);
+    results::TrainRecordInfo ti;
     ti.options = &o;
     ti.num_train = static_cast<std::int64_t>(td.train_ids.size());
     ti.num_valid = static_cast<std::int64_t>(td.valid_ids.size());
@@ -418,4 +402,4 @@ TrainOutcome run_train_job(comm::Communicator& world, const TrainFlags& f, const
   return outcome;
 }
 
-}  // namespace hessgap::app
+}  // namespace hessgap::job

@@ -1,0 +1,136 @@
+#include "job/session.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "comm/communicator.h"
+#include "data/dataset.h"
+#include "data/registry.h"
+#include "io/atomic_output.h"
+#include "io/checkpoint.h"
+#include "models/registry.h"
+#include "util/error.h"
+#include "util/log.h"
+#if HG_WITH_NCCL
+#include "comm/nccl/nccl_communicator.h"
+#endif
+
+namespace hessgap::job {
+
+namespace fs = std::filesystem;
+
+measures::MeasureContext Session::context(comm::Communicator& world) const {
+  measures::MeasureContext ctx;
+  ctx.model = model.get();
+  ctx.dataset = dataset.get();
+  ctx.world = &world;
+  ctx.dtype = dtype;
+  ctx.device = device;
+  ctx.plan = plan;
+  return ctx;
+}
+
+Session open_session(const CommonOptions& o) {
+  HG_CHECK(o.threads >= 1, "--threads must be >= 1 (got " << o.threads << ")");
+  HG_CHECK(o.dtype == "float32" || o.dtype == "float64", "--dtype must be float32 or float64 (got '" << o.dtype << "')");
+  HG_CHECK(o.num_classes >= 0, "--num-classes must be >= 0 (got " << o.num_classes << ")");
+  HG_CHECK(o.data.resize >= 0 && o.data.crop >= 0, "--resize and --crop must be >= 0");
+  Session s;
+  s.plan.batch_size = o.batch_size;
+  s.plan.sample_size = o.sample_size;
+  s.plan.rule = measures::parse_sample_rule(o.sample_rule);
+  HG_CHECK(o.sample_order == "random" || o.sample_order == "natural",
+           "--sample-order must be random or natural (got '" << o.sample_order << "')");
+  s.plan.shuffle = o.shuffle || o.sample_order == "random";
+  s.plan.seed = o.seed;
+  s.plan.validate();
+  if (!o.out.empty()) io::check_writable_output(o.out);
+  torch::set_num_threads(o.threads);
+  s.dtype = o.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+  try {
+    s.device = torch::Device(o.device);
+  } catch (const std::exception&) {
+    HG_FAIL("--device must be cpu, cuda or cuda:N (got '" << o.device << "')");
+  }
+  HG_CHECK(s.device.is_cpu() || s.device.is_cuda(), "--device must be cpu, cuda or cuda:N (got '" << o.device << "')");
+  if (s.device.is_cuda()) {
+    HG_CHECK(torch::cuda::is_available(), "--device " << o.device << ": no CUDA device is available to this build");
+    HG_CHECK(s.device.index() < static_cast<int>(torch::cuda::device_count()),
+             "--device " << o.device << ": only " << torch::cuda::device_count() << " CUDA device(s)");
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+    at::globalContext().setBenchmarkCuDNN(true);  // convolution double backward picks faster kernels
+  }
+
+  data::DatasetSpec spec = o.data;
+  spec.split_seed = o.seed;
+  const bool hf_folder = !o.checkpoint.empty() && fs::is_directory(o.checkpoint);
+  if (spec.kind == "glue" && spec.tokenizer.empty() && hf_folder &&
+      (fs::exists(fs::path(o.checkpoint) / "vocab.json") || fs::exists(fs::path(o.checkpoint) / "vocab.txt"))) {
+    spec.tokenizer = o.checkpoint;
+  }
+  s.dataset = data::open_dataset(spec);
+  log::info("data: " + s.dataset->describe());
+
+  const std::int64_t classes = o.num_classes > 0 ? o.num_classes : s.dataset->num_classes();
+  HG_CHECK(classes >= s.dataset->num_classes(), "--num-classes " << classes << " is smaller than the "
+                                                                  << s.dataset->num_classes()
+                                                                  << " classes of the data (labels would be out of range)");
+  std::string arch = o.arch;
+  if (arch.empty()) {
+    arch = hf_folder && fs::exists(fs::path(o.checkpoint) / "config.json") ? "hf:" + o.checkpoint : "cifar-resnet20";
+  }
+  torch::manual_seed(o.seed);  // the initial draw (a --new-head head keeps it)
+  s.model = models::make_model(arch, classes);
+  if (!o.checkpoint.empty()) {
+    const WeightsLoad loaded = load_weights(*s.model, o.checkpoint, "--checkpoint", o.new_head);
+    s.checkpoint_path = loaded.resolved_path;
+    s.load_notes = loaded.notes;
+    if (!loaded.new_head.empty()) {
+      std::string heads;
+      for (const std::string& n : loaded.new_head) heads += (heads.empty() ? "" : ", ") + n;
+      s.load_notes.push_back("new head (fresh draw, seed " + std::to_string(o.seed) + "): " + heads);
+    }
+    log::info("model: " + s.model->arch() + " from " + o.checkpoint);
+  }
+  s.model->to(s.device, s.dtype);
+  s.model->eval();
+  return s;
+}
+
+WeightsLoad load_weights(models::Classifier& model, const std::string& path, const std::string& flag,
+                         bool allow_new_head) {
+  WeightsLoad out;
+  io::detect_checkpoint_format(path, &out.resolved_path);
+  // As the source library's loader would: prefixes, dropped pretraining heads, config checks,
+  // ViT position embeddings for the model's image size. Then strict loading.
+  io::StateDict state = io::read_checkpoint(path);
+  models::AdaptOptions ao;
+  ao.source = path;
+  const models::CheckpointAdaptation adapted = models::adapt_checkpoint(model, state, ao);
+  for (const std::string& note : adapted.notes) log::info(flag.substr(2) + ": " + note);
+  out.notes = adapted.notes;
+  io::LoadOptions lo;
+  lo.source = path;
+  if (allow_new_head) lo.new_head_prefix = model.head_prefix();
+  const io::LoadReport report = io::load_state_dict(model, state, lo);
+  if (!report.new_head.empty()) {
+    HG_CHECK(!report.loaded.empty(), flag << " " << path << ": no tensor of the checkpoint fits the model "
+                                          << model.arch());
+    log::info(flag.substr(2) + ": " + io::describe(report));
+    out.new_head = report.new_head;
+  }
+  return out;
+}
+
+std::unique_ptr<comm::Communicator> device_world(comm::Communicator& world, const Session& s) {
+#if HG_WITH_NCCL
+  if (s.device.is_cuda()) {
+    return comm::make_nccl_communicator(world.split(0, world.rank()), s.device.has_index() ? s.device.index() : 0);
+  }
+#endif
+  return world.split(0, world.rank());
+}
+
+}  // namespace hessgap::job

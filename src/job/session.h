@@ -1,0 +1,89 @@
+// What every job starts from: its model and data options (CLI-free: app/ binds flags to them), the
+// model and dataset they open on a rank, checkpoint loading as the source library would, and the
+// communicator a device computes over.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "data/registry.h"
+#include "measures/measure_context.h"
+
+namespace hessgap::data {
+class Dataset;
+}
+namespace hessgap::models {
+class Classifier;
+}
+
+namespace hessgap::job {
+
+struct CommonOptions {
+  std::string checkpoint;          // --checkpoint
+  // "": hf:<checkpoint> when --checkpoint is a folder with a config.json, else cifar-resnet20.
+  std::string arch;
+  std::int64_t num_classes = 0;    // 0: the dataset's
+  bool new_head = false;           // --new-head: a missing / differently sized head keeps a fresh draw
+  // --data, --data-format, --split, --resize, ... bind straight to the dataset description
+  // (split_seed follows --seed).
+  data::DatasetSpec data;
+  std::int64_t batch_size = 4;
+  std::int64_t sample_size = 100;
+  std::string sample_rule = "reference";
+  // --sample-order: "random" (a permutation keyed by --seed, as the reference's seeded sampler, SPEC
+  // §3.2; the default of traces, measures, stability and run) or "natural" (the dataset's order; eval's
+  // default). --shuffle is the old spelling of "random" and excludes --sample-order.
+  std::string sample_order = "random";
+  bool shuffle = false;
+  std::uint64_t seed = 0;
+  std::string dtype = "float32";
+  std::string device = "cpu";      // cpu | cuda | cuda:N
+  std::string out;                 // --out FILE.h5 (empty: no file)
+  int threads = 1;                 // intra-op threads per rank
+  int verbosity = 1;
+};
+
+// Everything a measure needs, loaded on this rank (not collective: every rank loads its own copy).
+struct Session {
+  std::shared_ptr<models::Classifier> model;
+  std::unique_ptr<data::Dataset> dataset;
+  std::string checkpoint_path;  // resolved
+  std::vector<std::string> load_notes;  // what loading changed: adaptations, a new head (recorded in /model)
+  measures::MeasureContext context(comm::Communicator& world) const;
+  measures::PlanOptions plan;
+  torch::Dtype dtype = torch::kFloat32;
+  torch::Device device = torch::kCPU;
+};
+
+// The communicator the measures use: `world` itself on the CPU; on a CUDA device of a build with
+// NCCL, an NCCL communicator over the same ranks (tensor reductions on the GPU). Collective.
+std::unique_ptr<comm::Communicator> device_world(comm::Communicator& world, const Session& s);
+
+// Validates the flags (throws hessgap::Error naming the flag), checks that --out is writable,
+// opens the dataset and builds the model from --arch and the checkpoint's weights (strict).
+Session open_session(const CommonOptions& o);
+
+// What load_weights did: the checkpoint's resolved path (a folder's weights file), one note per
+// change (adaptations, for the log and /model/load_notes), and the head tensors that kept the
+// model's own values (allow_new_head only).
+struct WeightsLoad {
+  std::string resolved_path;
+  std::vector<std::string> notes;
+  std::vector<std::string> new_head;
+};
+
+// Loads the checkpoint at `path` (any format io::read_checkpoint reads) into `model` as the source
+// library's loader would: models::adapt_checkpoint (prefixes such as the reference's
+// feature_extractor. / pred_head., dropped pretraining heads, config.json checks, ViT position
+// embeddings), then io::load_state_dict, strict. With allow_new_head the head (model.head_prefix())
+// may be missing or of another size and keeps the model's values; at least one tensor must load.
+// `flag` (with its dashes: "--checkpoint", "--init-checkpoint") names the flag in messages and logs. Not
+// collective. Throws hessgap::Error naming the file and the tensors at fault.
+WeightsLoad load_weights(models::Classifier& model, const std::string& path, const std::string& flag,
+                         bool allow_new_head);
+
+}  // namespace hessgap::job

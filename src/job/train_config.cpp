@@ -1,0 +1,90 @@
+// TrainConfig <-> JSON in sections (model, data, compute, train, measure, output), values with their
+// types; the run id is a hash of the sections that decide the results.
+#include <nlohmann/json.hpp>
+
+#include <iomanip>
+#include <sstream>
+
+#include "job/train_job.h"
+#include "util/error.h"
+
+namespace hessgap::data {
+// Every field of the dataset description, by its C++ name; missing keys keep their defaults.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DatasetSpec, kind, path, split, resize, crop, normalize, pad,
+                                                grey_to_rgb, max_per_class, limit, skip_unreadable, domain, sample,
+                                                label_source, valid_split, split_seed, task, tokenizer, max_length,
+                                                lowercase, noise_rate, noise_mode, noise_seed, noise_chunk)
+}  // namespace hessgap::data
+
+namespace hessgap::job {
+namespace {
+
+// One field in and out of a section, under the field's own name.
+#define HG_FIELDS(X)                                                                                          \
+  X(model, common.checkpoint, "checkpoint") X(model, common.arch, "arch") X(model, common.num_classes, "num_classes") \
+  X(model, common.new_head, "new_head") X(model, reset_head, "reset_head")                                          \
+  X(data, train_subset, "train_subset") X(data, test_subset, "test_subset") X(data, test_split, "test_split")       \
+  X(data, augment, "augment") X(data, augment_size, "augment_size")                                                  \
+  X(compute, common.device, "device") X(compute, common.dtype, "dtype") X(compute, common.threads, "threads")      \
+  X(compute, sync_bn, "sync_bn") X(compute, common.verbosity, "verbosity")                                          \
+  X(train, common.seed, "seed") X(train, common.batch_size, "batch_size") X(train, epochs, "epochs")               \
+  X(train, lr, "lr") X(train, weight_decay, "weight_decay") X(train, optimizer, "optimizer")                        \
+  X(train, schedule, "schedule") X(train, monitor, "monitor") X(train, step_size, "step_size")                      \
+  X(train, gamma, "gamma") X(train, warm_up, "warm_up") X(train, early_stop, "early_stop")                          \
+  X(train, reg_method, "reg_method") X(train, reg_norm, "reg_norm") X(train, reg_extractor, "reg_extractor")       \
+  X(train, reg_predictor, "reg_predictor") X(train, scale_factor, "scale_factor")                                   \
+  X(train, reg_attention, "reg_attention") X(train, reg_linear, "reg_linear")                                       \
+  X(train, constraint_reweight, "constraint_reweight") X(train, reweight_noise_rate, "reweight_noise_rate")       \
+  X(train, reweight_epoch, "reweight_epoch") X(train, load_matrix, "load_matrix")                                   \
+  X(train, matrix_file, "matrix_file") X(train, eval_batch_size, "eval_batch_size")                                 \
+  X(measure, measure_samples, "samples") X(measure, measure_batch_size, "batch_size")                               \
+  X(output, out_dir, "out_dir") X(output, resume, "resume") X(output, stop_after_epochs, "stop_after_epochs")      \
+  X(output, subcommand, "subcommand")
+
+}  // namespace
+
+nlohmann::json to_json(const TrainConfig& c) {
+  nlohmann::json j;
+#define HG_OUT(section, field, name) j[#section][name] = c.field;
+  HG_FIELDS(HG_OUT)
+#undef HG_OUT
+  j["data"]["dataset"] = c.common.data;
+  return j;
+}
+
+TrainConfig train_config_from_json(const nlohmann::json& j) {
+  HG_CHECK(j.is_object(), "train configuration: expected a JSON object of sections, got " << j.type_name());
+  TrainConfig c;
+  for (const auto& [section, values] : j.items()) {
+    HG_CHECK(values.is_object(), "train configuration: section '" << section << "' is not an object");
+  }
+  try {
+#define HG_IN(section, field, name)                                                       \
+  if (j.contains(#section) && j[#section].contains(name)) j[#section][name].get_to(c.field);
+    HG_FIELDS(HG_IN)
+#undef HG_IN
+    if (j.contains("data") && j["data"].contains("dataset")) j["data"]["dataset"].get_to(c.common.data);
+  } catch (const nlohmann::json::exception& e) {
+    HG_FAIL("train configuration: " << e.what());
+  }
+  return c;
+}
+
+std::string run_id_of(const TrainConfig& c) {
+  nlohmann::json j = to_json(c);
+  // Where the run is written, how loudly, on how many threads and whether this call resumes or stops
+  // early do not change its results.
+  j.erase("output");
+  j["compute"].erase("verbosity");
+  j["compute"].erase("threads");
+  const std::string canon = j.dump();  // nlohmann objects keep their keys sorted: canonical
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char ch : canon) h = (h ^ ch) * 1099511628211ULL;
+  std::ostringstream s;
+  s << std::hex << std::setw(16) << std::setfill('0') << h;
+  return s.str();
+}
+
+#undef HG_FIELDS
+
+}  // namespace hessgap::job
