@@ -25,7 +25,11 @@
 #include "io/atomic_output.h"
 #include "io/checkpoint.h"
 #include "models/classifier.h"
+#include "models/cifar_resnet.h"
 #include "models/registry.h"
+#include "models/resnet.h"
+#include "models/transformer_text.h"
+#include "models/vit.h"
 #include "train/reweight.h"
 #include "train/trainer.h"
 #include "util/error.h"
@@ -39,11 +43,13 @@ namespace {
 
 enum class Family { kResNet, kViT, kText, kOther };
 
+// By model type, not name: an hf:FOLDER architecture is named after its folder.
 Family family_of(const models::Classifier& m) {
-  const std::string a = m.arch();
-  if (a.find("bert") != std::string::npos || a.find("roberta") != std::string::npos) return Family::kText;
-  if (a.find("vit") != std::string::npos) return Family::kViT;
-  if (a.find("resnet") != std::string::npos) return Family::kResNet;
+  if (dynamic_cast<const models::TextTransformer*>(&m) != nullptr) return Family::kText;
+  if (dynamic_cast<const models::VisionTransformer*>(&m) != nullptr) return Family::kViT;
+  if (dynamic_cast<const models::ResNet*>(&m) != nullptr || dynamic_cast<const models::CifarResNet*>(&m) != nullptr) {
+    return Family::kResNet;
+  }
   return Family::kOther;
 }
 
@@ -298,7 +304,9 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
     }
     o.reweight = train::reweight_matrix(c);
     std::ostringstream m;
-    m << "reweighting (" << source << "): condition number of C " << condition_number(c) << ", R[0] = " << o.reweight[0];
+    m << "reweighting (" << source << "): condition number of C " << condition_number(c) << ", R[0] =";
+    for (std::int64_t k = 0; k < std::min<std::int64_t>(K, 10); ++k) m << " " << o.reweight[0][k].item<double>();
+    if (K > 10) m << " ...";
     log::info(m.str());
   }
   o.reweight_epoch = f.reweight_epoch;

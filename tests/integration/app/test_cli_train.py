@@ -248,3 +248,51 @@ def test_load_matrix_estimates_dual_t_after_a_plain_pass_and_reweights_with_it(f
     r = run_hg(*train_args(folder, tmp_path / "dt2", epochs=1,
                            **{"constraint-reweight": True, "load-matrix": True, "matrix-file": bad}))
     assert_failed(r, 2, "is 2-D 3 x 3, the model has 10 classes")
+
+
+@pytest.fixture(scope="module")
+def tiny_roberta(tmp_path_factory):
+    """The tiny Hugging Face RoBERTa fixture with embeddings sized for the real roberta-base tokenizer
+    (50,265 tokens): a model folder `hessgap train` reads as hf:FOLDER."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "analysis"))
+    from tools import safetensors_np
+    src = Path(__file__).resolve().parents[2] / "fixtures" / "hf" / "roberta-tiny"
+    tensors = safetensors_np.read(str(src / "model.safetensors"))[0]
+    rng = np.random.default_rng(0)
+    for k, v in list(tensors.items()):
+        if k.endswith("word_embeddings.weight"):
+            tensors[k] = (rng.standard_normal((50265, v.shape[1])) * 0.02).astype(v.dtype)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["vocab_size"] = 50265
+    out = tmp_path_factory.mktemp("roberta") / "model"
+    out.mkdir()
+    safetensors_np.write(str(out / "model.safetensors"), tensors)
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+def test_text_training_uses_the_text_reference_settings(tiny_roberta, tmp_path):
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "text"
+    out = tmp_path / "text"
+    r = run_hg("train", "--checkpoint", tiny_roberta, "--data", fixtures / "glue" / "MRPC" / "train_head.tsv",
+               "--data-format", "glue", "--task", "mrpc", "--tokenizer", fixtures / "roberta-base", "--max-length", 32,
+               "--epochs", 2, "--batch-size", 8, "--lr", 1e-3, "--label-noise", 0.2, "--reg-method", "constraint",
+               "--reg-attention", 0.5, "--reg-linear", 0.5, "--reg-predictor", 1, "--constraint-reweight",
+               "--reweight-noise-rate", 0.2, "--measure-samples", 16, "--out-dir", out, "--verbosity", 0,
+               np_=2, timeout=300)
+    assert r.rc == 0, r
+    with h5py.File(out / "run.h5", "r") as f:
+        a = f["train"].attrs
+        assert a["optimizer"] == "adamw" and a["schedule"] == "linear" and a["monitor"] == "min val_loss"
+        # transformers' linear schedule without warm-up: lr_s = base * (total - s) / total, per step.
+        steps = f["train/history/step"][()]
+        total = len(steps)
+        assert np.allclose(f["train/history/lr"][()], 1e-3 * (total - steps) / total, rtol=1e-12)
+        # Text flip noise on the training ids: int(0.2 * 135) = 27 flipped (chunk of 1000 covers them all).
+        assert f["labels/relabelled"][()].sum() == 27
+        assert f["labels"].attrs["noise_mode"] == "flip"
+        # The classifier is measured around its initialisation, as the text reference does.
+        assert f["measures"].attrs["head_reference"] == "init"
+        groups = [g.decode() if isinstance(g, bytes) else g for g in f["train/constraint_groups"][()]]
+        assert any("include 'attention'" in g for g in groups) and any("include 'classifier'" in g for g in groups)
