@@ -2,6 +2,8 @@
 // train::fine_tune; nothing is computed here beyond unpacking records into columns and the gaps.
 #include "results/results_file.h"
 
+#include <cmath>
+
 #include "io/h5.h"
 
 namespace hessgap::results {
@@ -92,6 +94,12 @@ void ResultsFile::write_train(const train::TrainResult& r, const TrainRecordInfo
   f.write("/train/final/test_accuracy", r.test.accuracy, "Test accuracy, sample-weighted", "fraction");
   f.write("/train/final/test_loss", r.test.loss, "Test cross-entropy per sample");
   f.write("/train/final/num_test", r.test.samples, "Test samples");
+  if (std::isfinite(r.test.f1)) {  // two classes: GLUE MRPC/QQP report F1 beside accuracy
+    f.write("/train/final/test_f1", r.test.f1, "F1 of class 1 on the test split: 2TP / (2TP + FP + FN)", "fraction");
+    if (std::isfinite(r.valid.f1)) {
+      f.write("/train/final/valid_f1", r.valid.f1, "F1 of class 1 on the validation ids", "fraction");
+    }
+  }
   f.write("/train/final/train_loss_clean", r.train_clean.loss, "Cross-entropy on the training ids with their clean labels");
   f.write("/train/final/train_loss_noisy", r.train_noisy.loss, "Cross-entropy on the training ids with the labels trained on (noisy)");
   f.write("/train/final/train_accuracy_clean", r.train_clean.accuracy, "Training accuracy against clean labels", "fraction");

@@ -201,7 +201,7 @@ Metrics evaluate_ids(models::Classifier& model, const data::Dataset& dataset, co
   const bool was_training = model.is_training();
   model.eval();
   torch::NoGradGuard ng;
-  double sums[3] = {0, 0, 0};  // loss, correct, samples
+  double sums[6] = {0, 0, 0, 0, 0, 0};  // loss, correct, samples; binary: TP, FP, FN of class 1
   for (const auto& shard : sampler.shards(0)) {
     if (shard.empty()) continue;
     const data::Batch b = load(dataset, shard, labels, model, device);
@@ -210,16 +210,27 @@ Metrics evaluate_ids(models::Classifier& model, const data::Dataset& dataset, co
                    logits.to(torch::kFloat64), b.labels,
                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                    .item<double>();
-    sums[1] += static_cast<double>(logits.argmax(1).eq(b.labels).sum().item<std::int64_t>());
+    const torch::Tensor predicted = logits.argmax(1);
+    sums[1] += static_cast<double>(predicted.eq(b.labels).sum().item<std::int64_t>());
     sums[2] += static_cast<double>(shard.size());
+    if (logits.size(1) == 2) {
+      const torch::Tensor p1 = predicted.eq(1), y1 = b.labels.eq(1);
+      sums[3] += static_cast<double>((p1 & y1).sum().item<std::int64_t>());
+      sums[4] += static_cast<double>((p1 & ~y1).sum().item<std::int64_t>());
+      sums[5] += static_cast<double>((~p1 & y1).sum().item<std::int64_t>());
+    }
   }
-  world.all_reduce_sum(sums, 3);
+  world.all_reduce_sum(sums, 6);
   model.train(was_training);
   Metrics m;
   m.samples = static_cast<std::int64_t>(sums[2]);
   if (m.samples > 0) {
     m.loss = sums[0] / sums[2];
     m.accuracy = sums[1] / sums[2];
+    if (model.num_classes() == 2) {
+      const double denominator = 2 * sums[3] + sums[4] + sums[5];
+      m.f1 = denominator > 0 ? 2 * sums[3] / denominator : 0.0;  // sklearn's f1 with zero_division=0
+    }
   }
   return m;
 }

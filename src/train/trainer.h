@@ -104,6 +104,9 @@ struct EpochRecord {
 struct Metrics {
   double loss = kNaN;      // mean cross-entropy per sample
   double accuracy = kNaN;  // fraction
+  // Two classes only (NaN otherwise): F1 of class 1, the positive class of GLUE MRPC/QQP, as
+  // load_metric("glue", "mrpc") reports it: 2·TP / (2·TP + FP + FN).
+  double f1 = kNaN;
   std::int64_t samples = 0;
 };
 

@@ -78,6 +78,7 @@ def test_run_folder_layout(trained):
             assert np.isfinite(v), name
         assert 0 <= f["train/final/test_accuracy"][()] <= 1
         assert f["train/final/num_test"][()] == 40 and f["train/final/num_train"][()] == 30
+        assert "train/final/test_f1" not in f  # ten classes: no F1
         # The gap is what it says.
         assert f["train/final/gap_loss_clean"][()] == pytest.approx(
             f["train/final/test_loss"][()] - f["train/final/train_loss_clean"][()])
@@ -294,5 +295,6 @@ def test_text_training_uses_the_text_reference_settings(tiny_roberta, tmp_path):
         assert f["labels"].attrs["noise_mode"] == "flip"
         # The classifier is measured around its initialisation, as the text reference does.
         assert f["measures"].attrs["head_reference"] == "init"
+        assert 0 <= f["train/final/test_f1"][()] <= 1  # two classes: F1 beside accuracy
         groups = [g.decode() if isinstance(g, bytes) else g for g in f["train/constraint_groups"][()]]
         assert any("include 'attention'" in g for g in groups) and any("include 'classifier'" in g for g in groups)

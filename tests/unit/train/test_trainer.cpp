@@ -349,3 +349,31 @@ TEST(Reweight, SumFormAllowsAnEmptyShardAndMatchesTheMean) {
                 .item<double>(),
             0.0);
 }
+
+TEST(Trainer, EvaluationMatchesDirectComputationIncludingBinaryF1) {
+  // Loss, accuracy and class-1 F1 of evaluate_ids against the same quantities computed here in one pass.
+  torch::manual_seed(13);
+  auto x = torch::randn({37, 5}, torch::kFloat64);
+  auto y = torch::randint(0, 2, {37}, torch::kInt64);
+  hessgap::testing::TensorDataset data(x, y, 2);
+  torch::manual_seed(2);
+  auto model = models::make_model("mlp:in=5,hidden=4,act=tanh", 2);
+  model->to(torch::kFloat64);
+  model->eval();
+  std::vector<std::int64_t> ids;
+  for (std::int64_t i = 0; i < 37; i += 2) ids.push_back(i);
+  auto local = comm::make_local();
+  const Metrics m = evaluate_ids(*model, data, ids, {}, 4, *local, torch::kCPU);
+  torch::NoGradGuard ng;
+  const auto b = data.get_batch(ids);
+  const auto logits = model->forward(b);
+  const auto pred = logits.argmax(1);
+  const double tp = (pred.eq(1) & b.labels.eq(1)).sum().item<double>();
+  const double fp = (pred.eq(1) & b.labels.eq(0)).sum().item<double>();
+  const double fn = (pred.eq(0) & b.labels.eq(1)).sum().item<double>();
+  EXPECT_EQ(m.samples, 19);
+  EXPECT_NEAR(m.loss, torch::nn::functional::cross_entropy(logits, b.labels).item<double>(), 1e-12);
+  EXPECT_NEAR(m.accuracy, pred.eq(b.labels).to(torch::kFloat64).mean().item<double>(), 1e-15);
+  EXPECT_NEAR(m.f1, 2 * tp / (2 * tp + fp + fn), 1e-15);
+  EXPECT_GT(tp, 0);  // the F1 is not a degenerate 0
+}
