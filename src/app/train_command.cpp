@@ -136,6 +136,11 @@ RunFn add_train_command(CLI::App& app) {
                   "subset; the reference's rule: whole batches until the count exceeds it): the distance measure in "
                   "joint and block mode and the bound; 0: no measurement");
   cmd->add_option("--measure-batch-size", st->measure_batch_size, "Batch size of that measurement (reference 4)");
+  cmd->add_option("--measure-trace-probes", st->measure_trace_probes,
+                  "Also per-layer Hessian traces on that subset: joint Rademacher probes, the reference's stopping rule "
+                  "(tol 1e-3), at most this many per batch (0: no traces)");
+  cmd->add_option("--measure-stability-repeats", st->measure_stability_repeats,
+                  "Also noise stability on that subset: this many draws of N(0, 1e-3^2) weight noise (0: none)");
   cmd->add_option("--eval-batch-size", st->eval_batch_size, "Global batch size of validation, test and train-loss passes");
 
   auto runs = std::make_shared<std::int64_t>(1);

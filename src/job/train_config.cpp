@@ -38,6 +38,7 @@ namespace {
   X(train, reweight_epoch, "reweight_epoch") X(train, load_matrix, "load_matrix")                                   \
   X(train, matrix_file, "matrix_file") X(train, eval_batch_size, "eval_batch_size")                                 \
   X(measure, measure_samples, "samples") X(measure, measure_batch_size, "batch_size")                               \
+  X(measure, measure_trace_probes, "trace_probes") X(measure, measure_stability_repeats, "stability_repeats")       \
   X(output, out_dir, "out_dir") X(output, resume, "resume") X(output, stop_after_epochs, "stop_after_epochs")      \
   X(output, subcommand, "subcommand")
 

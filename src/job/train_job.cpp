@@ -364,6 +364,20 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
         << ", bound " << outcome.distance.back().bound << " (n = " << d.train_size << ")";
       log::info(m.str());
     }
+    if (f.measure_trace_probes > 0) {
+      measures::TracesOptions t;
+      t.trace.max_probes = f.measure_trace_probes;
+      t.trace.seed = common.seed;
+      t.validate(world.size());
+      outcome.traces = measures::compute_traces(ctx, t);
+    }
+    if (f.measure_stability_repeats > 0) {
+      measures::StabilityOptions st;
+      st.repeats = f.measure_stability_repeats;
+      st.seed = common.seed;
+      st.validate();
+      outcome.stability = measures::compute_stability(ctx, st);
+    }
   }
 
   results::RunInfo info;
@@ -393,6 +407,18 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
     const std::string epoch0 = (fs::path(f.out_dir) / "epoch_0.h5").string();
     for (std::size_t i = 0; i < outcome.distance.size(); ++i) {
       out.write_distance(outcome.distance[i], measure_opts[i], epoch0, i == 0 ? "/measures" : "/measures_block");
+    }
+    if (outcome.traces) {
+      measures::TracesOptions t;
+      t.trace.max_probes = f.measure_trace_probes;
+      t.trace.seed = common.seed;
+      out.write_traces(*outcome.traces, t);
+    }
+    if (outcome.stability) {
+      measures::StabilityOptions st;
+      st.repeats = f.measure_stability_repeats;
+      st.seed = common.seed;
+      out.write_stability(*outcome.stability, st);
     }
     out.commit();
     log::info("results written to " + path);

@@ -8,11 +8,14 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 
 #include "job/session.h"
 #include "measures/distance.h"
+#include "measures/stability.h"
+#include "measures/traces.h"
 #include "train/trainer.h"
 
 namespace hessgap::job {
@@ -41,6 +44,11 @@ struct TrainConfig {
   // the test split: the distance measure in joint and block mode and the bound (n = training ids).
   std::int64_t measure_samples = 100;  // 0: no measurement
   std::int64_t measure_batch_size = 4;
+  // On the same subset, also: per-layer Hessian traces (the reference's joint probes and stopping rule,
+  // at most measure_trace_probes per batch; 0: none) and noise stability (measure_stability_repeats draws
+  // of N(0, 1e-3²) weight noise; 0: none).
+  int measure_trace_probes = 0;
+  int measure_stability_repeats = 0;
   // Training augmentation (SPEC §3.2): "auto" = on for image folders (the reference's RandomResizedCrop +
   // horizontal flip), off otherwise; "on" requires an image folder; "off".
   std::string augment = "auto";
@@ -60,6 +68,8 @@ struct TrainOutcome {
   std::int64_t num_train = 0;            // training ids (n of the bound)
   // Joint and block distance measures of the best weights (empty when measure_samples = 0).
   std::vector<measures::DistanceResult> distance;
+  std::optional<measures::TracesResult> traces;        // measure_trace_probes > 0
+  std::optional<measures::StabilityResult> stability;  // measure_stability_repeats > 0
   std::string run_id;
 };
 

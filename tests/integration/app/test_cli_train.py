@@ -54,8 +54,9 @@ def max_diff(a, b):
 @pytest.fixture(scope="module")
 def trained(folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
-    r = run_hg(*train_args(folder, out, **{"constraint-reweight": True, "reweight-noise-rate": 0.4}), np_=2,
-               timeout=300)
+    r = run_hg(*train_args(folder, out, **{"constraint-reweight": True, "reweight-noise-rate": 0.4,
+                                           "measure-samples": 8, "measure-trace-probes": 3,
+                                           "measure-stability-repeats": 2}), np_=2, timeout=300)
     assert r.rc == 0, r
     return out, r
 
@@ -94,6 +95,21 @@ def test_run_folder_layout(trained):
         assert "state/optimizer" in f and "state/trainer" in f
         assert f["metadata"].attrs["run_id"] == f["metadata"].attrs["run_id"]
     assert "generalization gap" in r.stdout
+
+
+def test_traces_after_training_equal_the_traces_subcommand_on_best(trained, folder, tmp_path):
+    """The run's own traces (same seeded subset, probes keyed by seed) are what `hessgap traces` computes on
+    best.h5 alone, at another rank count."""
+    out, _ = trained
+    res = tmp_path / "t.h5"
+    r = run_hg("traces", "--checkpoint", out / "best.h5", "--data", folder, "--normalize", "cifar10",
+               "--batch-size", 4, "--sample-size", 8, "--max-probes", 3, "--seed", 1, "--out", res, "--verbosity", 0)
+    assert r.rc == 0, r
+    with h5py.File(out / "run.h5", "r") as a, h5py.File(res, "r") as b:
+        assert a["traces/batch_mean"].shape == b["traces/batch_mean"].shape == (3, 20)  # 12 samples in batches of 4
+        assert np.allclose(a["traces/layer_max"][()], b["traces/layer_max"][()], rtol=1e-9, atol=1e-12)
+        assert int(a["stability/num_samples"][()]) == 12 and len(a["stability/deltas"][()]) == 2
+        assert a["measures/batch_quad"].shape == (3, 20)
 
 
 def test_trained_weights_respect_the_radii(trained):
