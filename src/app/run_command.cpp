@@ -41,7 +41,7 @@ namespace {
 
 struct RunFlags {
   std::string checkpoint, data = "/usr/share/datasets/fashion-mnist", out_dir = "hessgap-run";
-  std::string methods = "plain,constraint,constraint-reweight";
+  std::vector<std::string> methods = {"plain", "constraint", "constraint-reweight"};
   std::int64_t train_subset = 5000, test_subset = 2000, epochs = 4, batch_size = 32;
   double lr = 1e-3, label_noise = 0.4, reweight_noise_rate = 0.4;
   double reg_extractor = 1.0, reg_predictor = 3.0, scale_factor = 1.0;
@@ -58,15 +58,6 @@ struct Row {
   measures::DistanceResult d;        // joint mode (the reference)
   measures::DistanceResult d_block;  // block mode
 };
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
 
 std::string table(const std::vector<Row>& rows) {
   std::ostringstream t;
@@ -100,7 +91,7 @@ RunFn add_run_command(CLI::App& app) {
       "constraint, constraint + reweighting), measure each (Hessian distance measure, bound) and print one table");
   cmd->add_option("--checkpoint", st->checkpoint, "Pretrained CIFAR ResNet-20 weights");
   cmd->add_option("--data", st->data, "Fashion-MNIST IDX folder (Debian's dataset-fashion-mnist)");
-  cmd->add_option("--methods", st->methods, "Comma-separated: plain, constraint, constraint-reweight");
+  cmd->add_option("--methods", st->methods, "Comma-separated: plain, constraint, constraint-reweight")->delimiter(',');
   cmd->add_option("--train-subset", st->train_subset, "First N training images (10% of them validate)");
   cmd->add_option("--test-subset", st->test_subset, "First N test images");
   cmd->add_option("--epochs", st->epochs, "Epochs per method");
@@ -124,7 +115,7 @@ RunFn add_run_command(CLI::App& app) {
 
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
     const RunFlags& g = *st;
-    const auto methods = split_list(g.methods);
+    const auto& methods = g.methods;
     HG_CHECK(!methods.empty(), "--methods: no method given");
     for (const auto& m : methods) {
       HG_CHECK(m == "plain" || m == "constraint" || m == "constraint-reweight",

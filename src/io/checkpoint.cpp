@@ -62,6 +62,15 @@ std::string join(const std::vector<std::string>& names) {
 }
 
 // The tensors of one group of a hessgap checkpoint (/tensors, or a /state/<section>).
+// The string attributes of /metadata (empty without the group).
+std::map<std::string, std::string> read_metadata_group(const H5File& f) {
+  std::map<std::string, std::string> out;
+  if (f.is_group("/metadata")) {
+    for (const std::string& key : f.attr_names("/metadata")) out[key] = f.attr_string("/metadata", key);
+  }
+  return out;
+}
+
 StateDict read_tensor_group(const H5File& f, const std::string& group, const std::string& path) {
   StateDict out;
   for (const std::string& name : f.list(group)) {
@@ -101,12 +110,7 @@ StateDict read_checkpoint_h5(const std::string& path, std::map<std::string, std:
                                                                      << "; this build reads up to "
                                                                      << kFormatVersion);
   StateDict out = read_tensor_group(f, "/tensors", path);
-  if (metadata) {
-    metadata->clear();
-    if (f.is_group("/metadata")) {
-      for (const std::string& key : f.attr_names("/metadata")) (*metadata)[key] = f.attr_string("/metadata", key);
-    }
-  }
+  if (metadata) *metadata = read_metadata_group(f);
   return out;
 }
 
@@ -290,10 +294,20 @@ CheckpointFormat detect_checkpoint_format(const std::string& path, std::string* 
   return detect_file_format(file);
 }
 
-StateDict read_checkpoint_section(const std::string& path, const std::string& section) {
+// A hessgap HDF5 checkpoint opened for reading; hessgap::Error naming the file when it is not one.
+static H5File open_checkpoint_h5(const std::string& path) {
   H5File f = H5File::open_read(path);
   HG_CHECK(f.has_attr("/", "format") && f.attr_string("/", "format") == kFormat,
            "HDF5 file '" << path << "' is not a hessgap checkpoint (root attribute format != \"" << kFormat << "\")");
+  return f;
+}
+
+std::map<std::string, std::string> read_checkpoint_metadata_h5(const std::string& path) {
+  return read_metadata_group(open_checkpoint_h5(path));
+}
+
+StateDict read_checkpoint_section(const std::string& path, const std::string& section) {
+  H5File f = open_checkpoint_h5(path);
   const std::string group = "/state/" + section;
   HG_CHECK(f.is_group(group), "checkpoint '" << path << "' has no " << section << " state (" << group << ")");
   return read_tensor_group(f, group, path);

@@ -72,6 +72,10 @@ void write_checkpoint_h5(const std::string& path, const StateDict& state,
 // when it is not such a checkpoint or has no such section.
 StateDict read_checkpoint_section(const std::string& path, const std::string& section);
 
+// The /metadata attributes of a hessgap HDF5 checkpoint, without reading its tensors (a run folder's
+// run_id). Throws hessgap::Error naming the file when it is not such a checkpoint.
+std::map<std::string, std::string> read_checkpoint_metadata_h5(const std::string& path);
+
 struct LoadOptions {
   // Strict: any missing, unexpected or mis-shaped tensor is an Error (one message listing all).
   // Not strict: those are skipped and only reported.

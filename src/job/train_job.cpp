@@ -15,6 +15,7 @@
 #include "job/session.h"
 #include "results/results_file.h"
 #include "comm/communicator.h"
+#include "comm/gather.h"
 #include "data/dataset.h"
 #include "data/label_noise.h"
 #include "data/registry.h"
@@ -66,9 +67,8 @@ std::string existing_run(const std::string& dir) {
   for (const char* name : {"last.h5", "epoch_0.h5"}) {
     const fs::path p = fs::path(dir) / name;
     if (!fs::exists(p)) continue;
-    std::map<std::string, std::string> meta;
-    io::read_checkpoint(p.string(), &meta);
-    return meta.count("run_id") ? meta["run_id"] : std::string("(unknown)");
+    const auto meta = io::read_checkpoint_metadata_h5(p.string());  // the tensors are not needed
+    return meta.count("run_id") ? meta.at("run_id") : std::string("(unknown)");
   }
   return fs::exists(fs::path(dir) / "run.h5") ? std::string("(unknown)") : std::string();
 }
@@ -91,20 +91,38 @@ torch::Tensor dual_t_matrix(comm::Communicator& world, const TrainConfig& f, con
     first.out_dir = (fs::path(f.out_dir) / "dual_t").string();
     log::info("--load-matrix: no " + path + "; estimating it (Dual-T) after a plain first pass in " + first.out_dir);
     TrainOutcome pass = run_train(world, first, command_line);
-    // Every rank predicts every training id (one forward pass; the estimate needs them all).
+    // Each rank predicts its shard of the training ids; the rows are gathered and put back in id order
+    // (the estimator's anchors take the first maximum, so the order must not depend on the rank count).
     models::Classifier& m = *pass.session.model;
     m.eval();
     torch::NoGradGuard ng;
-    std::vector<torch::Tensor> probs;
-    std::vector<std::int64_t> noisy;
-    for (std::size_t i = 0; i < td.train_ids.size(); i += 256) {
-      const std::vector<std::int64_t> ids(td.train_ids.begin() + static_cast<std::ptrdiff_t>(i),
-                                          td.train_ids.begin() + static_cast<std::ptrdiff_t>(std::min(i + 256, td.train_ids.size())));
-      const data::Batch b = td.train->get_batch(ids).to(pass.session.device, pass.session.dtype);
-      probs.push_back(torch::softmax(m.forward(b).to(torch::kFloat64), 1).cpu());
-      for (auto id : ids) noisy.push_back(td.train_labels[static_cast<std::size_t>(id)]);
+    data::SamplerOptions so;
+    so.batch_size = 256;
+    so.shuffle = false;
+    const data::ShardedSampler sampler(td.train_ids, so, world.rank(), world.size());
+    std::vector<std::int64_t> my_ids;
+    std::vector<double> my_rows;
+    for (const auto& shard : sampler.shards(0)) {
+      if (shard.empty()) continue;
+      const data::Batch b = td.train->get_batch(shard).to(pass.session.device, pass.session.dtype);
+      const torch::Tensor p = torch::softmax(m.forward(b).to(torch::kFloat64), 1).cpu().contiguous();
+      my_ids.insert(my_ids.end(), shard.begin(), shard.end());
+      my_rows.insert(my_rows.end(), p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
     }
-    const train::DualT est = train::estimate_dual_t(torch::cat(probs), noisy);
+    const auto ids = comm::all_gather_values(world, my_ids);
+    const auto rows = comm::all_gather_values(world, my_rows);
+    std::map<std::int64_t, std::size_t> position;
+    for (std::size_t i = 0; i < td.train_ids.size(); ++i) position[td.train_ids[i]] = i;
+    torch::Tensor probs = torch::empty({static_cast<std::int64_t>(td.train_ids.size()), K}, torch::kFloat64);
+    std::vector<std::int64_t> noisy(td.train_ids.size());
+    for (std::size_t r = 0; r < ids.size(); ++r) {
+      for (std::size_t i = 0; i < ids[r].size(); ++i) {
+        const std::size_t at = position.at(ids[r][i]);
+        std::copy_n(rows[r].data() + i * static_cast<std::size_t>(K), K, probs.data_ptr<double>() + at * static_cast<std::size_t>(K));
+        noisy[at] = td.train_labels[static_cast<std::size_t>(ids[r][i])];
+      }
+    }
+    const train::DualT est = train::estimate_dual_t(probs, noisy);
     if (world.rank() == 0) {
       io::AtomicOutput out(path);
       {

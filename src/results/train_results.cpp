@@ -7,6 +7,18 @@
 #include "io/h5.h"
 
 namespace hessgap::results {
+namespace {
+
+// One field of every record, as the column a dataset stores.
+template <typename Record, typename T>
+std::vector<T> column(const std::vector<Record>& records, T Record::*field) {
+  std::vector<T> out;
+  out.reserve(records.size());
+  for (const auto& r : records) out.push_back(r.*field);
+  return out;
+}
+
+}  // namespace
 
 void ResultsFile::write_train(const train::TrainResult& r, const TrainRecordInfo& info) {
   if (!file_) return;
@@ -44,47 +56,25 @@ void ResultsFile::write_train(const train::TrainResult& r, const TrainRecordInfo
   f.set_attr("/train", "resumed_at_epoch", r.resumed_at_epoch);
 
   const auto S = static_cast<std::int64_t>(r.steps.size());
-  std::vector<std::int64_t> step(S), step_epoch(S);
-  std::vector<double> loss(S), acc(S), lr(S);
-  for (std::int64_t i = 0; i < S; ++i) {
-    const auto& s = r.steps[static_cast<std::size_t>(i)];
-    step[i] = s.step;
-    step_epoch[i] = s.epoch;
-    loss[i] = s.loss;
-    acc[i] = s.accuracy;
-    lr[i] = s.lr;
-  }
-  f.write("/train/history/step", step, {S}, "Optimizer step (0-based, over the whole run)");
-  f.write("/train/history/epoch", step_epoch, {S}, "Epoch of the step (0-based)");
-  f.write("/train/history/loss", loss, {S}, "Mean training loss of the global batch (the loss trained on: reweighted where it applies; training labels)");
-  f.write("/train/history/accuracy", acc, {S}, "Accuracy of the global batch against its training labels", "fraction");
-  f.write("/train/history/lr", lr, {S}, "Learning rate of the step");
-
   const auto E = static_cast<std::int64_t>(r.epochs.size());
-  std::vector<std::int64_t> epoch(E), projected(E);
-  std::vector<double> elr(E), tl(E), ta(E), tab(E), vl(E), va(E), secs(E);
-  for (std::int64_t i = 0; i < E; ++i) {
-    const auto& e = r.epochs[static_cast<std::size_t>(i)];
-    epoch[i] = e.epoch;
-    projected[i] = e.projected;
-    elr[i] = e.lr;
-    tl[i] = e.train_loss;
-    ta[i] = e.train_accuracy;
-    tab[i] = e.train_accuracy_batch_mean;
-    vl[i] = e.val_loss;
-    va[i] = e.val_accuracy;
-    secs[i] = e.seconds;
-  }
-  f.write("/train/epochs/epoch", epoch, {E}, "Epoch (0-based)");
-  f.write("/train/epochs/lr", elr, {E}, "Learning rate at the epoch's last step");
-  f.write("/train/epochs/train_loss", tl, {E}, "Sample-weighted mean training loss over the epoch's steps (training labels)");
-  f.write("/train/epochs/train_accuracy", ta, {E}, "Sample-weighted training accuracy over the epoch (training labels)", "fraction");
-  f.write("/train/epochs/train_accuracy_batch_mean", tab, {E},
+  using train::EpochRecord;
+  using train::StepRecord;
+  f.write("/train/history/step", column(r.steps, &StepRecord::step), {S}, "Optimizer step (0-based, over the whole run)");
+  f.write("/train/history/epoch", column(r.steps, &StepRecord::epoch), {S}, "Epoch of the step (0-based)");
+  f.write("/train/history/loss", column(r.steps, &StepRecord::loss), {S}, "Mean training loss of the global batch (the loss trained on: reweighted where it applies; training labels)");
+  f.write("/train/history/accuracy", column(r.steps, &StepRecord::accuracy), {S}, "Accuracy of the global batch against its training labels", "fraction");
+  f.write("/train/history/lr", column(r.steps, &StepRecord::lr), {S}, "Learning rate of the step");
+
+  f.write("/train/epochs/epoch", column(r.epochs, &EpochRecord::epoch), {E}, "Epoch (0-based)");
+  f.write("/train/epochs/lr", column(r.epochs, &EpochRecord::lr), {E}, "Learning rate at the epoch's last step");
+  f.write("/train/epochs/train_loss", column(r.epochs, &EpochRecord::train_loss), {E}, "Sample-weighted mean training loss over the epoch's steps (training labels)");
+  f.write("/train/epochs/train_accuracy", column(r.epochs, &EpochRecord::train_accuracy), {E}, "Sample-weighted training accuracy over the epoch (training labels)", "fraction");
+  f.write("/train/epochs/train_accuracy_batch_mean", column(r.epochs, &EpochRecord::train_accuracy_batch_mean), {E},
           "The reference's training accuracy: unweighted mean of the batches' accuracies", "fraction");
-  f.write("/train/epochs/val_loss", vl, {E}, "Validation cross-entropy (clean labels; NaN without validation)");
-  f.write("/train/epochs/val_accuracy", va, {E}, "Validation accuracy (clean labels; NaN without validation)", "fraction");
-  f.write("/train/epochs/seconds", secs, {E}, "Wall time of the epoch", "s");
-  f.write("/train/epochs/projected", projected, {E}, "Tensors changed by the constraint projections during the epoch");
+  f.write("/train/epochs/val_loss", column(r.epochs, &EpochRecord::val_loss), {E}, "Validation cross-entropy (clean labels; NaN without validation)");
+  f.write("/train/epochs/val_accuracy", column(r.epochs, &EpochRecord::val_accuracy), {E}, "Validation accuracy (clean labels; NaN without validation)", "fraction");
+  f.write("/train/epochs/seconds", column(r.epochs, &EpochRecord::seconds), {E}, "Wall time of the epoch", "s");
+  f.write("/train/epochs/projected", column(r.epochs, &EpochRecord::projected), {E}, "Tensors changed by the constraint projections during the epoch");
 
   f.create_group("/train/final");
   f.set_attr("/train/final", "description", "Metrics of the best weights (best.h5), as the reference tests model_best");

@@ -247,8 +247,14 @@ def test_runs_report_mean_and_population_std(folder, tmp_path):
 
 def test_load_matrix_estimates_dual_t_after_a_plain_pass_and_reweights_with_it(folder, tmp_path):
     out = tmp_path / "dt"
-    r = run_hg(*train_args(folder, out, epochs=1, **{"constraint-reweight": True, "load-matrix": True}), timeout=300)
+    flags = {"constraint-reweight": True, "load-matrix": True, "sync-bn": True, "dtype": "float64"}
+    r = run_hg(*train_args(folder, out, epochs=1, **flags), timeout=300)
     assert r.rc == 0, r
+    # The ranks predict shards of the training ids: the estimate is the same at two ranks.
+    r2 = run_hg(*train_args(folder, tmp_path / "dt-np2", epochs=1, **flags), np_=2, timeout=300)
+    assert r2.rc == 0, r2
+    with h5py.File(out / "transition_matrix.h5", "r") as a, h5py.File(tmp_path / "dt-np2" / "transition_matrix.h5", "r") as b:
+        assert np.allclose(a["transition_matrix"][()], b["transition_matrix"][()], rtol=1e-9, atol=1e-12)
     assert (out / "dual_t" / "run.h5").is_file()  # the plain first pass, a run folder of its own
     with h5py.File(out / "dual_t" / "run.h5", "r") as f:
         assert f["train"].attrs["reg_method"] == "none" and f["train"].attrs["reweighted"] == 0

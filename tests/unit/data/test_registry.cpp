@@ -7,20 +7,14 @@
 #include "data/label_noise.h"
 #include "data/registry.h"
 #include "test_helpers.h"
+#include "tests/support/error_of.h"
 #include "util/error.h"
 
 namespace hessgap::data {
 namespace {
 using namespace testing;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using hessgap::testing::error_of;
 
 TEST(Registry, ImageFolderWithImagenetStatistics) {
   DatasetSpec spec;

@@ -12,6 +12,7 @@
 #include "comm/communicator.h"
 #include "data/sampler.h"
 #include "io/checkpoint.h"
+#include "tests/support/error_of.h"
 #include "tests/support/tensor_dataset.h"
 #include "train/checkpoint_state.h"
 #include "train/constraints.h"
@@ -26,14 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using hessgap::testing::error_of;
 
 std::string tmp_dir(const std::string& name) {
   const fs::path p = fs::path(HG_TEST_TMP) / ("trainer-" + name);
