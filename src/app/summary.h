@@ -2,6 +2,7 @@
 #pragma once
 
 #include "measures/distance.h"
+#include "measures/eval.h"
 #include "measures/stability.h"
 #include "measures/traces.h"
 

@@ -63,4 +63,14 @@ std::vector<std::int64_t> owned_batches(const BatchPlan& plan, int part, int num
   return out;
 }
 
+BatchPlan plan_ids(const std::vector<std::int64_t>& ids, std::int64_t batch_size) {
+  HG_CHECK(batch_size >= 1, "batch size must be >= 1 (got " << batch_size << ")");
+  BatchPlan plan;
+  for (std::size_t at = 0; at < ids.size(); at += static_cast<std::size_t>(batch_size)) {
+    const std::size_t end = std::min(ids.size(), at + static_cast<std::size_t>(batch_size));
+    plan.batches.emplace_back(ids.begin() + static_cast<std::ptrdiff_t>(at), ids.begin() + static_cast<std::ptrdiff_t>(end));
+  }
+  return plan;
+}
+
 }  // namespace hessgap::measures

@@ -38,6 +38,10 @@ struct BatchPlan {
 // Throws hessgap::Error when the dataset is empty.
 BatchPlan plan_batches(std::int64_t dataset_size, const PlanOptions& opts);
 
+// `ids` in their order, cut into batches of batch_size (the last may be smaller); no batches for no ids.
+// Throws hessgap::Error for batch_size < 1.
+BatchPlan plan_ids(const std::vector<std::int64_t>& ids, std::int64_t batch_size);
+
 // Batches owned by `part` of `num_parts` (round robin: b % num_parts == part).
 std::vector<std::int64_t> owned_batches(const BatchPlan& plan, int part, int num_parts);
 

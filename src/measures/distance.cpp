@@ -8,10 +8,10 @@
 #include "comm/communicator.h"
 #include "data/dataset.h"
 #include "hessian/hvp_engine.h"
+#include "measures/batch_loop.h"
 #include "models/classifier.h"
 #include "models/transformer_text.h"
 #include "util/error.h"
-#include "util/log.h"
 #include "util/timer.h"
 
 namespace hessgap::measures {
@@ -77,11 +77,9 @@ DistanceResult compute_distance(const MeasureContext& ctx, const DistanceOptions
   r.quad.assign(B * L, 0.0);
   for (const auto& vi : v) r.v_norm.push_back(std::sqrt(hessian::dot64(vi, vi)));
 
-  const auto mine = owned_batches(plan, world.rank(), world.size());
-  log::Progress progress("measures (rank 0's batches)", static_cast<long>(mine.size()));
-  long done = 0;
-  for (std::int64_t b : mine) {
-    const auto batch = load_batch(ctx, plan.batches[static_cast<std::size_t>(b)]);
+  BatchLoopOptions loop;
+  loop.label = "measures";
+  for_each_batch(ctx, plan, loop, [&](std::int64_t b, const data::Batch& batch) {
     hessian::HvpEngine engine(batch_loss(*ctx.model, batch), params);
     const auto q = hessian::quadratic_forms(engine, v, opts.mode);
     r.batch_loss[static_cast<std::size_t>(b)] = engine.loss();
@@ -92,9 +90,8 @@ DistanceResult compute_distance(const MeasureContext& ctx, const DistanceOptions
     }
     std::ostringstream detail;
     detail << "batch " << b << ": loss " << engine.loss() << ", sum " << total;
-    progress.update(++done, detail.str());
-  }
-  progress.finish();
+    return detail.str();
+  });
   world.all_reduce_sum(r.batch_loss.data(), B);
   world.all_reduce_sum(r.quad.data(), B * L);
 

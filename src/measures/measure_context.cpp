@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "comm/communicator.h"
 #include "data/dataset.h"
 #include "models/classifier.h"
 #include "util/error.h"
@@ -34,6 +35,28 @@ torch::Tensor batch_loss(models::Classifier& model, const data::Batch& batch) {
   return torch::nn::functional::cross_entropy(logits, batch.labels);
 }
 
+LossSums loss_sums(models::Classifier& model, const data::Batch& batch) {
+  torch::NoGradGuard no_grad;
+  const auto logits = model.forward(batch);
+  const auto loss = torch::nn::functional::cross_entropy(
+      logits.to(torch::kFloat64), batch.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  LossSums s;
+  s.loss = loss.item<double>();
+  s.correct = logits.argmax(1).eq(batch.labels).sum().item<std::int64_t>();
+  s.count = batch.size();
+  return s;
+}
+
+LossSums all_reduce(comm::Communicator& world, const LossSums& s) {
+  LossSums g;
+  g.loss = world.sum(s.loss);
+  std::int64_t counts[2] = {s.correct, s.count};
+  world.all_reduce_sum(counts, 2);
+  g.correct = counts[0];
+  g.count = counts[1];
+  return g;
+}
+
 std::int64_t count_unlabelled(const data::Dataset& dataset, const BatchPlan& plan) {
   std::int64_t n = 0;
   for (const auto& batch : plan.batches) {
@@ -55,6 +78,11 @@ data::Batch load_batch(const MeasureContext& ctx, const std::vector<std::int64_t
   // A dataset that skips unreadable files may return fewer rows; none at all would make a mean loss NaN.
   HG_CHECK(batch.size() > 0 || ids.empty(), "every sample of a batch of " << ids.size() << " (ids " << ids.front()
                                                                            << "...) was unreadable and skipped");
+  if (ctx.labels != nullptr) {
+    std::vector<std::int64_t> y;
+    for (std::int64_t id : batch.sample_ids) y.push_back(ctx.labels->at(static_cast<std::size_t>(id)));
+    batch.labels = torch::tensor(y, torch::kInt64);
+  }
   return batch.to(ctx.device, ctx.dtype);
 }
 

@@ -29,6 +29,9 @@ struct MeasureContext {
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
   PlanOptions plan;  // batch size, sample size and rule, order
+  // Labels that replace the dataset's, indexed by sample id (the trainer's noisy training labels); null:
+  // the dataset's own. Not owned.
+  const std::vector<std::int64_t>* labels = nullptr;
 };
 
 // Puts the model in eval mode (BN running stats, no dropout) and makes exactly the Hessian layers
@@ -48,7 +51,26 @@ std::int64_t count_unlabelled(const data::Dataset& dataset, const BatchPlan& pla
 // collective and every rank fails alike.
 void require_labels(const data::Dataset& dataset, const BatchPlan& plan, const std::string& what);
 
-// Loads batch `ids` and moves it to the context's device and dtype.
+// Sums over samples, so that shards of any size (an empty one too) add up to the global value.
+struct LossSums {
+  double loss = 0.0;          // Σ cross-entropy, nats
+  std::int64_t correct = 0;   // argmax = label
+  std::int64_t count = 0;     // samples
+  LossSums& operator+=(const LossSums& o) {
+    loss += o.loss;
+    correct += o.correct;
+    count += o.count;
+    return *this;
+  }
+};
+
+// The batch's sums without autograd. Not collective.
+LossSums loss_sums(models::Classifier& model, const data::Batch& batch);
+
+// `s` summed over the ranks of `world`. Collective.
+LossSums all_reduce(comm::Communicator& world, const LossSums& s);
+
+// Loads batch `ids` (with ctx.labels when set) and moves it to the context's device and dtype.
 data::Batch load_batch(const MeasureContext& ctx, const std::vector<std::int64_t>& ids);
 
 }  // namespace hessgap::measures

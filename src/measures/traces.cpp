@@ -8,9 +8,9 @@
 #include "comm/communicator.h"
 #include "data/dataset.h"
 #include "hessian/hvp_engine.h"
+#include "measures/batch_loop.h"
 #include "models/classifier.h"
 #include "util/error.h"
-#include "util/log.h"
 #include "util/timer.h"
 
 namespace hessgap::measures {
@@ -45,12 +45,12 @@ TracesResult compute_traces(const MeasureContext& ctx, const TracesOptions& opts
   r.probes.assign(B * L, 0);
   r.converged.assign(B, 0);
 
-  const auto mine = owned_batches(plan, group_id, groups);
-  log::Progress progress("traces (rank 0's batches)", static_cast<long>(mine.size()));
-  long done = 0;
   std::int64_t hvps = 0;
-  for (std::int64_t b : mine) {
-    const auto batch = load_batch(ctx, plan.batches[static_cast<std::size_t>(b)]);
+  BatchLoopOptions loop;
+  loop.label = "traces";
+  loop.part = group_id;  // a batch belongs to a probe group; its ranks share the batch's probes
+  loop.num_parts = groups;
+  for_each_batch(ctx, plan, loop, [&](std::int64_t b, const data::Batch& batch) {
     hessian::HvpEngine engine(batch_loss(*ctx.model, batch), params);
     const auto t = hessian::estimate_traces(engine, opts.trace, b, *group);
     hvps += t.hvps_computed;
@@ -69,9 +69,8 @@ TracesResult compute_traces(const MeasureContext& ctx, const TracesOptions& opts
     std::ostringstream detail;
     detail << "batch " << b << ": loss " << engine.loss() << ", total trace " << total << ", probes "
            << *std::max_element(t.probes.begin(), t.probes.end());
-    progress.update(++done, detail.str());
-  }
-  progress.finish();
+    return detail.str();
+  });
 
   world.all_reduce_sum(r.batch_loss.data(), B);
   world.all_reduce_sum(r.mean.data(), B * L);

@@ -10,6 +10,7 @@
 
 #include "data/label_noise.h"
 #include "measures/distance.h"
+#include "measures/eval.h"
 #include "measures/stability.h"
 #include "measures/traces.h"
 #include "train/trainer.h"

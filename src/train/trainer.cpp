@@ -12,6 +12,7 @@
 #include "data/dataset.h"
 #include "data/sampler.h"
 #include "io/checkpoint.h"
+#include "measures/eval.h"
 #include "models/batch_norm.h"
 #include "models/classifier.h"
 #include "train/checkpoint_state.h"
@@ -194,43 +195,24 @@ torch::Tensor find(const NamedTensors& state, const std::string& name, const std
 Metrics evaluate_ids(models::Classifier& model, const data::Dataset& dataset, const std::vector<std::int64_t>& ids,
                      const std::vector<std::int64_t>& labels, std::int64_t batch_size, comm::Communicator& world,
                      torch::Device device) {
-  data::SamplerOptions so;
-  so.batch_size = batch_size;
-  so.shuffle = false;
-  data::ShardedSampler sampler(ids, so, world.rank(), world.size());
+  measures::MeasureContext ctx;
+  ctx.model = &model;
+  ctx.dataset = &dataset;
+  ctx.world = &world;
+  ctx.device = device;
+  ctx.dtype = model.dtype();
+  if (!labels.empty()) ctx.labels = &labels;
   const bool was_training = model.is_training();
-  model.eval();
-  torch::NoGradGuard ng;
-  double sums[6] = {0, 0, 0, 0, 0, 0};  // loss, correct, samples; binary: TP, FP, FN of class 1
-  for (const auto& shard : sampler.shards(0)) {
-    if (shard.empty()) continue;
-    const data::Batch b = load(dataset, shard, labels, model, device);
-    const torch::Tensor logits = model.forward(b);
-    sums[0] += torch::nn::functional::cross_entropy(
-                   logits.to(torch::kFloat64), b.labels,
-                   torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                   .item<double>();
-    const torch::Tensor predicted = logits.argmax(1);
-    sums[1] += static_cast<double>(predicted.eq(b.labels).sum().item<std::int64_t>());
-    sums[2] += static_cast<double>(shard.size());
-    if (logits.size(1) == 2) {
-      const torch::Tensor p1 = predicted.eq(1), y1 = b.labels.eq(1);
-      sums[3] += static_cast<double>((p1 & y1).sum().item<std::int64_t>());
-      sums[4] += static_cast<double>((p1 & ~y1).sum().item<std::int64_t>());
-      sums[5] += static_cast<double>((~p1 & y1).sum().item<std::int64_t>());
-    }
-  }
-  world.all_reduce_sum(sums, 6);
+  measures::EvalOptions quiet;
+  quiet.progress = "";
+  const measures::EvalResult r = measures::evaluate(ctx, measures::plan_ids(ids, batch_size), quiet);
   model.train(was_training);
   Metrics m;
-  m.samples = static_cast<std::int64_t>(sums[2]);
+  m.samples = r.num_samples;
   if (m.samples > 0) {
-    m.loss = sums[0] / sums[2];
-    m.accuracy = sums[1] / sums[2];
-    if (model.num_classes() == 2) {
-      const double denominator = 2 * sums[3] + sums[4] + sums[5];
-      m.f1 = denominator > 0 ? 2 * sums[3] / denominator : 0.0;  // sklearn's f1 with zero_division=0
-    }
+    m.loss = r.loss;
+    m.accuracy = r.accuracy;
+    m.f1 = r.f1;
   }
   return m;
 }

@@ -11,6 +11,7 @@
 #include "hessian/probes.h"
 #include "measures/batch_plan.h"
 #include "measures/distance.h"
+#include "measures/eval.h"
 #include "measures/stability.h"
 #include "measures/traces.h"
 #include "models/registry.h"
@@ -281,6 +282,35 @@ TEST(Eval, SampleWeightedLossAndAccuracy) {
   EXPECT_EQ(r.correct, logits.argmax(1).eq(b.labels).sum().item<std::int64_t>());
   EXPECT_EQ(r.num_samples, 23);
   EXPECT_DOUBLE_EQ(r.accuracy, static_cast<double>(r.correct) / 23.0);
+}
+
+// The trainer's evaluations: an explicit plan of ids (plan_ids) with labels that replace the dataset's
+// (ctx.labels, indexed by id), against a direct computation on those samples with those labels.
+TEST(Eval, ExplicitIdsWithReplacedLabels) {
+  Fixture f;
+  const std::vector<std::int64_t> ids = {20, 3, 7, 11, 0, 15, 9};
+  const BatchPlan plan = plan_ids(ids, 3);
+  ASSERT_EQ(plan.batch_sizes(), (std::vector<std::int64_t>{3, 3, 1}));
+  EXPECT_EQ(plan.batches[2], (std::vector<std::int64_t>{9}));
+  EXPECT_TRUE(plan_ids({}, 3).batches.empty());
+  std::vector<std::int64_t> labels(23);
+  for (std::int64_t i = 0; i < 23; ++i) labels[static_cast<std::size_t>(i)] = (i * 7 + 1) % 3;
+  auto ctx = f.ctx(5, 0, SampleRule::kExact);
+  ctx.labels = &labels;
+  const EvalResult r = evaluate(ctx, plan);
+  auto b = f.data->get_batch(ids);
+  std::vector<std::int64_t> y;
+  for (std::int64_t id : ids) y.push_back(labels[static_cast<std::size_t>(id)]);
+  const auto target = torch::tensor(y, torch::kInt64);
+  torch::NoGradGuard ng;
+  const auto logits = f.model->forward(b);
+  EXPECT_NEAR(r.loss, torch::nn::functional::cross_entropy(logits, target).item<double>(), 1e-12);
+  EXPECT_EQ(r.correct, logits.argmax(1).eq(target).sum().item<std::int64_t>());
+  EXPECT_EQ(r.num_samples, 7);
+  EXPECT_TRUE(std::isnan(r.f1));  // three classes: no F1
+  const EvalResult none = evaluate(ctx, BatchPlan{});
+  EXPECT_EQ(none.num_samples, 0);
+  EXPECT_TRUE(std::isnan(none.loss));
 }
 
 // Unlabelled data (labels -1, as GLUE's test files): eval returns every sample's logits and prediction and no

@@ -1,0 +1,38 @@
+#include "measures/batch_loop.h"
+
+#include <memory>
+
+#include "comm/communicator.h"
+#include "data/loader.h"
+#include "util/log.h"
+
+namespace hessgap::measures {
+
+void for_each_batch(const MeasureContext& ctx, const BatchPlan& plan, const BatchLoopOptions& opts,
+                    const std::function<std::string(std::int64_t b, const data::Batch& batch)>& body) {
+  const int part = opts.part >= 0 ? opts.part : ctx.world->rank();
+  const int parts = opts.num_parts > 0 ? opts.num_parts : ctx.world->size();
+  const auto mine = owned_batches(plan, part, parts);
+  auto load = [&](std::size_t k) { return load_batch(ctx, plan.batches[static_cast<std::size_t>(mine[k])]); };
+  std::unique_ptr<data::PrefetchLoader> loader;
+  if (opts.prefetch) {
+    data::LoaderOptions prefetch;
+    prefetch.num_workers = 1;
+    prefetch.prefetch = 2;
+    loader = std::make_unique<data::PrefetchLoader>(
+        static_cast<std::int64_t>(mine.size()), [&](std::int64_t k) { return load(static_cast<std::size_t>(k)); },
+        prefetch);
+  }
+  std::unique_ptr<log::Progress> progress;
+  if (!opts.label.empty()) {
+    progress = std::make_unique<log::Progress>(opts.label + " (rank 0's batches)", static_cast<long>(mine.size()));
+  }
+  for (std::size_t k = 0; k < mine.size(); ++k) {
+    const data::Batch batch = loader ? *loader->next() : load(k);
+    const std::string detail = body(mine[k], batch);
+    if (progress) progress->update(static_cast<long>(k + 1), detail);
+  }
+  if (progress) progress->finish();
+}
+
+}  // namespace hessgap::measures
