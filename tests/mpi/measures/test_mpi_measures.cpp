@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "measures/distance.h"
+#include "measures/eval.h"
 #include "measures/stability.h"
 #include "measures/traces.h"
 #include "models/registry.h"
