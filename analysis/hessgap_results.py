@@ -8,7 +8,7 @@ This module only reads files (h5py + numpy); it never imports or runs the C++ co
 
     >>> from hessgap_results import load
     >>> r = load("run.h5")
-    >>> r.config["sample-size"], r.layers[0], r.traces["layer_mean"].shape
+    >>> r.config["data"]["sample_size"], r.layers[0], r.traces["layer_mean"].shape
 
 Command line:
     /usr/bin/python3 analysis/hessgap_results.py FILE.h5 [--plot out.png]

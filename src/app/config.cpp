@@ -112,28 +112,4 @@ std::vector<std::string> expand_config_args(const std::vector<std::string>& argv
   return out;
 }
 
-std::string resolved_config_json(const CLI::App& command) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const CLI::Option* opt : command.get_options()) {
-    if (opt->get_lnames().empty()) continue;
-    const std::string name = opt->get_lnames()[0];
-    if (name == "help") continue;
-    if (opt->get_items_expected_max() == 0) {  // a flag (CLI11 2.x: expected(0), not type_size(0))
-      j[name] = opt->count() > 0;
-      continue;
-    }
-    if (opt->count() > 0) {
-      const auto& res = opt->results();
-      if (opt->get_expected_max() > 1) {
-        j[name] = res;
-      } else {
-        j[name] = res.empty() ? "" : res.back();
-      }
-    } else {
-      j[name] = opt->get_default_str();
-    }
-  }
-  return j.dump();
-}
-
 }  // namespace hessgap::app

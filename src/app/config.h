@@ -19,8 +19,5 @@ namespace hessgap::app {
 // unreadable or malformed config (not a JSON object, nested objects) or a --set without '='.
 std::vector<std::string> expand_config_args(const std::vector<std::string>& argv);
 
-// The resolved configuration of a parsed (sub)command as a JSON object string: every option with
-// a long name and its effective value (given or default), for the output file.
-std::string resolved_config_json(const CLI::App& command);
 
 }  // namespace hessgap::app

@@ -19,6 +19,7 @@
 #include "hessgap_version.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/signals.h"
 
 namespace {
 
@@ -111,6 +112,11 @@ int main(int argc, char** argv) {
       }
     }
     return 2;
+  } catch (const hessgap::signals::Interrupted& e) {
+    // Every rank stopped at the same step (the request was all-reduced): no abort needed.
+    hessgap::log::info("interrupted by signal " + std::to_string(e.signo) +
+                       ": the last checkpoint is intact; rerun the same command to resume");
+    return hessgap::signals::kExitInterrupted;
   } catch (const hessgap::Error& e) {
     return fail(*world, 2, e.what());
   } catch (const std::exception& e) {

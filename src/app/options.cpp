@@ -74,4 +74,13 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   cmd->add_option("--verbosity", o.verbosity, "0 quiet, 1 progress, 2 debug");
 }
 
+RunFn measure_command(std::shared_ptr<job::MeasureConfig> config,
+                      std::function<void(const job::MeasureOutcome&)> print) {
+  return [config, print](comm::Communicator& world, const std::string& command_line) {
+    const job::MeasureOutcome outcome = job::run_measure(world, *config, command_line);
+    if (world.rank() == 0) print(outcome);
+    return 0;
+  };
+}
+
 }  // namespace hessgap::app

@@ -2,12 +2,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <torch/types.h>
 
+#include "app/commands.h"
+#include "job/measure_job.h"
 #include "job/session.h"
 
 namespace CLI {
@@ -35,6 +38,11 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint =
 
 // The dataset flags alone (--data, --data-format, --split, transforms, glue, label noise), bound to `d`.
 void add_dataset_options(CLI::App* cmd, data::DatasetSpec& d);
+
+// The run function of a measuring subcommand whose flags are bound to `config`: job::run_measure on the
+// world, then `print` of its outcome on rank 0 (every rank holds the same numbers; one table is enough).
+RunFn measure_command(std::shared_ptr<job::MeasureConfig> config,
+                      std::function<void(const job::MeasureOutcome&)> print);
 
 // Default locations of the embedded assets (CMake's HG_ASSETS_DIR, overridable by $HESSGAP_ASSETS).
 std::string assets_dir();

@@ -19,6 +19,7 @@
 #include "io/atomic_output.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/signals.h"
 
 namespace hessgap::app {
 
@@ -149,8 +150,17 @@ RunFn add_train_command(CLI::App& app) {
                   "their mean and population std are printed and written to --out-dir/runs.csv");
   return [st, cmd, runs](comm::Communicator& world, const std::string& command_line) {
     HG_CHECK(*runs >= 1, "--runs must be >= 1 (got " << *runs << ")");
+    // SIGTERM / SIGUSR1 end the job at the next step on every rank alike (one all-reduce per step),
+    // last.h5 intact; main exits with signals::kExitInterrupted and the same command resumes.
+    signals::install_stop_handlers();
+    job::TrainHooks hooks;
+    hooks.stop_requested = [&world] {
+      std::int64_t requested = signals::stop_signal() != 0 ? 1 : 0;
+      world.all_reduce_sum(&requested, 1);
+      return requested > 0;
+    };
     if (*runs == 1) {
-      run_train(world, *st, command_line);
+      run_train(world, *st, command_line, hooks);
       return 0;
     }
     // Run k: seed + k (order, split, noise-free parts, head), its own folder and run id.
@@ -161,7 +171,7 @@ RunFn add_train_command(CLI::App& app) {
       f.out_dir = (std::filesystem::path(st->out_dir) / ("run_" + std::to_string(k))).string();
       log::info("== run " + std::to_string(k + 1) + "/" + std::to_string(*runs) + " (seed " +
                 std::to_string(f.common.seed) + ") ==");
-      results.push_back(run_train(world, f, command_line).result);
+      results.push_back(run_train(world, f, command_line, hooks).result);
       log::set_run("");
     }
     if (world.rank() == 0) write_runs_summary(results, (std::filesystem::path(st->out_dir) / "runs.csv").string());

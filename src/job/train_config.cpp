@@ -2,19 +2,10 @@
 // types; the run id is a hash of the sections that decide the results.
 #include <nlohmann/json.hpp>
 
-#include <iomanip>
-#include <sstream>
-
+#include "job/config_fields.h"
 #include "job/train_job.h"
 #include "util/error.h"
 
-namespace hessgap::data {
-// Every field of the dataset description, by its C++ name; missing keys keep their defaults.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DatasetSpec, kind, path, split, resize, crop, normalize, pad,
-                                                grey_to_rgb, max_per_class, limit, skip_unreadable, domain, sample,
-                                                label_source, valid_split, split_seed, task, tokenizer, max_length,
-                                                lowercase, noise_rate, noise_mode, noise_seed, noise_chunk)
-}  // namespace hessgap::data
 
 namespace hessgap::job {
 namespace {
@@ -46,9 +37,7 @@ namespace {
 
 nlohmann::json to_json(const TrainConfig& c) {
   nlohmann::json j;
-#define HG_OUT(section, field, name) j[#section][name] = c.field;
-  HG_FIELDS(HG_OUT)
-#undef HG_OUT
+  HG_FIELDS(HG_JSON_OUT)
   j["data"]["dataset"] = c.common.data;
   return j;
 }
@@ -60,10 +49,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     HG_CHECK(values.is_object(), "train configuration: section '" << section << "' is not an object");
   }
   try {
-#define HG_IN(section, field, name)                                                       \
-  if (j.contains(#section) && j[#section].contains(name)) j[#section][name].get_to(c.field);
-    HG_FIELDS(HG_IN)
-#undef HG_IN
+    HG_FIELDS(HG_JSON_IN)
     if (j.contains("data") && j["data"].contains("dataset")) j["data"]["dataset"].get_to(c.common.data);
   } catch (const nlohmann::json::exception& e) {
     HG_FAIL("train configuration: " << e.what());
@@ -78,12 +64,7 @@ std::string run_id_of(const TrainConfig& c) {
   j.erase("output");
   j["compute"].erase("verbosity");
   j["compute"].erase("threads");
-  const std::string canon = j.dump();  // nlohmann objects keep their keys sorted: canonical
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char ch : canon) h = (h ^ ch) * 1099511628211ULL;
-  std::ostringstream s;
-  s << std::hex << std::setw(16) << std::setfill('0') << h;
-  return s.str();
+  return fnv1a_hex(j.dump());  // nlohmann objects keep their keys sorted: canonical
 }
 
 #undef HG_FIELDS

@@ -80,7 +80,8 @@ std::string existing_run(const std::string& dir) {
 // estimator turns the probabilities and the noisy labels into C, written to f.matrix_file. Unlike the
 // reference, the main run then starts again from the pretrained weights with a fresh optimizer and
 // schedule (recorded in the log and /train). Collective.
-torch::Tensor dual_t_matrix(comm::Communicator& world, const TrainConfig& f, const std::string& command_line, const train::TrainData& td, std::int64_t K) {
+torch::Tensor dual_t_matrix(comm::Communicator& world, const TrainConfig& f, const std::string& command_line,
+                            const train::TrainData& td, std::int64_t K, const TrainHooks& hooks) {
   const std::string path = f.matrix_file.empty() ? (fs::path(f.out_dir) / "transition_matrix.h5").string() : f.matrix_file;
   if (!fs::exists(path)) {
     TrainConfig first = f;
@@ -90,7 +91,7 @@ torch::Tensor dual_t_matrix(comm::Communicator& world, const TrainConfig& f, con
     first.measure_samples = 0;
     first.out_dir = (fs::path(f.out_dir) / "dual_t").string();
     log::info("--load-matrix: no " + path + "; estimating it (Dual-T) after a plain first pass in " + first.out_dir);
-    TrainOutcome pass = run_train(world, first, command_line);
+    TrainOutcome pass = run_train(world, first, command_line, hooks);
     // Each rank predicts its shard of the training ids; the rows are gathered and put back in id order
     // (the estimator's anchors take the first maximum, so the order must not depend on the rank count).
     models::Classifier& m = *pass.session.model;
@@ -156,7 +157,8 @@ torch::Tensor dual_t_matrix(comm::Communicator& world, const TrainConfig& f, con
 
 }  // namespace
 
-TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const std::string& command_line) {
+TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const std::string& command_line,
+                       const TrainHooks& hooks) {
   const std::string config_json = to_json(f).dump();
     CommonOptions common = f.common;
   data::DatasetSpec spec = common.data;
@@ -310,7 +312,7 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
     torch::Tensor c;
     std::string source;
     if (f.load_matrix) {
-      c = dual_t_matrix(world, f, command_line, td, K);
+      c = dual_t_matrix(world, f, command_line, td, K, hooks);
       source = "Dual-T estimate";
     } else {
       HG_CHECK(!train::degenerate_reweight_rate(K, f.reweight_noise_rate),
@@ -333,6 +335,7 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
   o.out_dir = f.out_dir;
   o.resume = resume;
   o.stop_after_epochs = f.stop_after_epochs;
+  o.stop_requested = hooks.stop_requested;
   o.run_id = run_id;
   o.checkpoint_metadata = {{"arch", model.arch()}, {"source_checkpoint", s.checkpoint_path}, {"config", config_json}};
   o.validate(K);

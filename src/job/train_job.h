@@ -7,6 +7,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <memory>
@@ -73,12 +74,20 @@ struct TrainOutcome {
   std::string run_id;
 };
 
+// What a caller may hook into a training job (not part of its configuration or results).
+struct TrainHooks {
+  // See train::TrainerOptions::stop_requested: polled before every step, the same answer on every rank;
+  // true makes run_train throw signals::Interrupted with last.h5 intact.
+  std::function<bool()> stop_requested;
+};
+
 // Collective over `world`: the job is the same whoever calls it (`hessgap train`, the main job, a sweep's
 // group). The typed configuration (to_json) is stored in run.h5 and every checkpoint, and its run id names
 // the run. Refuses (hessgap::Error, before anything is written) an out_dir holding another run's files
 // unless f.resume; resumes a run of the same configuration from its last.h5. Rank 0 writes run.h5 and
 // prints the summary line. `command_line` is recorded as given.
-TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const std::string& command_line);
+TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const std::string& command_line,
+                       const TrainHooks& hooks = {});
 
 // The configuration as JSON in sections — model, data (the dataset description under "dataset"), compute,
 // train, measure, output — each value with its type; and back (missing keys keep their defaults; a

@@ -20,6 +20,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/rng.h"
+#include "util/signals.h"
 
 namespace fs = std::filesystem;
 
@@ -327,6 +328,11 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
     log::Progress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(opts.epochs),
                            static_cast<long>(global.size()));
     for (std::size_t b = 0; b < global.size(); ++b, ++step) {
+      if (opts.stop_requested && opts.stop_requested()) {
+        log::info("stop requested at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step) +
+                  ": last.h5 keeps the state after epoch " + std::to_string(epoch));
+        throw signals::Interrupted{signals::stop_signal()};
+      }
       if (opts.schedule == "linear") {
         lr = linear_warmup_lr(opts.optimizer.lr, step, warmup_steps, total_steps);
         set_learning_rate(*optimizer, lr);

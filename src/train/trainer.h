@@ -66,6 +66,10 @@ struct TrainerOptions {
   std::map<std::string, std::string> checkpoint_metadata;  // e.g. arch, recorded too
   // Called on every rank after every optimizer step and projection (progress, tests of invariants).
   std::function<void(const struct StepRecord&)> on_step;
+  // Polled on every rank before every optimizer step; must give the same answer on every rank of `world`
+  // (an all-reduced signal flag). true: fine_tune throws signals::Interrupted there, leaving last.h5 as the
+  // previous epoch wrote it (a resume repeats the interrupted epoch exactly, every draw being keyed).
+  std::function<bool()> stop_requested;
   // Throws hessgap::Error naming the field (epochs, batch sizes, schedule, reg method, radii, R's shape).
   void validate(std::int64_t num_classes) const;
 };

@@ -5,18 +5,23 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <stdexcept>
+#include <string>
 
 #include "util/error.h"
 
 namespace hessgap::comm {
 namespace {
 
+// A failed MPI call (the world's handler is MPI_ERRORS_RETURN) becomes an exception naming the call and
+// MPI's reason. Not a hessgap::Error: it is no user error, so main reports it as an internal error (exit
+// 1) with the rank and host in the log prefix, and aborts the other ranks.
 void check_mpi(int rc, const char* what) {
   if (rc != MPI_SUCCESS) {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(rc, msg, &len);
-    HG_ASSERT(false, what << ": " << std::string(msg, len));
+    throw std::runtime_error(std::string("MPI call failed: ") + what + ": " + std::string(msg, static_cast<std::size_t>(len)));
   }
 }
 
@@ -98,7 +103,7 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   // Failed calls return their code (instead of MPI's default abort, which says neither which call nor
-  // where), so that check_mpi names the call, and the log prefix the rank and host, before aborting.
+  // where), so that check_mpi names the call, and main's log prefix the rank and host, before aborting.
   // Communicators split from the world inherit the handler.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }

@@ -326,8 +326,22 @@ def test_single_rank_error_after_output_opened_leaves_nothing(hessgap_bin, tmp_p
 
 # ---- success paths --------------------------------------------------------------------------------
 
+def flat_config(config):
+    """The typed configuration (sections model, data, compute, measure/train, output) flattened to one
+    dict keyed as the flags in snake_case; the dataset description's fields (data.dataset) included."""
+    flat = {}
+    for section in config.values():
+        for key, value in section.items():
+            if key == "dataset":
+                flat.update(value)
+            else:
+                flat[key] = value
+    return flat
+
+
 def check_common(path, sub, given, world_size=1):
-    """Root attributes, layer names, descriptions and finiteness of every dataset; returns the config."""
+    """Root attributes, layer names, descriptions and finiteness of every dataset; returns the flattened
+    typed config (flat_config), checked against `given` (flag name -> value; None: present)."""
     with h5py.File(path, "r") as f:
         a = f.attrs
         assert a["format"] == "hessgap-results" and int(a["format_version"]) == 1
@@ -335,11 +349,14 @@ def check_common(path, sub, given, world_size=1):
         assert a["hessgap_version"] and a["git_sha"]
         assert f"hessgap {sub}" in a["command_line"] or f" {sub} " in a["command_line"]
         assert int(a["world_size"]) == world_size
-        config = json.loads(a["config"])
-        for k, v in given.items():
+        typed = json.loads(a["config"])
+        assert set(typed) <= {"model", "data", "compute", "measure", "train", "output"}, typed
+        config = flat_config(typed)
+        for flag, v in given.items():
+            k = flag.replace("-", "_")
             assert k in config, f"config lacks {k}: {config}"
             if v is not None:
-                assert str(config[k]) == str(v), f"config[{k}] = {config[k]!r}, expected {v!r}"
+                assert config[k] == v and type(config[k]) is type(v), f"config[{k}] = {config[k]!r}, expected {v!r}"
         names = [n.decode() if isinstance(n, bytes) else n for n in f["layers/names"][()]]
         assert len(names) == NUM_LAYERS and names[0] == "conv1.weight" and names[-1] == "linear.weight", names
         assert f["model"].attrs["arch"] == "cifar-resnet20"
@@ -380,7 +397,7 @@ def traces_file(hessgap_bin, outdir):
 def test_traces_file(traces_file):
     cfg = check_common(traces_file, "traces", {"max-probes": 3, "batch-size": 2, "sample-size": 4,
                                                 "max-per-class": 1, "checkpoint": str(WEIGHTS)})
-    assert cfg["probe-scope"] == "joint"
+    assert cfg["probe_scope"] == "joint" and cfg["kind"] == "traces"
     with h5py.File(traces_file, "r") as f:
         t = f["traces"]
         assert t["batch_mean"].shape == (2, NUM_LAYERS)
@@ -397,7 +414,7 @@ def test_traces_file(traces_file):
         np.testing.assert_allclose(t["layer_mean_std_error"][()], np.sqrt((w**2) @ (se**2)), rtol=1e-12)
         assert t["batch_mean"].attrs["units"] == "loss/weight^2"
     res = load_with_reader(traces_file)
-    assert res.traces["batch_mean"].shape == (2, NUM_LAYERS) and res.config["max-probes"] == "3"
+    assert res.traces["batch_mean"].shape == (2, NUM_LAYERS) and res.config["measure"]["max_probes"] == 3
 
 
 def test_reader_cli_summary_and_plot(traces_file, tmp_path):
@@ -543,8 +560,8 @@ def test_main_job_table_and_files(main_job):
         assert sorted(p.name for p in folder.iterdir()) == ["best.h5", "epoch_0.h5", "last.h5", "run.h5"]
         assert method in one.stdout
         config = check_common(folder / "run.h5", "run", {})
-        assert config["train"]["reg_method"] == ("none" if method == "plain" else "constraint")
-        assert config["train"]["constraint_reweight"] == (method == "constraint-reweight")
+        assert config["reg_method"] == ("none" if method == "plain" else "constraint")
+        assert config["constraint_reweight"] == (method == "constraint-reweight")
         with h5py.File(folder / "run.h5", "r") as f:
             assert f["measures"].attrs["mode"] == "joint" and f["measures_block"].attrs["mode"] == "block"
             Hb = f["measures_block/layer_max"][()]
@@ -591,8 +608,9 @@ def test_config_file_and_set_precedence(hessgap_bin, tmp_path):
         assert list(f["traces/batch_sizes"][()]) == [3, 1]
         assert int(f["traces"].attrs["seed"]) == 9
         assert np.all(f["traces/batch_probes"][()] <= 2)
-    assert config["probe-scope"] == "joint"
-    assert config["shuffle"] is False  # boolean flags are JSON booleans
+    assert config["probe_scope"] == "joint"
+    assert config["sample_order"] == "random"  # traces' default
+    assert config["new_head"] is False  # boolean flags are JSON booleans
 
 
 def test_boolean_flag_from_set_and_config(hessgap_bin, tmp_path):
@@ -602,7 +620,7 @@ def test_boolean_flag_from_set_and_config(hessgap_bin, tmp_path):
     r = run_hg("eval", "--config", cfg, *tiny_args(), "--set", "shuffle=true", "--out", out)
     assert r.rc == 0, r
     config = check_common(out, "eval", {"seed": 3})
-    assert config["shuffle"] is True
+    assert config["sample_order"] == "random"  # --shuffle is stored as what it means
 
 
 # ---- sample order -----------------------------------------------------------------------------------
@@ -628,7 +646,7 @@ def test_sample_order_random_is_the_default_of_the_measures(hessgap_bin, tmp_pat
     assert r.rc == 0, r
     with h5py.File(out, "r") as f:
         assert f["data"].attrs["sample_order"] == "random" and int(f["data"].attrs["sample_seed"]) == 0
-        assert json.loads(f.attrs["config"])["sample-order"] == "random"
+        assert json.loads(f.attrs["config"])["data"]["sample_order"] == "random"
         base = float(f["stability/base_loss"][()])
     assert math.isclose(base, float(np.mean(losses)), rel_tol=1e-5), (base, losses)
     assert not math.isclose(base, float(np.mean(runs["natural"][1])), rel_tol=1e-3)

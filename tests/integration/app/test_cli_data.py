@@ -432,7 +432,7 @@ def test_init_checkpoint_with_the_reference_names(hessgap_bin, tmp_path, small_i
             names = [n.decode() if isinstance(n, bytes) else n for n in f["layers/names"][()]]
             v = f["measures/v_norm"][()]
             assert f["measures"].attrs["head_reference"] == ("init" if head == "init" else "zero")  # image: zero
-            assert json.loads(f.attrs["config"])["head-reference"] == head
+            assert json.loads(f.attrs["config"])["measure"]["head_reference"] == head
         assert names[0] == "conv1.weight" and names[-1] == "fc.weight" and len(names) == 18, names
         for name, got in zip(names, v):
             w = fine[name].double().numpy()

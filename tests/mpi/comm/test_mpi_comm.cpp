@@ -60,3 +60,23 @@ TEST(MpiCommunicator, SplitIntoGroups) {
 }
 
 HG_MPI_TEST_MAIN()
+
+// MpiSession sets MPI_ERRORS_RETURN on the world: a failed call (here an invalid root, refused by Open MPI's
+// argument check on every rank alike) throws an exception naming the call and MPI's reason, instead of
+// MPI's default abort that says neither; communicators split from the world inherit the handler.
+TEST(MpiCommunicator, AFailedCallThrowsNamingTheCall) {
+  auto& w = world();
+  const auto group = w.split(0, w.rank());
+  for (hessgap::comm::Communicator* c : {&w, group.get()}) {
+    std::string bytes = "x";
+    try {
+      c->broadcast(bytes, c->size() + 3);
+      ADD_FAILURE() << "a broadcast from rank " << c->size() + 3 << " did not fail";
+    } catch (const std::runtime_error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("MPI call failed: MPI_Bcast"), std::string::npos) << what;
+      EXPECT_NE(what.find("root"), std::string::npos) << what;
+    }
+    c->barrier();  // still usable afterwards
+  }
+}

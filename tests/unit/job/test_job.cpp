@@ -1,13 +1,16 @@
-// TrainConfig as typed JSON in sections: a round trip keeps every field and type; the run id ignores
+// The typed configurations (TrainConfig, MeasureConfig) as JSON in sections: a round trip keeps every field and type; the run id ignores
 // where and how loudly a run is written and changes with anything that changes its results.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "job/measure_job.h"
 #include "job/train_job.h"
+#include "tests/support/error_of.h"
 #include "util/error.h"
 
 using namespace hessgap;
 using job::TrainConfig;
+using hessgap::testing::error_of;
 
 namespace {
 
@@ -86,4 +89,71 @@ TEST(TrainConfigJson, RunIdIgnoresWhereAndHowLoudButNotWhat) {
   TrainConfig noise = c;
   noise.common.data.noise_rate = 0.2;
   EXPECT_NE(job::run_id_of(noise), id);
+}
+
+// The measuring subcommands' configuration: a round trip keeps every field of its kind with its type;
+// only the kind's own options are written; --shuffle is stored as the order it means; validation names
+// the flag.
+TEST(MeasureConfigJson, RoundTripPerKindWithTypes) {
+  job::MeasureConfig c;
+  c.kind = "traces";
+  c.common.checkpoint = "w.safetensors";
+  c.common.data.path = "/data/images";
+  c.common.data.max_per_class = 3;
+  c.common.batch_size = 5;
+  c.common.shuffle = true;
+  c.common.sample_order = "natural";
+  c.common.seed = 11;
+  c.probe_scope = "layer";
+  c.traces.trace.max_probes = 7;
+  c.traces.trace.tol = 2e-4;
+  c.traces.probe_ranks = 2;
+  c.common.out = "t.h5";
+  const nlohmann::json j = job::to_json(c);
+  EXPECT_EQ(j["measure"]["kind"], "traces");
+  EXPECT_TRUE(j["measure"]["max_probes"].is_number_integer());
+  EXPECT_EQ(j["measure"]["max_probes"].get<int>(), 7);
+  EXPECT_DOUBLE_EQ(j["measure"]["tol"].get<double>(), 2e-4);
+  EXPECT_EQ(j["data"]["sample_order"], "random");  // what --shuffle means
+  EXPECT_EQ(j["data"]["dataset"]["max_per_class"].get<std::int64_t>(), 3);
+  EXPECT_FALSE(j["measure"].contains("eps"));       // stability's, not written for traces
+  EXPECT_FALSE(j["measure"].contains("train_size"));
+  const job::MeasureConfig back = job::measure_config_from_json(j);
+  EXPECT_EQ(job::to_json(back), j);
+  EXPECT_EQ(back.common.seed, 11u);
+  EXPECT_EQ(back.traces.probe_ranks, 2);
+  EXPECT_EQ(back.resolved_traces().trace.scope, hessian::ProbeScope::kLayer);
+  EXPECT_EQ(back.resolved_traces().trace.seed, 11u);
+
+  job::MeasureConfig m;
+  m.kind = "measures";
+  m.init_checkpoint = "epoch_0.h5";
+  m.mode = "block";
+  m.train_size = 500;
+  const nlohmann::json jm = job::to_json(m);
+  EXPECT_EQ(jm["measure"]["train_size"].get<std::int64_t>(), 500);
+  EXPECT_FALSE(jm["measure"].contains("max_probes"));
+  EXPECT_EQ(job::to_json(job::measure_config_from_json(jm)), jm);
+  EXPECT_EQ(m.resolved_distance().mode, hessian::MeasureMode::kBlock);
+}
+
+TEST(MeasureConfigJson, ValidationAndWrongTypesAreNamed) {
+  job::MeasureConfig c;
+  c.kind = "stability";
+  c.stability.repeats = 0;
+  EXPECT_NE(error_of([&] { c.validate(1); }).find("--repeats"), std::string::npos);
+  c.kind = "measures";
+  c.train_size = 10;
+  EXPECT_NE(error_of([&] { c.validate(1); }).find("--init-checkpoint"), std::string::npos);
+  c.init_checkpoint = "i.h5";
+  c.head_reference = "middle";
+  EXPECT_NE(error_of([&] { c.validate(1); }).find("--head-reference"), std::string::npos);
+  c.kind = "traces";
+  c.traces.probe_ranks = 3;
+  EXPECT_NE(error_of([&] { c.validate(4); }).find("--probe-ranks 3 must divide"), std::string::npos);
+  c.kind = "hessian";
+  EXPECT_NE(error_of([&] { c.validate(1); }).find("unknown measurement 'hessian'"), std::string::npos);
+  nlohmann::json j = job::to_json(job::MeasureConfig{});
+  j["data"]["batch_size"] = "four";
+  EXPECT_NE(error_of([&] { job::measure_config_from_json(j); }).find("measure configuration"), std::string::npos);
 }

@@ -1,0 +1,30 @@
+// `hessgap traces`: per-layer Hessian traces by Hutchinson's estimator (SPEC §7.2).
+#include <CLI/CLI.hpp>
+
+#include "app/commands.h"
+#include "app/options.h"
+#include "app/summary.h"
+#include "job/measure_job.h"
+
+namespace hessgap::app {
+
+RunFn add_traces_command(CLI::App& app) {
+  auto c = std::make_shared<job::MeasureConfig>();
+  c->kind = "traces";
+  auto* cmd = app.add_subcommand("traces", "Per-layer Hessian traces by Hutchinson's estimator (compute_hessian_traces)");
+  add_common_options(cmd, c->common);
+  auto& t = c->traces.trace;
+  cmd->add_option("--probe-scope", c->probe_scope,
+                  "joint: one probe over all layers (the reference); layer: one layer at a time (no cross-layer variance)");
+  cmd->add_option("--stop-rule", c->stop_rule,
+                  "reference: relative change of the running mean total trace < --tol; stderr: every layer's relative standard error < --rel-se");
+  cmd->add_option("--distribution", c->distribution, "Probe entries: rademacher | gaussian");
+  cmd->add_option("--tol", t.tol, "Tolerance of the reference stopping rule (image 1e-3, text 1e-4)");
+  cmd->add_option("--rel-se", t.rel_se, "Target relative standard error of the stderr rule");
+  cmd->add_option("--min-probes", t.min_probes, "Probes before a stopping rule may fire");
+  cmd->add_option("--max-probes", t.max_probes, "Probe limit per batch (the reference's maxIter)");
+  cmd->add_option("--probe-ranks", c->traces.probe_ranks, "Ranks sharing the probes of one batch (must divide the rank count)");
+  return measure_command(c, [](const job::MeasureOutcome& o) { print_traces(*o.traces); });
+}
+
+}  // namespace hessgap::app

@@ -1,0 +1,226 @@
+#include "job/measure_job.h"
+
+#include <torch/torch.h>
+
+#include <set>
+
+#include "comm/communicator.h"
+#include "comm/gather.h"
+#include "data/dataset.h"
+#include "data/image_folder.h"
+#include "data/label_noise.h"
+#include "data/subset_dataset.h"
+#include "job/config_fields.h"
+#include "models/classifier.h"
+#include "models/registry.h"
+#include "results/results_file.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace hessgap::job {
+
+// ---- configuration ------------------------------------------------------------------------------------
+
+measures::TracesOptions MeasureConfig::resolved_traces() const {
+  measures::TracesOptions t = traces;
+  t.trace.scope = hessian::parse_probe_scope(probe_scope);
+  t.trace.rule = hessian::parse_stop_rule(stop_rule);
+  t.trace.distribution = hessian::parse_probe_distribution(distribution);
+  t.trace.seed = common.seed;
+  return t;
+}
+
+measures::DistanceOptions MeasureConfig::resolved_distance() const {
+  HG_CHECK(head_reference == "auto" || head_reference == "zero" || head_reference == "init",
+           "--head-reference must be auto, zero or init (got '" << head_reference << "')");
+  measures::DistanceOptions d;
+  d.mode = hessian::parse_measure_mode(mode);
+  d.train_size = train_size;
+  if (head_reference != "auto") d.head_reference = measures::parse_head_reference(head_reference);
+  return d;
+}
+
+measures::StabilityOptions MeasureConfig::resolved_stability() const {
+  measures::StabilityOptions s = stability;
+  s.seed = common.seed;
+  return s;
+}
+
+void MeasureConfig::validate(int world_size) const {
+  if (kind == "traces") {
+    resolved_traces().validate(world_size);
+  } else if (kind == "measures") {
+    resolved_distance().validate();
+    HG_CHECK(!init_checkpoint.empty(), "--init-checkpoint is required (W(s), the weights before fine-tuning)");
+  } else if (kind == "stability") {
+    resolved_stability().validate();
+  } else {
+    HG_CHECK(kind == "eval", "unknown measurement '" << kind << "' (expected traces, measures, stability or eval)");
+  }
+  // Per-batch weights of traces, measures and stability come from the plan, so they need whole batches.
+  HG_CHECK(!common.data.skip_unreadable || kind == "eval",
+           "--skip-unreadable is only supported by eval (the per-batch weights of " << kind << " assume whole batches)");
+}
+
+namespace {
+
+#define HG_COMMON_FIELDS(X)                                                                                       \
+  X(model, common.checkpoint, "checkpoint") X(model, common.arch, "arch") X(model, common.num_classes, "num_classes") \
+  X(model, common.new_head, "new_head") X(data, common.data, "dataset") X(data, common.batch_size, "batch_size")     \
+  X(data, common.sample_size, "sample_size") X(data, common.sample_rule, "sample_rule")                              \
+  X(data, common.sample_order, "sample_order") X(compute, common.device, "device") X(compute, common.dtype, "dtype") \
+  X(compute, common.threads, "threads") X(compute, common.verbosity, "verbosity") X(measure, kind, "kind")          \
+  X(measure, common.seed, "seed") X(output, common.out, "out")
+#define HG_TRACES_FIELDS(X)                                                                                        \
+  X(measure, probe_scope, "probe_scope") X(measure, stop_rule, "stop_rule") X(measure, distribution, "distribution") \
+  X(measure, traces.trace.tol, "tol") X(measure, traces.trace.rel_se, "rel_se")                                      \
+  X(measure, traces.trace.min_probes, "min_probes") X(measure, traces.trace.max_probes, "max_probes")                \
+  X(measure, traces.probe_ranks, "probe_ranks")
+#define HG_DISTANCE_FIELDS(X)                                                                          \
+  X(measure, init_checkpoint, "init_checkpoint") X(measure, mode, "mode")                               \
+  X(measure, head_reference, "head_reference") X(measure, train_size, "train_size")
+#define HG_STABILITY_FIELDS(X) X(measure, stability.eps, "eps") X(measure, stability.repeats, "repeats")
+#define HG_EVAL_FIELDS(X) X(measure, per_sample, "per_sample")
+
+}  // namespace
+
+nlohmann::json to_json(const MeasureConfig& config) {
+  MeasureConfig c = config;
+  // --shuffle is the older spelling of --sample-order random: store what was used.
+  if (c.common.shuffle) c.common.sample_order = "random";
+  nlohmann::json j;
+  HG_COMMON_FIELDS(HG_JSON_OUT)
+  if (c.kind == "traces") {
+    HG_TRACES_FIELDS(HG_JSON_OUT)
+  } else if (c.kind == "measures") {
+    HG_DISTANCE_FIELDS(HG_JSON_OUT)
+  } else if (c.kind == "stability") {
+    HG_STABILITY_FIELDS(HG_JSON_OUT)
+  } else if (c.kind == "eval") {
+    HG_EVAL_FIELDS(HG_JSON_OUT)
+  }
+  return j;
+}
+
+MeasureConfig measure_config_from_json(const nlohmann::json& j) {
+  HG_CHECK(j.is_object(), "measure configuration: expected a JSON object of sections, got " << j.type_name());
+  for (const auto& [section, values] : j.items()) {
+    HG_CHECK(values.is_object(), "measure configuration: section '" << section << "' is not an object");
+  }
+  MeasureConfig c;
+  try {
+    HG_COMMON_FIELDS(HG_JSON_IN)
+    HG_TRACES_FIELDS(HG_JSON_IN)
+    HG_DISTANCE_FIELDS(HG_JSON_IN)
+    HG_STABILITY_FIELDS(HG_JSON_IN)
+    HG_EVAL_FIELDS(HG_JSON_IN)
+  } catch (const nlohmann::json::exception& e) {
+    HG_FAIL("measure configuration: " << e.what());
+  }
+  return c;
+}
+
+#undef HG_COMMON_FIELDS
+#undef HG_TRACES_FIELDS
+#undef HG_DISTANCE_FIELDS
+#undef HG_STABILITY_FIELDS
+#undef HG_EVAL_FIELDS
+
+// ---- the job ------------------------------------------------------------------------------------------
+
+namespace {
+
+// The ids every rank's image folder left out as unreadable (--skip-unreadable), sorted and distinct, on
+// every rank. Collective (all_gather_values).
+std::vector<std::int64_t> all_skipped_ids(comm::Communicator& world, const data::Dataset& dataset) {
+  const auto* folder = dynamic_cast<const data::ImageFolderDataset*>(&data::source_dataset(dataset));
+  const std::vector<std::int64_t> mine = folder ? folder->skipped_ids() : std::vector<std::int64_t>{};
+  std::set<std::int64_t> all;
+  for (const auto& ids : comm::all_gather_values(world, mine)) all.insert(ids.begin(), ids.end());
+  return {all.begin(), all.end()};
+}
+
+// W(s) of every Hessian layer, by name: the init checkpoint goes through the same adaptation and strict
+// loading as --checkpoint, into a second model of the same architecture. Around zero the head is not
+// needed, so it may be missing there or sized for another task. Not collective.
+std::map<std::string, torch::Tensor> load_init(const MeasureConfig& c, const Session& s,
+                                               measures::DistanceOptions& d) {
+  if (c.head_reference == "auto") d.head_reference = measures::default_head_reference(*s.model);
+  const bool head_from_init = d.head_reference == measures::HeadReference::kInit;
+  auto init_model = models::make_model(s.model->arch(), s.model->num_classes());
+  try {
+    load_weights(*init_model, c.init_checkpoint, "--init-checkpoint", !head_from_init);
+  } catch (const Error& e) {
+    if (!head_from_init) throw;
+    HG_FAIL(e.what() << " (the head is measured around its value in --init-checkpoint, --head-reference "
+                     << c.head_reference << "; --head-reference zero measures it around zero and needs no head there)");
+  }
+  std::map<std::string, torch::Tensor> init;
+  const auto names = init_model->hessian_layers();
+  const auto params = models::parameters_by_name(*init_model, names);
+  for (std::size_t i = 0; i < names.size(); ++i) init[names[i]] = params[i].detach();
+  log::info("init: " + s.model->arch() + " from " + c.init_checkpoint + ", head measured around " +
+            measures::to_string(d.head_reference) + (c.head_reference == "auto" ? " (auto)" : ""));
+  return init;
+}
+
+}  // namespace
+
+MeasureOutcome run_measure(comm::Communicator& world, const MeasureConfig& c, const std::string& command_line) {
+  c.validate(world.size());
+  Session s = open_session(c.common);
+  // Everything read and checked before the first collective, so that a bad input fails every rank alike.
+  measures::DistanceOptions distance;
+  std::map<std::string, torch::Tensor> init;
+  if (c.kind == "measures") {
+    distance = c.resolved_distance();
+    init = load_init(c, s, distance);
+  }
+  auto dev_world = device_world(world, s);
+  auto ctx = s.context(*dev_world);
+
+  MeasureOutcome out;
+  out.class_names = s.dataset->class_names();
+  out.logits_float32 = s.dtype == torch::kFloat32;
+  const auto traces = c.kind == "traces" ? c.resolved_traces() : measures::TracesOptions{};
+  const auto stability = c.kind == "stability" ? c.resolved_stability() : measures::StabilityOptions{};
+  if (c.kind == "traces") out.traces = measures::compute_traces(ctx, traces);
+  if (c.kind == "measures") out.distance = measures::compute_distance(ctx, distance, init);
+  if (c.kind == "stability") out.stability = measures::compute_stability(ctx, stability);
+  if (c.kind == "eval") {
+    measures::EvalOptions e;
+    e.per_sample = c.per_sample;
+    out.eval = measures::evaluate(ctx, e);
+  }
+  const std::vector<std::int64_t> skipped = all_skipped_ids(world, *s.dataset);
+
+  if (world.rank() == 0 && !c.common.out.empty()) {
+    results::RunInfo info;
+    info.subcommand = c.kind;
+    info.command_line = command_line;
+    info.config_json = to_json(c).dump();
+    info.world_size = dev_world->size();
+    info.backend = dev_world->backend();
+    info.arch = s.model->arch();
+    info.checkpoint = s.checkpoint_path;
+    info.load_notes = s.load_notes;
+    info.data_description = s.dataset->describe();
+    info.sample_order = s.plan.shuffle ? "random" : "natural";
+    info.sample_seed = s.plan.seed;
+    info.layers = s.model->hessian_layers();
+    results::ResultsFile f(c.common.out, info);
+    if (out.traces) f.write_traces(*out.traces, traces);
+    if (out.distance) f.write_distance(*out.distance, distance, c.init_checkpoint);
+    if (out.stability) f.write_stability(*out.stability, stability);
+    if (out.eval) f.write_eval(*out.eval, out.class_names, out.logits_float32);
+    if (c.common.data.skip_unreadable) f.write_skipped(skipped);
+    // Noisy or weak labels: record which ones, so the measures can be read against the realised noise.
+    const data::LabelAudit audit = data::audit_labels(*s.dataset);
+    if (audit.source != "clean") f.write_labels(audit, s.dataset->num_classes(), s.dataset->class_names());
+    f.commit();
+    log::info("results written to " + c.common.out);
+  }
+  return out;
+}
+
+}  // namespace hessgap::job
