@@ -23,6 +23,7 @@ RunFn add_eval_command(CLI::App& app);
 RunFn add_run_command(CLI::App& app);  // the main job on the embedded data
 RunFn add_convert_command(CLI::App& app);
 RunFn add_labels_command(CLI::App& app);
-RunFn add_train_command(CLI::App& app);   // fine-tuning (train_command.cpp)   // clean vs noisy labels of a split  // checkpoints between safetensors and HDF5
+RunFn add_train_command(CLI::App& app);   // fine-tuning (train_command.cpp)
+RunFn add_sweep_command(CLI::App& app);   // a grid of train runs over groups of ranks (sweep_command.cpp)
 
 }  // namespace hessgap::app

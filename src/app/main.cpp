@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
       {"convert", hessgap::app::add_convert_command(app)},
       {"labels", hessgap::app::add_labels_command(app)},
       {"train", hessgap::app::add_train_command(app)},
+      {"sweep", hessgap::app::add_sweep_command(app)},
   };
 
   try {

@@ -12,6 +12,7 @@
 #include "app/commands.h"
 #include "job/measure_job.h"
 #include "job/session.h"
+#include "job/train_job.h"
 
 namespace CLI {
 class App;
@@ -43,6 +44,11 @@ void add_dataset_options(CLI::App* cmd, data::DatasetSpec& d);
 // world, then `print` of its outcome on rank 0 (every rank holds the same numbers; one table is enough).
 RunFn measure_command(std::shared_ptr<job::MeasureConfig> config,
                       std::function<void(const job::MeasureOutcome&)> print);
+
+// `hessgap train`'s flags bound to `c` (without --runs), and the values they default to (train_defaults
+// first): the sweep parses each of its runs with exactly these flags.
+void train_defaults(job::TrainConfig& c);
+void add_train_flags(CLI::App* cmd, job::TrainConfig& c);
 
 // Default locations of the embedded assets (CMake's HG_ASSETS_DIR, overridable by $HESSGAP_ASSETS).
 std::string assets_dir();

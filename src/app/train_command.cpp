@@ -72,14 +72,14 @@ void write_runs_summary(const std::vector<train::TrainResult>& rs, const std::st
 
 }  // namespace
 
-RunFn add_train_command(CLI::App& app) {
-  auto st = std::make_shared<TrainConfig>();
-  st->common.batch_size = 0;  // the family's default
-  st->common.data.split = "train";
-  st->common.data.valid_split = 0.1;
-  auto* cmd = app.add_subcommand("train",
-                                 "Fine-tune a pretrained model under label noise with distance constraints and loss reweighting "
-                                 "(the reference's train_label_noise.py / train_glue_label_noise.py), data-parallel over the ranks");
+void train_defaults(TrainConfig& c) {
+  c.common.batch_size = 0;  // the family's default
+  c.common.data.split = "train";
+  c.common.data.valid_split = 0.1;
+}
+
+void add_train_flags(CLI::App* cmd, TrainConfig& c) {
+  TrainConfig* st = &c;
   add_common_options(cmd, st->common);
   // Measurement-only flags; the splits are fixed (train, and --test-split).
   for (const char* flag : {"--sample-size", "--sample-rule", "--shuffle", "--out", "--split", "--sample-order", "--subset"}) {
@@ -143,6 +143,16 @@ RunFn add_train_command(CLI::App& app) {
   cmd->add_option("--measure-stability-repeats", st->measure_stability_repeats,
                   "Also noise stability on that subset: this many draws of N(0, 1e-3^2) weight noise (0: none)");
   cmd->add_option("--eval-batch-size", st->eval_batch_size, "Global batch size of validation, test and train-loss passes");
+
+}
+
+RunFn add_train_command(CLI::App& app) {
+  auto st = std::make_shared<TrainConfig>();
+  train_defaults(*st);
+  auto* cmd = app.add_subcommand("train",
+                                 "Fine-tune a pretrained model under label noise with distance constraints and loss reweighting "
+                                 "(the reference's train_label_noise.py / train_glue_label_noise.py), data-parallel over the ranks");
+  add_train_flags(cmd, *st);
 
   auto runs = std::make_shared<std::int64_t>(1);
   cmd->add_option("--runs", *runs,

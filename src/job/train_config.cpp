@@ -2,6 +2,8 @@
 // types; the run id is a hash of the sections that decide the results.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+
 #include "job/config_fields.h"
 #include "job/train_job.h"
 #include "util/error.h"
@@ -65,6 +67,36 @@ std::string run_id_of(const TrainConfig& c) {
   j["compute"].erase("verbosity");
   j["compute"].erase("threads");
   return fnv1a_hex(j.dump());  // nlohmann objects keep their keys sorted: canonical
+}
+
+void validate(const TrainConfig& f) {
+  const data::DatasetSpec& d = f.common.data;
+  HG_CHECK(d.noise_rate >= 0 && d.noise_rate < 1, "--label-noise must be in [0, 1) (got " << d.noise_rate << ")");
+  HG_CHECK(d.valid_split >= 0 && d.valid_split < 1, "--valid-split must be in [0, 1) (got " << d.valid_split << ")");
+  HG_CHECK(f.train_subset >= 0 && f.test_subset >= 0, "--train-subset and --test-subset must be >= 0");
+  HG_CHECK(f.reweight_noise_rate >= 0 && f.reweight_noise_rate < 1,
+           "--reweight-noise-rate must be in [0, 1) (got " << f.reweight_noise_rate << ")");
+  HG_CHECK(f.epochs == -1 || f.epochs >= 1, "--epochs must be >= 1 (got " << f.epochs << ")");
+  HG_CHECK(f.lr == -1 || (f.lr > 0 && std::isfinite(f.lr)), "--lr must be > 0 (got " << f.lr << ")");
+  HG_CHECK(f.common.batch_size >= 0, "--batch-size must be >= 1 (got " << f.common.batch_size << ")");
+  HG_CHECK(f.reg_method == "none" || f.reg_method == "constraint" || f.reg_method == "penalty",
+           "--reg-method must be constraint, penalty or none (got '" << f.reg_method << "')");
+  HG_CHECK(f.reg_norm == "frob" || f.reg_norm == "inf-op", "--reg-norm must be frob or inf-op (got '" << f.reg_norm << "')");
+  if (f.reg_method != "none") {
+    for (const auto& [flag, value] : {std::pair<const char*, double>{"--reg-extractor", f.reg_extractor},
+                                      {"--reg-predictor", f.reg_predictor}, {"--scale-factor", f.scale_factor},
+                                      {"--reg-attention", f.reg_attention}, {"--reg-linear", f.reg_linear}}) {
+      HG_CHECK(value > 0 && std::isfinite(value), flag << " must be > 0 (got " << value << ")");
+    }
+  }
+  HG_CHECK(f.augment == "auto" || f.augment == "on" || f.augment == "off",
+           "--augment must be auto, on or off (got '" << f.augment << "')");
+  HG_CHECK(f.measure_samples >= 0 && f.measure_batch_size >= 1 && f.measure_trace_probes >= 0 &&
+               f.measure_stability_repeats >= 0,
+           "--measure-samples, --measure-trace-probes and --measure-stability-repeats must be >= 0, "
+           "--measure-batch-size >= 1");
+  HG_CHECK(f.common.dtype == "float32" || f.common.dtype == "float64",
+           "--dtype must be float32 or float64 (got '" << f.common.dtype << "')");
 }
 
 #undef HG_FIELDS

@@ -162,11 +162,7 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
   const std::string config_json = to_json(f).dump();
     CommonOptions common = f.common;
   data::DatasetSpec spec = common.data;
-  HG_CHECK(spec.noise_rate >= 0 && spec.noise_rate < 1, "--label-noise must be in [0, 1) (got " << spec.noise_rate << ")");
-  HG_CHECK(spec.valid_split >= 0 && spec.valid_split < 1, "--valid-split must be in [0, 1) (got " << spec.valid_split << ")");
-  HG_CHECK(f.train_subset >= 0 && f.test_subset >= 0, "--train-subset and --test-subset must be >= 0");
-  HG_CHECK(f.reweight_noise_rate >= 0 && f.reweight_noise_rate < 1,
-           "--reweight-noise-rate must be in [0, 1) (got " << f.reweight_noise_rate << ")");
+  validate(f);
     const std::string run_id = run_id_of(f);
   log::set_run(run_id.substr(0, 8));
 
@@ -232,8 +228,6 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
   std::iota(td.test_ids.begin(), td.test_ids.end(), std::int64_t{0});
   // Augmentation: torchvision's RandomResizedCrop + flip with draws keyed by (seed, epoch, sample id), so
   // a sample's crop is the same at any rank count and on a resumed run.
-  HG_CHECK(f.augment == "auto" || f.augment == "on" || f.augment == "off",
-           "--augment must be auto, on or off (got '" << f.augment << "')");
   const auto* folder = dynamic_cast<const data::ImageFolderDataset*>(s.dataset.get());
   HG_CHECK(f.augment != "on" || folder != nullptr,
            "--augment on: training augmentation needs an image folder (--data-format imagefolder), not "

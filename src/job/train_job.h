@@ -95,6 +95,10 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
 nlohmann::json to_json(const TrainConfig& c);
 TrainConfig train_config_from_json(const nlohmann::json& j);
 
+// The checks of flag values that need no file (ranges, names, radii > 0 when constraining): what a sweep
+// checks before any run starts, and run_train first. Throws hessgap::Error naming the flag.
+void validate(const TrainConfig& c);
+
 // The stable id of a configuration: FNV-1a of the canonical JSON (sorted keys) without the output
 // section (out_dir, resume, stop_after_epochs, subcommand) and the compute section's verbosity and
 // threads; 16 hex digits. Runs that would compute the same results share it.

@@ -6,6 +6,7 @@
 namespace hessgap::log {
 namespace {
 int g_rank = 0, g_size = 1, g_verbosity = 1;
+bool g_speaker = true;  // prints info and progress: rank 0, or a sweep group's leader
 std::string g_host, g_run;
 std::mutex g_mutex;
 
@@ -23,16 +24,19 @@ void emit(const char* level, const std::string& msg) {
 
 void set_identity(int rank, int size, const std::string& host) {
   g_rank = rank;
+  g_speaker = rank == 0;
   g_size = size;
   g_host = host;
 }
 void set_run(const std::string& run_id) { g_run = run_id; }
 int rank() { return g_rank; }
+
+void set_speaker(bool speaks) { g_speaker = speaks; }
 void set_verbosity(int level) { g_verbosity = level; }
 int verbosity() { return g_verbosity; }
 
 void info(const std::string& msg) {
-  if (g_rank == 0 && g_verbosity >= 1) emit("", msg);
+  if (g_speaker && g_verbosity >= 1) emit("", msg);
 }
 void debug(const std::string& msg) {
   if (g_verbosity >= 2) emit("debug: ", msg);

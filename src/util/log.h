@@ -12,12 +12,15 @@ void set_identity(int rank, int size, const std::string& host);
 // "[run 3f2a19c0 rank 1/4 host] ..." so that a sweep's interleaved logs can be told apart.
 void set_run(const std::string& run_id);
 int rank();
+// Whether this rank prints info lines and progress (default: rank 0 only; a sweep makes each group's
+// leader speak, since its groups run different jobs).
+void set_speaker(bool speaks);
 
 // Verbosity: 0 quiet (errors only), 1 normal (default), 2 debug.
 void set_verbosity(int level);
 int verbosity();
 
-void info(const std::string& msg);   // rank 0 only
+void info(const std::string& msg);   // the speaker only (rank 0 unless set_speaker)
 void debug(const std::string& msg);  // every rank, verbosity >= 2
 void warn(const std::string& msg);   // every rank
 void error(const std::string& msg);  // every rank, always
