@@ -4,7 +4,8 @@
 #   scripts/setup.sh            install packages (if missing) and build into ./build
 #   scripts/setup.sh run [...]  ... then run the main job on the embedded data under mpirun -np 2
 #                               (extra arguments go to `hessgap run`)
-#   scripts/setup.sh test       ... then run every test (unit, mpi, integration; data when ../shared/data exists)
+#   scripts/setup.sh test       ... then run every test (unit, mpi, integration, slurm; data when ../shared/data
+#                               exists); also installs slurm-wlm and munge for the slurm test
 #
 # Idempotent: packages are installed only when one is missing, the build is incremental (ccache).
 # Environment: HG_BUILD_DIR (default ./build), HG_JOBS (default: number of cores), HG_RANKS (run: 2).
@@ -20,6 +21,11 @@ PACKAGES=(g++ cmake make ccache libtorch-dev libopenblas0-openmp libopenmpi-dev 
   libhdf5-dev libcli11-dev libgtest-dev nlohmann-json3-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev
   dataset-fashion-mnist python3-torch python3-torchvision python3-h5py python3-numpy python3-pandas
   python3-matplotlib python3-pil python3-pytest)
+# The slurm test (tests/slurm) runs the sbatch scripts on a real one-node Slurm with munge: only for
+# `test`, so that the first `scripts/setup.sh run` installs no more than the main job needs.
+if [[ "$MODE" == "test" ]]; then
+  PACKAGES+=(slurm-wlm munge)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -271,8 +271,13 @@ void SweepStore::rebuild_index(const std::vector<std::string>& run_ids, const st
     f.set_attr("/", "format", "hessgap-sweep-index");
     f.set_attr("/", "format_version", static_cast<std::int64_t>(1));
     f.set_attr("/", "updated", utc_now());
-    const std::string identity = read_text(fs::path(dir_) / "sweep.json");
-    f.set_attr("/", "sweep", identity);
+    // The sweep's spec (base, grid, runs; flag names normalised), as sweep.json holds it.
+    std::string spec = "{}";
+    try {
+      spec = nlohmann::json::parse(read_text(fs::path(dir_) / "sweep.json")).value("sweep", nlohmann::json::object()).dump();
+    } catch (const nlohmann::json::exception&) {
+    }
+    f.set_attr("/", "spec", spec);
     f.create_group("/runs");
     const std::vector<std::int64_t> shape = {static_cast<std::int64_t>(n)};
     f.write_strings("/runs/run_id", run_ids, "the run id: hash of the run's resolved configuration");
