@@ -43,7 +43,15 @@ void check_keys(const sweep::SweepSpec& spec, CLI::App* train) {
     }
   };
   check(spec.base, "base");
-  check(spec.grid, "grid");
+  for (const auto& [key, values] : spec.grid.items()) {
+    if (!sweep::is_group(values)) {
+      check({{key, values}}, "grid");
+      continue;
+    }
+    HG_CHECK(train->get_option_no_throw("--" + key) == nullptr,
+             "sweep spec " << spec.path << ": grid '" << key << "' is a group of flags, so its name must not be a flag");
+    for (const auto& [name, flags] : values.items()) check(flags, "grid '" + key + "': '" + name + "'");
+  }
   for (std::size_t k = 0; k < spec.runs.size(); ++k) check(spec.runs[k], "runs[" + std::to_string(k) + "]");
 }
 

@@ -54,13 +54,24 @@ SweepSpec parse_spec(const nlohmann::json& j, const std::string& origin) {
     HG_CHECK(g.is_object(), "sweep spec " << origin << ": grid must be an object of flag: [values]");
     for (const auto& [key, values] : g.items()) {
       const std::string flag = flag_name(key);
+      HG_CHECK(!s.grid.contains(flag), "sweep spec " << origin << ": grid '" << flag << "' is given twice");
+      if (values.is_object()) {
+        // A named group of flags set together (e.g. "method": {"plain": {...}, "constraint": {...}}).
+        HG_CHECK(!values.empty(), "sweep spec " << origin << ": grid '" << key << "' is an empty group");
+        nlohmann::json groups = nlohmann::json::object();
+        for (const auto& [name, flags] : values.items()) {
+          groups[name] = flag_object(flags, "sweep spec " + origin + ": grid '" + key + "': '" + name + "'");
+        }
+        s.grid[flag] = groups;
+        continue;
+      }
       HG_CHECK(values.is_array() && !values.empty(),
-               "sweep spec " << origin << ": grid '" << key << "' must be a non-empty array of values");
+               "sweep spec " << origin << ": grid '" << key << "' must be a non-empty array of values (or an object "
+                             << "of named flag groups)");
       for (const auto& v : values) {
         HG_CHECK(scalar(v), "sweep spec " << origin << ": grid '" << key << "' holds a " << v.type_name()
                                           << " (values must be strings, numbers or booleans)");
       }
-      HG_CHECK(!s.grid.contains(flag), "sweep spec " << origin << ": grid '" << flag << "' is given twice");
       s.grid[flag] = values;
     }
   }
@@ -94,26 +105,46 @@ SweepSpec read_spec(const std::string& path) {
   return parse_spec(j, "'" + path + "'");
 }
 
+bool is_group(const nlohmann::json& grid_value) { return grid_value.is_object(); }
+
 std::vector<SweepPoint> expand(const SweepSpec& spec) {
   std::vector<SweepPoint> points;
   if (!spec.grid.empty()) {
     std::vector<std::string> keys;
-    for (const auto& [key, values] : spec.grid.items()) keys.push_back(key);
+    std::vector<std::vector<std::string>> names;  // a group's names (sorted), else empty
+    for (const auto& [key, values] : spec.grid.items()) {
+      keys.push_back(key);
+      names.emplace_back();
+      if (is_group(values)) {
+        for (const auto& [name, flags] : values.items()) names.back().push_back(name);
+      }
+    }
+    auto count = [&](std::size_t k) { return is_group(spec.grid[keys[k]]) ? names[k].size() : spec.grid[keys[k]].size(); };
     std::vector<std::size_t> at(keys.size(), 0);  // an odometer over the grid, last key fastest
     while (true) {
       SweepPoint p;
       p.overrides = nlohmann::json::object();
-      for (std::size_t k = 0; k < keys.size(); ++k) p.overrides[keys[k]] = spec.grid[keys[k]][at[k]];
+      p.flags = spec.base;
+      for (std::size_t k = 0; k < keys.size(); ++k) {
+        const auto& values = spec.grid[keys[k]];
+        if (is_group(values)) {
+          p.overrides[keys[k]] = names[k][at[k]];
+          for (const auto& [flag, value] : values[names[k][at[k]]].items()) p.flags[flag] = value;
+        } else {
+          p.overrides[keys[k]] = values[at[k]];
+          p.flags[keys[k]] = values[at[k]];
+        }
+      }
       points.push_back(p);
       std::size_t k = keys.size();
-      while (k > 0 && ++at[k - 1] == spec.grid[keys[k - 1]].size()) at[--k] = 0;
+      while (k > 0 && ++at[k - 1] == count(k - 1)) at[--k] = 0;
       if (k == 0) break;
     }
   }
-  for (const auto& run : spec.runs) points.push_back({run, {}});
-  for (auto& p : points) {
-    p.flags = spec.base;
-    for (const auto& [key, value] : p.overrides.items()) p.flags[key] = value;
+  for (const auto& run : spec.runs) {
+    SweepPoint p{run, spec.base};
+    for (const auto& [key, value] : run.items()) p.flags[key] = value;
+    points.push_back(p);
   }
   return points;
 }

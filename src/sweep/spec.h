@@ -5,6 +5,11 @@
 //   {"base": {"data": "/usr/share/datasets/fashion-mnist", "epochs": 2, ...},
 //    "grid": {"label-noise": [0.2, 0.4], "reg-method": ["none", "constraint"], "seed": [0, 1]},
 //    "runs": [{"reg-method": "constraint", "constraint-reweight": true}],   (optional)
+//
+// A grid entry may also be a named group of flags set together, its key then a label (not a flag):
+//    "grid": {"method": {"plain": {"reg-method": "none"},
+//                        "constraint-reweight": {"reg-method": "constraint", "constraint-reweight": true}}}
+// (the run's overrides then hold "method": "plain", its flags the group's).
 //    "ranks_per_run": 1}
 #pragma once
 
@@ -18,7 +23,7 @@ namespace hessgap::sweep {
 
 struct SweepSpec {
   nlohmann::json base = nlohmann::json::object();   // flag -> value
-  nlohmann::json grid = nlohmann::json::object();   // flag -> [values] (keys in sorted order)
+  nlohmann::json grid = nlohmann::json::object();   // flag -> [values], or label -> {name: {flag: value}} (sorted)
   nlohmann::json runs = nlohmann::json::array();    // explicit override objects, each crossed with nothing
   std::int64_t ranks_per_run = 1;
   std::string path;  // where it was read from ("" when built in memory)
@@ -43,9 +48,12 @@ struct SweepPoint {
 SweepSpec read_spec(const std::string& path);
 SweepSpec parse_spec(const nlohmann::json& j, const std::string& origin);
 
-// The runs: the grid's cartesian product in key order, the last key varying fastest (no grid: one point,
-// the base), then each explicit run applied to the base. Deterministic.
+// The runs: the grid's cartesian product in key order (a group's names in sorted order), the last key
+// varying fastest, then each explicit run applied to the base. Deterministic.
 std::vector<SweepPoint> expand(const SweepSpec& spec);
+
+// Whether a grid entry is a named group of flags (an object) rather than a list of values.
+bool is_group(const nlohmann::json& grid_value);
 
 // A flag name as `hessgap train` spells it: "--" dropped, '_' -> '-'.
 std::string flag_name(std::string key);

@@ -131,6 +131,18 @@ def test_dry_run_lists_every_run_and_touches_nothing(hessgap_bin, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_every_job_spec_parses(hessgap_bin, tmp_path):
+    """Each sweep spec in jobs/ is a valid sweep of train flags (a dry run needs no data)."""
+    specs = sorted((Path(os.environ["HG_SOURCE_DIR"]) / "jobs").glob("*.json"))
+    assert len(specs) >= 5, specs
+    for spec in specs:
+        r = run_hg("sweep", spec, "--out-dir", tmp_path / spec.stem, "--dry-run")
+        assert r.rc == 0, r
+        last = r.stdout.strip().splitlines()[-1]
+        assert last.endswith("rank(s) per run") and int(last.split()[0]) >= 6, r.stdout
+        assert "invalid" not in r.stdout, r.stdout
+
+
 def test_two_groups_complete_every_run_with_its_index(reference):
     spec, out = reference
     idx = index(out)

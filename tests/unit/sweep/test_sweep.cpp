@@ -64,6 +64,26 @@ TEST(SweepSpec, GridExpandsInKeyOrderLastKeyFastestThenExplicitRuns) {
   EXPECT_EQ(sweep::to_arguments(json({{"sync-bn", false}, {"lr", 0.001}})), (std::vector<std::string>{"--lr", "0.001"}));
 }
 
+TEST(SweepSpec, NamedGroupsOfFlagsAreCrossedLikeValues) {
+  const auto spec = sweep::parse_spec(
+      json::parse(R"({"base": {"reg-method": "none"},
+                      "grid": {"method": {"plain": {},
+                                          "constraint": {"reg_method": "constraint"},
+                                          "reweight": {"reg-method": "constraint", "constraint-reweight": true}},
+                               "seed": [0, 1]}})"),
+      "test");
+  const auto points = sweep::expand(spec);
+  ASSERT_EQ(points.size(), 6u);  // names sorted: constraint, plain, reweight; seed fastest
+  EXPECT_EQ(points[0].overrides, json({{"method", "constraint"}, {"seed", 0}}));
+  EXPECT_EQ(points[0].flags, json({{"reg-method", "constraint"}, {"seed", 0}}));
+  EXPECT_EQ(points[3].overrides, json({{"method", "plain"}, {"seed", 1}}));
+  EXPECT_EQ(points[3].flags, json({{"reg-method", "none"}, {"seed", 1}}));
+  EXPECT_EQ(points[5].flags, json({{"constraint-reweight", true}, {"reg-method", "constraint"}, {"seed", 1}}));
+  EXPECT_FALSE(points[5].flags.contains("method"));
+  EXPECT_NE(error_of([] { sweep::parse_spec(json::parse(R"({"grid": {"method": {}}})"), "t"); }).find("empty group"),
+            std::string::npos);
+}
+
 TEST(SweepSpec, BadSpecsAreRefusedNamingTheKey) {
   auto err = [](const std::string& text) { return error_of([&] { sweep::parse_spec(json::parse(text), "'s.json'"); }); };
   EXPECT_NE(err(R"({"base": {"epochs": 1}, "grid": {}})").find("the grid is empty"), std::string::npos);
