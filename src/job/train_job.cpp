@@ -17,6 +17,7 @@
 #include "comm/communicator.h"
 #include "comm/gather.h"
 #include "data/dataset.h"
+#include "data/domainnet.h"
 #include "data/label_noise.h"
 #include "data/registry.h"
 #include "data/image_folder.h"
@@ -213,14 +214,29 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
   HG_CHECK(test->num_classes() <= model.num_classes(), "the test split has " << test->num_classes()
                                                                              << " classes, the model " << model.num_classes());
 
-  // Ids: the first --train-subset of the split, then the keyed validation split of those.
+  // Ids: the first --train-subset of the split, then the keyed validation split of those; or, for the
+  // datasets with their own validation split (DomainNet, Caltech-256, FGVC Aircraft: the reference's
+  // separate phases, SPEC §3.2), all of them, and that split validates (--valid-split 0: none).
   const std::int64_t n_train = f.train_subset > 0 ? std::min(f.train_subset, s.dataset->size()) : s.dataset->size();
-  const data::TrainValidSplit split = data::split_train_valid(n_train, spec.valid_split, common.seed);
+  const bool own_valid = spec.kind == "domainnet" || spec.kind == "caltech256" || spec.kind == "aircraft";
+  const data::TrainValidSplit split = data::split_train_valid(n_train, own_valid ? 0.0 : spec.valid_split, common.seed);
   train::TrainData td;
   td.train = s.dataset.get();
   td.train_ids = split.train;
   td.valid_ids = split.valid;
   td.test = test.get();
+  std::unique_ptr<data::Dataset> valid;
+  if (own_valid && spec.valid_split > 0) {
+    data::DatasetSpec valid_spec = spec;
+    valid_spec.split = "val";
+    valid_spec.noise_rate = 0;
+    valid_spec.label_source = "";  // the split's default: DomainNet's true labels
+    valid = data::open_dataset(valid_spec);
+    td.valid = valid.get();
+    td.valid_ids.resize(static_cast<std::size_t>(valid->size()));
+    std::iota(td.valid_ids.begin(), td.valid_ids.end(), std::int64_t{0});
+    log::info("validation: the dataset's own val split (" + std::to_string(valid->size()) + " samples)");
+  }
   const std::int64_t n_test = f.test_subset > 0 ? std::min(f.test_subset, test->size()) : test->size();
   // The test split is its first n_test samples from here on (evaluation and measurement alike).
   if (n_test < test->size()) test = std::make_unique<data::SubsetDataset>(std::move(test), n_test);
@@ -250,6 +266,17 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
   td.train_labels = clean;
   data::LabelAudit audit;
   audit.description = s.dataset->describe();
+  // DomainNet's weak (majority-vote) labels are the labels trained on, the true ones the clean ones.
+  const auto* domainnet = dynamic_cast<const data::DomainNetDataset*>(&data::source_dataset(*s.dataset));
+  if (domainnet != nullptr && domainnet->label_source() == "weak") {
+    HG_CHECK(spec.noise_rate == 0, "--label-noise " << spec.noise_rate << " with DomainNet's weak labels: the training "
+                                                    << "labels are already noisy; pass --label-source true for synthetic "
+                                                       "noise on the true labels");
+    audit = data::audit_labels(*s.dataset);
+    td.clean_labels = audit.clean;
+    log::info("weak labels: " + std::to_string(audit.num_noisy) + " of " + std::to_string(audit.used.size()) +
+              " differ from the true labels (realised rate " + std::to_string(audit.realised_rate) + ")");
+  }
   if (spec.noise_rate > 0) {
     const data::LabelNoiseOptions lo = data::label_noise_options(spec);
     const data::LabelNoise noise(td.train_ids, s.dataset->num_classes(), lo);

@@ -218,6 +218,17 @@ Metrics evaluate_ids(models::Classifier& model, const data::Dataset& dataset, co
   return m;
 }
 
+namespace {
+
+// Validation on clean labels: the separate split's own, or the held-out ids' clean labels.
+Metrics validate(models::Classifier& model, const TrainData& data, std::int64_t batch_size, comm::Communicator& world,
+                 torch::Device device) {
+  if (data.valid != nullptr) return evaluate_ids(model, *data.valid, data.valid_ids, {}, batch_size, world, device);
+  return evaluate_ids(model, *data.train, data.valid_ids, data.clean_labels, batch_size, world, device);
+}
+
+}  // namespace
+
 TrainResult fine_tune(models::Classifier& model, const TrainData& data, const TrainerOptions& opts,
                       comm::Communicator& world, torch::Device device) {
   const auto t_start = Clock::now();
@@ -399,7 +410,7 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
     rec.train_accuracy_batch_mean = batch_acc_sum / static_cast<double>(global.size());
     bool improved = true;  // without validation the last epoch is the best
     if (!data.valid_ids.empty()) {
-      const Metrics v = evaluate_ids(model, *data.train, data.valid_ids, {}, opts.eval_batch_size, world, device);
+      const Metrics v = validate(model, data, opts.eval_batch_size, world, device);
       rec.val_loss = v.loss;
       rec.val_accuracy = v.accuracy;
       improved = stopping.update(opts.monitor == "max" ? v.accuracy : v.loss);
@@ -433,9 +444,9 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
   // The reference tests model_best; the generalization gap compares it on train and test.
   const std::vector<std::int64_t> none;  // the dataset's own (clean) labels
   result.train_noisy = evaluate_ids(model, *data.train, data.train_ids, data.train_labels, opts.eval_batch_size, world, device);
-  result.train_clean = evaluate_ids(model, *data.train, data.train_ids, none, opts.eval_batch_size, world, device);
+  result.train_clean = evaluate_ids(model, *data.train, data.train_ids, data.clean_labels, opts.eval_batch_size, world, device);
   if (!data.valid_ids.empty()) {
-    result.valid = evaluate_ids(model, *data.train, data.valid_ids, none, opts.eval_batch_size, world, device);
+    result.valid = validate(model, data, opts.eval_batch_size, world, device);
   }
   if (data.test != nullptr) {
     std::vector<std::int64_t> all = data.test_ids;

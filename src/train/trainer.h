@@ -78,7 +78,14 @@ struct TrainerOptions {
 struct TrainData {
   const data::Dataset* train = nullptr;   // the training split
   std::vector<std::int64_t> train_ids;    // ids of *train that train (after the validation split)
-  std::vector<std::int64_t> valid_ids;    // ids of *train that validate (may be empty: no early stopping)
+  std::vector<std::int64_t> valid_ids;    // ids that validate (may be empty: no early stopping): of *valid
+                                          // when set, else of *train
+  // A separate validation split (DomainNet's and Caltech-256's own val split, with its own clean labels);
+  // null: the validation ids are held out of *train.
+  const data::Dataset* valid = nullptr;
+  // The clean labels of *train by id when the dataset's own are not (DomainNet's weak labels: the true
+  // ones), for validation held out of *train and the clean training loss; empty: the dataset's are clean.
+  std::vector<std::int64_t> clean_labels;
   std::vector<std::int64_t> train_labels; // [train->size()]: the label each id trains with (noisy or clean)
   const data::Dataset* test = nullptr;    // optional
   std::vector<std::int64_t> test_ids;     // ids of *test to evaluate (empty: all of it)
