@@ -97,6 +97,15 @@ TransformerConfig read_hf_config(const std::string& path) {
              "config " << file << ": field 'layer_norm_eps' must be a number");
     c.layer_norm_eps = j.at("layer_norm_eps").get<double>();
   }
+  for (auto [name, field] : {std::pair<const char*, double*>{"hidden_dropout_prob", &c.hidden_dropout_prob},
+                             {"attention_probs_dropout_prob", &c.attention_probs_dropout_prob},
+                             {"classifier_dropout", &c.classifier_dropout}}) {
+    if (!j.contains(name) || j.at(name).is_null()) continue;
+    HG_CHECK(j.at(name).is_number(), "config " << file << ": field '" << name << "' must be a number");
+    *field = j.at(name).get<double>();
+    HG_CHECK(*field >= 0 && *field < 1, "config " << file << ": field '" << name << "' must be in [0, 1) (got "
+                                                  << *field << ")");
+  }
   if (j.contains("initializer_range") && !j.at("initializer_range").is_null()) {
     HG_CHECK(j.at("initializer_range").is_number(),
              "config " << file << ": field 'initializer_range' must be a number");
@@ -236,6 +245,8 @@ TransformerConfig roberta_base_config() {
 TransformerConfig vit_base_config() {
   TransformerConfig c;
   c.model_type = "vit";
+  c.hidden_dropout_prob = 0.0;  // google/vit-base-patch16-224's config.json
+  c.attention_probs_dropout_prob = 0.0;
   c.source = "built-in vit-base";
   return c;
 }

@@ -22,6 +22,12 @@ struct TransformerConfig {
   // Standard deviation of Hugging Face's normal init (weights and, on reset_head, the new head).
   double initializer_range = 0.02;
   std::int64_t num_labels = 2;  // size of id2label if present, else num_labels, else 2
+  // Dropout in training mode, as Hugging Face's modules apply it (models/dropout.h): after the embeddings'
+  // LayerNorm and each sublayer's output dense (hidden), on the attention probabilities (attention), and
+  // in the classification head (classifier; < 0: the hidden rate, as classifier_dropout null).
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  double classifier_dropout = -1;
   // Text models (bert, roberta).
   std::int64_t vocab_size = 30522;
   std::int64_t max_position_embeddings = 512;
@@ -39,7 +45,8 @@ struct TransformerConfig {
 // Reads a Hugging Face config.json; `path` is the file or a folder holding config.json.
 // Required: model_type (bert | roberta | vit), hidden_size, num_hidden_layers,
 // num_attention_heads, intermediate_size; text: vocab_size, max_position_embeddings;
-// vit: image_size, patch_size. Optional with Hugging Face's defaults: layer_norm_eps (1e-12),
+// vit: image_size, patch_size. Optional with Hugging Face's defaults: hidden_dropout_prob and
+// attention_probs_dropout_prob (0.1; in [0, 1)), classifier_dropout (null), layer_norm_eps (1e-12),
 // initializer_range (0.02), type_vocab_size (2), pad_token_id (bert 0, roberta 1),
 // num_channels (3), qkv_bias (true).
 // hidden_act must be "gelu" (the exact erf form; other activations are refused) when present.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "models/dropout.h"
 #include "models/layers.h"
 #include "util/error.h"
 
@@ -29,7 +30,7 @@ double dtype_min(torch::Dtype dtype) {
 
 torch::Tensor hf_self_attention(const torch::Tensor& x, nn::Linear& query, nn::Linear& key,
                                 nn::Linear& value, std::int64_t num_heads,
-                                const torch::Tensor& additive_mask) {
+                                const torch::Tensor& additive_mask, double dropout_p, bool training) {
   const auto B = x.size(0), T = x.size(1), D = x.size(2);
   const auto d = D / num_heads;
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, num_heads, d}).transpose(1, 2); };
@@ -38,7 +39,7 @@ torch::Tensor hf_self_attention(const torch::Tensor& x, nn::Linear& query, nn::L
   auto v = heads(value(x));
   auto scores = torch::matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(d)));
   if (additive_mask.defined()) scores = scores + additive_mask;
-  auto probs = torch::softmax(scores, -1);
+  auto probs = keyed_dropout(torch::softmax(scores, -1), dropout_p, training);
   auto ctx = torch::matmul(probs, v);  // [B,H,T,d]
   return ctx.transpose(1, 2).reshape({B, T, D});
 }
@@ -188,20 +189,29 @@ torch::Tensor TextTransformer::forward_ids(const torch::Tensor& input_ids,
   auto x = word_(ids) + token_type_(token_type_ids.to(torch::kLong));
   x = x + position_(positions);
   x = emb_norm_(x);
+  const bool training = is_training();
+  const double hidden_p = config_.hidden_dropout_prob;
+  const double head_p = config_.classifier_dropout >= 0 ? config_.classifier_dropout : hidden_p;
+  x = keyed_dropout(x, hidden_p, training);
 
   // [B,1,1,T]: 0 for tokens, the dtype's most negative value for padding.
   const auto mask = attention_mask.to(dtype).view({B, 1, 1, T});
   const auto additive = (1.0 - mask) * dtype_min(dtype);
 
   for (auto& l : layers_) {
-    auto ctx = hf_self_attention(x, l.query, l.key, l.value, config_.num_attention_heads, additive);
-    x = l.attn_norm(l.attn_out(ctx) + x);
+    auto ctx = hf_self_attention(x, l.query, l.key, l.value, config_.num_attention_heads, additive,
+                                 config_.attention_probs_dropout_prob, training);
+    x = l.attn_norm(keyed_dropout(l.attn_out(ctx), hidden_p, training) + x);
     auto h = torch::gelu(l.intermediate(x));
-    x = l.output_norm(l.output(h) + x);
+    x = l.output_norm(keyed_dropout(l.output(h), hidden_p, training) + x);
   }
   auto first = x.select(1, 0);
-  if (roberta_) return classifier_(torch::tanh(head_dense_(first)));
-  return classifier_(torch::tanh(pooler_(first)));
+  // RobertaClassificationHead: dropout, dense, tanh, dropout, out_proj; BERT: the pooler (dense, tanh),
+  // dropout, classifier.
+  if (roberta_) {
+    return classifier_(keyed_dropout(torch::tanh(head_dense_(keyed_dropout(first, head_p, training))), head_p, training));
+  }
+  return classifier_(keyed_dropout(torch::tanh(pooler_(first)), head_p, training));
 }
 
 }  // namespace hessgap::models

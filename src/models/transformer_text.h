@@ -1,6 +1,6 @@
 // BERT and RoBERTa for sequence classification, ports of Hugging Face's
-// BertForSequenceClassification / RobertaForSequenceClassification (eager attention, eval mode:
-// there is no dropout) whose parameter names and order equal Hugging Face's state-dict keys, so
+// BertForSequenceClassification / RobertaForSequenceClassification (eager attention; in training mode
+// the config's dropout at Hugging Face's places, rank-independent by models/dropout.h) whose parameter names and order equal Hugging Face's state-dict keys, so
 // a model.safetensors written by save_pretrained loads strictly by name.
 #pragma once
 
@@ -87,10 +87,11 @@ class TextTransformer : public Classifier {
 
 // Multi-head self-attention as Hugging Face's eager path computes it (shared with ViT).
 // x [B,T,D]; additive_mask [B,1,1,T] or undefined. Returns the context [B,T,D] before the
-// output projection.
+// output projection. In training mode the attention probabilities get dropout (models/dropout.h).
 torch::Tensor hf_self_attention(const torch::Tensor& x, torch::nn::Linear& query,
                                 torch::nn::Linear& key, torch::nn::Linear& value,
-                                std::int64_t num_heads, const torch::Tensor& additive_mask);
+                                std::int64_t num_heads, const torch::Tensor& additive_mask,
+                                double dropout_p = 0.0, bool training = false);
 
 // Hugging Face's _init_weights for the modules of a freshly built model (std 0.02).
 void hf_init_weights(torch::nn::Module& model, double std = 0.02);

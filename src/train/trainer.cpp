@@ -14,6 +14,7 @@
 #include "io/checkpoint.h"
 #include "measures/eval.h"
 #include "models/batch_norm.h"
+#include "models/dropout.h"
 #include "models/classifier.h"
 #include "train/checkpoint_state.h"
 #include "train/reweight.h"
@@ -324,9 +325,6 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
       opts.stop_after_epochs > 0 ? std::min(opts.epochs, start_epoch + opts.stop_after_epochs) : opts.epochs;
   for (std::int64_t epoch = start_epoch; epoch < end_epoch && !stopping.should_stop(); ++epoch) {
     const auto t_epoch = Clock::now();
-    // Dropout draws from torch's generator: keyed by (seed, epoch, rank), so a resumed epoch repeats.
-    torch::manual_seed(rng::make_key(opts.seed, rng::Stream::kDropout, static_cast<std::uint64_t>(epoch),
-                                     static_cast<std::uint64_t>(world.rank())));
     double lr = opts.schedule == "step" ? step_lr(opts.optimizer.lr, epoch, opts.step_size, opts.gamma) : 0.0;
     if (opts.schedule == "step") set_learning_rate(*optimizer, lr);
     const bool reweighted = reweight.defined() && epoch + 1 >= opts.reweight_epoch;
@@ -364,6 +362,13 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
         data::Batch batch = data.train_batch ? relabel(data.train_batch(read, epoch), read, data.train_labels, model, device)
                                              : load(*data.train, read, data.train_labels, model, device);
         if (ids.empty()) batch = zero_samples(batch);
+        // Dropout masks of the whole global batch keyed by the step, this shard's rows kept: the same
+        // training at any rank count.
+        models::DropoutPlan plan;
+        plan.key = rng::make_key(opts.seed, rng::Stream::kDropout, static_cast<std::uint64_t>(step));
+        plan.global_batch = static_cast<std::int64_t>(global[b].size());
+        plan.row_offset = data::shard_range(plan.global_batch, world.rank(), world.size()).first;
+        const models::DropoutScope dropout_scope(plan);
         const torch::Tensor logits = model.forward(batch);
         // Sums over the shard, divided by the GLOBAL batch size: the ranks' gradients then add up to
         // the gradient of the batch mean.

@@ -15,7 +15,7 @@ enum class Stream : std::uint64_t {
   kAugment = 4,      // augmentation: ids (epoch, sample)
   kLabelNoise = 5,   // label noise: ids (sample)
   kInit = 6,         // parameter initialisation: ids (parameter index)
-  kDropout = 7,      // training: the torch generator of an epoch on a rank, ids (epoch, rank)
+  kDropout = 7,      // training dropout: the step key, ids (step); then a site of its forward, ids (site)
 };
 
 // SplitMix64 finaliser: a bijective 64-bit mixer.

@@ -8,6 +8,7 @@ and exit codes; the layout of docs/output-format.md.
 """
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -320,6 +321,34 @@ def test_text_training_uses_the_text_reference_settings(tiny_roberta, tmp_path):
         assert 0 <= f["train/final/test_f1"][()] <= 1  # two classes: F1 beside accuracy
         groups = [g.decode() if isinstance(g, bytes) else g for g in f["train/constraint_groups"][()]]
         assert any("include 'attention'" in g for g in groups) and any("include 'classifier'" in g for g in groups)
+
+
+def test_text_training_with_dropout_is_the_same_at_one_and_two_ranks(tiny_roberta, tmp_path):
+    """The tiny RoBERTa trains with its config's dropout (0.1, Hugging Face's places); the masks are drawn for
+    the whole global batch and sharded (models/dropout.h), so np = 2 ends with np = 1's weights (float64).
+    Oracle: the one-rank run; and dropout is on: a run with the dropout rates set to 0 ends elsewhere."""
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "text"
+    args = ["train", "--checkpoint", tiny_roberta, "--data", fixtures / "glue" / "MRPC" / "train_head.tsv",
+            "--data-format", "glue", "--task", "mrpc", "--tokenizer", fixtures / "roberta-base", "--max-length", 32,
+            "--epochs", 1, "--batch-size", 8, "--lr", 1e-3, "--dtype", "float64", "--valid-split", 0,
+            "--measure-samples", 0, "--verbosity", 0]
+    finals = {}
+    for np_ in (1, 2):
+        out = tmp_path / f"np{np_}"
+        r = run_hg(*args, "--out-dir", out, np_=np_, timeout=300)
+        assert r.rc == 0, r
+        finals[np_] = tensors(out / "last.h5")
+    assert max_diff(finals[1], finals[2]) <= 1e-10
+    # The same model without dropout trains to other weights.
+    plain = tmp_path / "no-dropout-model"
+    shutil.copytree(tiny_roberta, plain)
+    config = json.loads((plain / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (plain / "config.json").write_text(json.dumps(config))
+    args[2] = plain
+    r = run_hg(*args, "--out-dir", tmp_path / "plain", timeout=300)
+    assert r.rc == 0, r
+    assert max_diff(finals[1], tensors(tmp_path / "plain" / "last.h5")) > 1e-6
 
 
 def make_domainnet(root, n=(12, 6, 6)):

@@ -16,6 +16,7 @@
 
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "models/dropout.h"
 #include "models/hf_config.h"
 #include "models/registry.h"
 #include "models/transformer_text.h"
@@ -315,4 +316,66 @@ TEST(HfModels, RegistrySpecsAndConfigErrors) {
   EXPECT_TRUE(contains(msg, "vocab_size")) << msg;
   msg = write("{not json");
   EXPECT_TRUE(contains(msg, "invalid JSON")) << msg;
+}
+
+// Dropout in training mode (models/dropout.h): a global batch run whole (one rank) and as two shards (two
+// ranks) gets the same masks, so the logits agree row for row; the keep rate and the 1/(1-p) scale are
+// torch's; eval mode has none (the fixtures above); the same step and site repeat their masks.
+TEST(HfModels, TrainingDropoutIsTheSameWhateverTheSharding) {
+  namespace hmd = hessgap::models;
+  torch::Tensor x = torch::ones({6, 4000}, torch::kFloat64);
+  hmd::DropoutPlan whole{12345, 6, 0};
+  torch::Tensor full, again;
+  {
+    hmd::DropoutScope s(whole);
+    full = hmd::keyed_dropout(x, 0.25, true);
+  }
+  {
+    hmd::DropoutScope s(whole);
+    again = hmd::keyed_dropout(x, 0.25, true);
+  }
+  EXPECT_TRUE(torch::equal(full, again));
+  const double kept = full.ne(0).to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(kept, 0.75, 4 * std::sqrt(0.75 * 0.25 / 24000.0));
+  EXPECT_TRUE(torch::allclose(full.masked_select(full.ne(0)), torch::full({1}, 1.0 / 0.75, torch::kFloat64)));
+  torch::Tensor top, bottom;
+  {
+    hmd::DropoutScope s({12345, 6, 0});
+    top = hmd::keyed_dropout(x.narrow(0, 0, 3), 0.25, true);
+  }
+  {
+    hmd::DropoutScope s({12345, 6, 3});
+    bottom = hmd::keyed_dropout(x.narrow(0, 3, 3), 0.25, true);
+  }
+  EXPECT_TRUE(torch::equal(torch::cat({top, bottom}), full));
+  EXPECT_TRUE(torch::equal(hmd::keyed_dropout(x, 0.25, false), x));
+
+  for (const char* name : {"roberta-tiny", "bert-tiny"}) {
+    auto model = load_fixture_model(name);
+    model->to(torch::kFloat64);
+    const Golden& g = golden(name);
+    const auto batch = fixture_batch(g);
+    const auto B = batch.inputs.size(0);
+    ASSERT_GE(B, 2) << name;
+    torch::NoGradGuard ng;
+    const torch::Tensor eval_logits = model->forward(batch);
+    model->train();
+    torch::Tensor whole_logits;
+    {
+      hmd::DropoutScope s({777, B, 0});
+      whole_logits = model->forward(batch);
+    }
+    EXPECT_FALSE(torch::allclose(whole_logits, eval_logits, 1e-6, 1e-6)) << name << ": no dropout in training mode";
+    std::vector<torch::Tensor> parts;
+    const std::int64_t cut = B / 2;
+    for (auto [begin, n] : {std::pair<std::int64_t, std::int64_t>{0, cut}, {cut, B - cut}}) {
+      hessgap::data::Batch shard = batch;
+      for (torch::Tensor* t : {&shard.inputs, &shard.labels, &shard.attention_mask, &shard.token_type_ids}) {
+        if (t->defined()) *t = t->narrow(0, begin, n);
+      }
+      hmd::DropoutScope s({777, B, begin});
+      parts.push_back(model->forward(shard));
+    }
+    EXPECT_TRUE(torch::allclose(torch::cat(parts), whole_logits, 1e-12, 1e-12)) << name;
+  }
 }
