@@ -25,7 +25,7 @@ std::string assets_dir() {
 
 void add_dataset_options(CLI::App* cmd, data::DatasetSpec& d) {
   cmd->add_option("--data", d.path, "Dataset: an image folder (one sub-folder per class), an IDX folder, a CIFAR binary folder, a Caltech-256 / DomainNet / MIT-Indoor root, or a GLUE task folder or TSV file")->required();
-  cmd->add_option("--data-format", d.kind, "imagefolder | idx | cifar10 | cifar100 | caltech256 | domainnet | mit-indoor | glue");
+  cmd->add_option("--data-format", d.kind, "imagefolder | idx | cifar10 | cifar100 | caltech256 | domainnet | mit-indoor | aircraft | cub200 | stanford-cars | stanford-dogs | flowers102 | awa2 | glue");
   cmd->add_option("--split", d.split, "idx, cifar10, cifar100: train | test; caltech256, domainnet, mit-indoor: train | val | test; glue: train | dev | test");
   cmd->add_option("--task", d.task, "glue: mrpc | sst2 | qqp | rte | qnli | wnli (default: from the folder name, e.g. MRPC, SST-2)");
   cmd->add_option("--tokenizer", d.tokenizer, "glue: tokenizer folder (vocab.json + merges.txt, or vocab.txt); default: the --checkpoint folder when it has one");

@@ -11,6 +11,7 @@
 #include "data/domainnet.h"
 #include "data/glue.h"
 #include "data/idx_dataset.h"
+#include "data/image_benchmarks.h"
 #include "data/image_folder.h"
 #include "data/label_noise.h"
 #include "data/mit_indoor.h"
@@ -169,7 +170,8 @@ std::unique_ptr<Dataset> open_split(const DatasetSpec& spec) {
     options.skip_unreadable = spec.skip_unreadable;
     return std::make_unique<ImageFolderDataset>(spec.path, options);
   }
-  if (spec.kind == "cifar10" || spec.kind == "cifar100" || spec.kind == "caltech256" || spec.kind == "mit-indoor") {
+  if (spec.kind == "cifar10" || spec.kind == "cifar100" || spec.kind == "caltech256" || spec.kind == "mit-indoor" ||
+      is_image_benchmark(spec.kind)) {
     HG_CHECK(stats.channels != 1, "normalize '" << spec.normalize << "' is for 1-channel images; " << spec.kind
                                                 << " gives RGB (expected imagenet, cifar10 or none)");
     EvalTransform transform;
@@ -177,6 +179,14 @@ std::unique_ptr<Dataset> open_split(const DatasetSpec& spec) {
     transform.crop = spec.crop;
     transform.mean = stats.mean;
     transform.stddev = stats.stddev;
+    if (is_image_benchmark(spec.kind)) {
+      ImageBenchmarkOptions options;
+      options.transform = transform;
+      options.valid_split = spec.valid_split;
+      options.split_seed = spec.split_seed;
+      options.max_per_class = spec.max_per_class;
+      return open_image_benchmark(spec.kind, spec.path, spec.split, options);
+    }
     if (spec.kind == "mit-indoor") {
       MitIndoorOptions options;
       options.transform = transform;
@@ -229,7 +239,9 @@ std::unique_ptr<Dataset> open_split(const DatasetSpec& spec) {
     options.max_per_class = spec.max_per_class;
     return std::make_unique<IdxDataset>(images, labels, options);
   }
-  HG_FAIL("unknown dataset kind '" << spec.kind << "' (expected imagefolder, idx, cifar10, cifar100, caltech256, domainnet, mit-indoor or glue)");
+  HG_FAIL("unknown dataset kind '" << spec.kind << "' (expected imagefolder, idx, cifar10, cifar100, caltech256, "
+                                   << "domainnet, mit-indoor, aircraft, cub200, stanford-cars, stanford-dogs, flowers102, "
+                                   << "awa2 or glue)");
 }
 
 }  // namespace

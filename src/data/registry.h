@@ -32,6 +32,13 @@ struct DatasetSpec {
   // "mit-indoor":  `path` is the MIT-Indoor-67 root (Images/<class>/<file>, TrainImages.txt,
   //                TestImages.txt); `split` picks "train", "val" or "test"; `valid_split` and
   //                `split_seed` choose the validation part of TrainImages.txt (see mit_indoor.h).
+  // "aircraft", "cub200", "stanford-cars", "stanford-dogs", "flowers102", "awa2": `path` is the dataset's
+  //                root in its official archive layout (FGVC-Aircraft, CUB-200-2011, Stanford Cars, Stanford
+  //                Dogs, Oxford Flowers-102, Animals with Attributes 2; image_benchmarks.h). `split` picks
+  //                "train", "val" or "test" (aircraft also "trainval"). aircraft and flowers102 have official
+  //                val lists; for cub200, stanford-cars and stanford-dogs "train" is the whole official train
+  //                list and "val" the part of it that `valid_split` and `split_seed` hold out (the trainer's
+  //                hold-out); awa2 splits one pool: a fixed 20 % test part, the rest as those three.
   // These take resize, crop and a 3-channel (or "none") normalize as "imagefolder" does.
   // "glue":        `path` is a GLUE task folder holding {train,dev,test}.tsv (split "train", "dev" — also
   //                "val" — or "test"), or one TSV file (split not used); `task` "mrpc" or "sst2" (""
@@ -68,7 +75,7 @@ struct DatasetSpec {
   std::string domain = "clipart";
   int sample = 1;
   std::string label_source;  // "", "weak" or "true"
-  // "mit-indoor" only.
+  // "mit-indoor", "cub200", "stanford-cars", "stanford-dogs" and "awa2" only.
   double valid_split = 0.1;
   std::uint64_t split_seed = 0;
   // "glue" only.

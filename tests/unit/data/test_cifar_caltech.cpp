@@ -10,20 +10,14 @@
 #include "data/image.h"
 #include "data/registry.h"
 #include "test_helpers.h"
+#include "tests/support/error_of.h"
 #include "util/error.h"
 
 namespace hessgap::data {
 namespace {
 using namespace testing;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::hessgap::testing::error_of;  // tests/support/error_of.h
 
 // Pixel byte of record `r` (a global tag), channel c, position p (row-major 32 x 32).
 std::uint8_t cifar_pixel(int r, int c, int p) { return static_cast<std::uint8_t>((r * 37 + c * 85 + p * 3) % 256); }

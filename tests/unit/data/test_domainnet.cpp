@@ -14,6 +14,7 @@
 #include "data/npy.h"
 #include "data/registry.h"
 #include "test_helpers.h"
+#include "tests/support/error_of.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -21,14 +22,7 @@ namespace hessgap::data {
 namespace {
 using namespace testing;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::hessgap::testing::error_of;  // tests/support/error_of.h
 
 std::string dn_fixture(const std::string& rel) { return source_path("tests/fixtures/domainnet/" + rel); }
 std::string npy_case(const std::string& name) { return dn_fixture("npy_cases/" + name); }

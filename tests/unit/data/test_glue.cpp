@@ -12,6 +12,7 @@
 #include "data/glue.h"
 #include "data/wordpiece_tokenizer.h"
 #include "test_helpers.h"
+#include "tests/support/error_of.h"
 #include "util/error.h"
 
 namespace hessgap::data {
@@ -24,14 +25,7 @@ std::string shared_path(const std::string& rel) { return source_path("../shared/
 const std::string kMrpc = "glue/MRPC/train_head.tsv";
 const std::string kSst2 = "glue/SST-2/train_head.tsv";
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::hessgap::testing::error_of;  // tests/support/error_of.h
 
 std::shared_ptr<const Tokenizer> roberta() {
   static const auto tok = std::make_shared<const BpeTokenizer>(text_fixture("roberta-base/vocab.json"),

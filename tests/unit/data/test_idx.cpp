@@ -6,6 +6,7 @@
 
 #include "data/idx_dataset.h"
 #include "test_helpers.h"
+#include "tests/support/error_of.h"
 #include "util/error.h"
 
 namespace hessgap::data {
@@ -30,14 +31,7 @@ void write_gz(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   gzclose(f);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::hessgap::testing::error_of;  // tests/support/error_of.h
 
 // 6 images of 2 x 3 with pixel j of image i = 10 i + j; labels 0 1 2 0 1 0.
 void write_small(const std::string& dir, bool gzip) {

@@ -5,6 +5,7 @@
 
 #include "data/image_folder.h"
 #include "test_helpers.h"
+#include "tests/support/error_of.h"
 #include "util/error.h"
 
 namespace hessgap::data {
@@ -16,14 +17,7 @@ void put(const std::string& dir, const std::string& rel, const std::string& fixt
   fs::copy_file(fixture_path(fixture), dir + "/" + rel);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::hessgap::testing::error_of;  // tests/support/error_of.h
 
 TEST(ImageFolder, OrderIsTorchvisionsSortedClassesAndFiles) {
   const std::string root = fresh_dir("root");

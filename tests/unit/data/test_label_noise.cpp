@@ -12,6 +12,7 @@
 #include "data/label_noise.h"
 #include "data/wordpiece_tokenizer.h"
 #include "test_helpers.h"
+#include "tests/support/error_of.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -20,14 +21,7 @@ namespace {
 using namespace testing;
 using Mode = LabelNoiseOptions::Mode;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::hessgap::testing::error_of;  // tests/support/error_of.h
 
 std::vector<std::int64_t> iota(std::int64_t n, std::int64_t start = 0) {
   std::vector<std::int64_t> v(static_cast<std::size_t>(n));

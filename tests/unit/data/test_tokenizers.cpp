@@ -16,6 +16,7 @@
 #include "data/tokenizer_unicode.h"
 #include "data/wordpiece_tokenizer.h"
 #include "test_helpers.h"
+#include "tests/support/error_of.h"
 #include "util/error.h"
 
 namespace hessgap::data {
@@ -36,14 +37,7 @@ std::vector<json> read_jsonl(const std::string& path) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::hessgap::testing::error_of;  // tests/support/error_of.h
 
 const BpeTokenizer& roberta() {
   static const BpeTokenizer tok(text_fixture("roberta-base/vocab.json"), text_fixture("roberta-base/merges.txt"));
