@@ -20,6 +20,7 @@ RunFn add_traces_command(CLI::App& app);
 RunFn add_measures_command(CLI::App& app);
 RunFn add_stability_command(CLI::App& app);
 RunFn add_eval_command(CLI::App& app);
+RunFn add_spectrum_command(CLI::App& app);  // Lanczos eigenvalues and SLQ density (spectrum_command.cpp)
 RunFn add_run_command(CLI::App& app);  // the main job on the embedded data
 RunFn add_convert_command(CLI::App& app);
 RunFn add_labels_command(CLI::App& app);

@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
       {"measures", hessgap::app::add_measures_command(app)},
       {"stability", hessgap::app::add_stability_command(app)},
       {"eval", hessgap::app::add_eval_command(app)},
+      {"spectrum", hessgap::app::add_spectrum_command(app)},
       {"run", hessgap::app::add_run_command(app)},
       {"convert", hessgap::app::add_convert_command(app)},
       {"labels", hessgap::app::add_labels_command(app)},

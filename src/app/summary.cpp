@@ -50,6 +50,20 @@ void print_stability(const measures::StabilityResult& r, double eps) {
   std::fflush(stdout);
 }
 
+void print_spectrum(const measures::SpectrumResult& r) {
+  if (log::rank() != 0) return;
+  std::printf("\nHessian spectrum of the mean loss over %lld samples (%lld parameters, %zu layer(s)): %d Lanczos steps%s, "
+              "%lld HVPs, %.1f s\n",
+              static_cast<long long>(r.num_samples), static_cast<long long>(r.num_params), r.layers.size(), r.steps,
+              r.converged ? " (converged)" : "", static_cast<long long>(r.hvps), r.seconds);
+  std::printf("%4s %16s %14s\n", "k", "eigenvalue", "residual");
+  for (std::size_t k = 0; k < r.eigenvalues.size(); ++k) {
+    std::printf("%4zu %16.8g %14.3g\n", k + 1, r.eigenvalues[k], r.residuals[k]);
+  }
+  if (!r.slq_nodes.empty()) std::printf("SLQ: %zu probes (nodes and weights in /spectrum/slq)\n", r.slq_nodes.size());
+  std::fflush(stdout);
+}
+
 void print_eval(const measures::EvalResult& r) {
   if (log::rank() != 0) return;
   if (!r.labelled) {

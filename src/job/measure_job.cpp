@@ -46,6 +46,14 @@ measures::StabilityOptions MeasureConfig::resolved_stability() const {
   return s;
 }
 
+measures::SpectrumOptions MeasureConfig::resolved_spectrum() const {
+  HG_CHECK(which == "largest" || which == "smallest", "--which must be largest or smallest (got '" << which << "')");
+  measures::SpectrumOptions s = spectrum;
+  s.smallest = which == "smallest";
+  s.seed = common.seed;
+  return s;
+}
+
 void MeasureConfig::validate(int world_size) const {
   if (kind == "traces") {
     resolved_traces().validate(world_size);
@@ -54,8 +62,10 @@ void MeasureConfig::validate(int world_size) const {
     HG_CHECK(!init_checkpoint.empty(), "--init-checkpoint is required (W(s), the weights before fine-tuning)");
   } else if (kind == "stability") {
     resolved_stability().validate();
+  } else if (kind == "spectrum") {
+    resolved_spectrum().validate();
   } else {
-    HG_CHECK(kind == "eval", "unknown measurement '" << kind << "' (expected traces, measures, stability or eval)");
+    HG_CHECK(kind == "eval", "unknown measurement '" << kind << "' (expected traces, measures, stability, eval or spectrum)");
   }
   // Per-batch weights of traces, measures and stability come from the plan, so they need whole batches.
   HG_CHECK(!common.data.skip_unreadable || kind == "eval",
@@ -81,6 +91,10 @@ namespace {
   X(measure, head_reference, "head_reference") X(measure, train_size, "train_size")
 #define HG_STABILITY_FIELDS(X) X(measure, stability.eps, "eps") X(measure, stability.repeats, "repeats")
 #define HG_EVAL_FIELDS(X) X(measure, per_sample, "per_sample")
+#define HG_SPECTRUM_FIELDS(X)                                                                                     \
+  X(measure, spectrum.top_k, "top_k") X(measure, spectrum.lanczos_steps, "lanczos_steps")                         \
+  X(measure, spectrum.tol, "tol") X(measure, which, "which") X(measure, spectrum.slq_probes, "slq_probes")       \
+  X(measure, spectrum.layer, "layer") X(measure, spectrum.keep_eigenvectors, "save_eigenvectors")
 
 }  // namespace
 
@@ -98,6 +112,8 @@ nlohmann::json to_json(const MeasureConfig& config) {
     HG_STABILITY_FIELDS(HG_JSON_OUT)
   } else if (c.kind == "eval") {
     HG_EVAL_FIELDS(HG_JSON_OUT)
+  } else if (c.kind == "spectrum") {
+    HG_SPECTRUM_FIELDS(HG_JSON_OUT)
   }
   return j;
 }
@@ -114,6 +130,8 @@ MeasureConfig measure_config_from_json(const nlohmann::json& j) {
     HG_DISTANCE_FIELDS(HG_JSON_IN)
     HG_STABILITY_FIELDS(HG_JSON_IN)
     HG_EVAL_FIELDS(HG_JSON_IN)
+    // "tol" is traces' and spectrum's name alike: read into both; only the kind's own is used (and written).
+    HG_SPECTRUM_FIELDS(HG_JSON_IN)
   } catch (const nlohmann::json::exception& e) {
     HG_FAIL("measure configuration: " << e.what());
   }
@@ -125,6 +143,7 @@ MeasureConfig measure_config_from_json(const nlohmann::json& j) {
 #undef HG_DISTANCE_FIELDS
 #undef HG_STABILITY_FIELDS
 #undef HG_EVAL_FIELDS
+#undef HG_SPECTRUM_FIELDS
 
 // ---- the job ------------------------------------------------------------------------------------------
 
@@ -184,9 +203,11 @@ MeasureOutcome run_measure(comm::Communicator& world, const MeasureConfig& c, co
   out.logits_float32 = s.dtype == torch::kFloat32;
   const auto traces = c.kind == "traces" ? c.resolved_traces() : measures::TracesOptions{};
   const auto stability = c.kind == "stability" ? c.resolved_stability() : measures::StabilityOptions{};
+  const auto spectrum = c.kind == "spectrum" ? c.resolved_spectrum() : measures::SpectrumOptions{};
   if (c.kind == "traces") out.traces = measures::compute_traces(ctx, traces);
   if (c.kind == "measures") out.distance = measures::compute_distance(ctx, distance, init);
   if (c.kind == "stability") out.stability = measures::compute_stability(ctx, stability);
+  if (c.kind == "spectrum") out.spectrum = measures::compute_spectrum(ctx, spectrum);
   if (c.kind == "eval") {
     measures::EvalOptions e;
     e.per_sample = c.per_sample;
@@ -212,6 +233,7 @@ MeasureOutcome run_measure(comm::Communicator& world, const MeasureConfig& c, co
     if (out.traces) f.write_traces(*out.traces, traces);
     if (out.distance) f.write_distance(*out.distance, distance, c.init_checkpoint);
     if (out.stability) f.write_stability(*out.stability, stability);
+    if (out.spectrum) f.write_spectrum(*out.spectrum, spectrum);
     if (out.eval) f.write_eval(*out.eval, out.class_names, out.logits_float32);
     if (c.common.data.skip_unreadable) f.write_skipped(skipped);
     // Noisy or weak labels: record which ones, so the measures can be read against the realised noise.

@@ -11,6 +11,7 @@
 #include "job/session.h"
 #include "measures/distance.h"
 #include "measures/eval.h"
+#include "measures/spectrum.h"
 #include "measures/stability.h"
 #include "measures/traces.h"
 
@@ -18,7 +19,7 @@ namespace hessgap::job {
 
 // Every flag of the four measuring subcommands; each uses the common options and its own part.
 struct MeasureConfig {
-  std::string kind = "traces";  // traces | measures | stability | eval (the subcommand)
+  std::string kind = "traces";  // traces | measures | stability | eval | spectrum (the subcommand)
   CommonOptions common;
   // traces: the estimator (hessian::TraceOptions; scope, rule and distribution by name, the seed from
   // common.seed) and the ranks sharing a batch's probes.
@@ -32,12 +33,16 @@ struct MeasureConfig {
   measures::StabilityOptions stability;
   // eval
   bool per_sample = false;
+  // spectrum ("smallest" or "largest" by name; the seed from common.seed)
+  measures::SpectrumOptions spectrum;
+  std::string which = "largest";
 
   // The measure's options with names resolved and the seed filled in. Throw hessgap::Error naming the
   // flag for a bad value.
   measures::TracesOptions resolved_traces() const;
   measures::DistanceOptions resolved_distance() const;  // head_reference kZero for "auto" (resolved on the model)
   measures::StabilityOptions resolved_stability() const;
+  measures::SpectrumOptions resolved_spectrum() const;
   // Checks the kind and its options (not the common ones: open_session checks those, with the files).
   void validate(int world_size) const;
 };
@@ -56,6 +61,7 @@ struct MeasureOutcome {
   std::optional<measures::DistanceResult> distance;
   std::optional<measures::StabilityResult> stability;
   std::optional<measures::EvalResult> eval;
+  std::optional<measures::SpectrumResult> spectrum;
   std::vector<std::string> class_names;  // of the dataset (eval's predictions)
   bool logits_float32 = true;
 };

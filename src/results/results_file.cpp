@@ -131,6 +131,64 @@ void ResultsFile::write_stability(const measures::StabilityResult& r, const meas
   f.write("/stability/seconds", r.seconds, "Wall time", "s");
 }
 
+void ResultsFile::write_spectrum(const measures::SpectrumResult& r, const measures::SpectrumOptions& opts) {
+  if (!file_) return;
+  auto& f = *file_;
+  f.create_group("/spectrum");
+  f.set_attr("/spectrum", "which", opts.smallest ? "smallest" : "largest");
+  f.set_attr("/spectrum", "top_k", static_cast<std::int64_t>(opts.top_k));
+  f.set_attr("/spectrum", "lanczos_steps", static_cast<std::int64_t>(opts.lanczos_steps));
+  f.set_attr("/spectrum", "tol", opts.tol);
+  f.set_attr("/spectrum", "seed", static_cast<std::int64_t>(opts.seed));
+  f.set_attr("/spectrum", "layer", opts.layer.empty() ? "(all layers, joint)" : opts.layer);
+  f.set_attr("/spectrum", "steps_run", static_cast<std::int64_t>(r.steps));
+  f.set_attr("/spectrum", "converged", static_cast<std::int64_t>(r.converged ? 1 : 0));
+  const auto K = static_cast<std::int64_t>(r.eigenvalues.size());
+  f.write("/spectrum/eigenvalues", r.eigenvalues, {K},
+          "Ritz values of the Hessian of the mean loss over the samples, descending (the K largest, or smallest)",
+          "loss/weight^2");
+  f.write("/spectrum/residuals", r.residuals, {K}, "||H y - lambda y|| of each unit Ritz vector y (one HVP each)",
+          "loss/weight^2");
+  f.write("/spectrum/ritz_values", r.ritz_values, {static_cast<std::int64_t>(r.ritz_values.size())},
+          "Every Ritz value of the eigenvalue run, ascending", "loss/weight^2");
+  f.write("/spectrum/alpha", r.alpha, {static_cast<std::int64_t>(r.alpha.size())}, "Diagonal of the Lanczos tridiagonal T");
+  f.write("/spectrum/beta", r.beta, {static_cast<std::int64_t>(r.beta.size())}, "Off-diagonal of T");
+  f.write_strings("/spectrum/layers", r.layers, "The operator's layers (its vectors are blocks in this order)");
+  f.write("/spectrum/num_params", r.num_params, "Dimension of the operator");
+  f.write("/spectrum/num_samples", r.num_samples, "Samples of the mean loss");
+  f.write("/spectrum/hvps", r.hvps, "Hessian-vector products of the mean loss");
+  f.write("/spectrum/seconds", r.seconds, "Wall time", "s");
+  if (!r.slq_nodes.empty()) {
+    const auto P = static_cast<std::int64_t>(r.slq_nodes.size());
+    const auto M = static_cast<std::int64_t>(r.slq_nodes[0].size());
+    std::vector<double> nodes, weights;
+    for (std::size_t p = 0; p < r.slq_nodes.size(); ++p) {
+      nodes.insert(nodes.end(), r.slq_nodes[p].begin(), r.slq_nodes[p].end());
+      weights.insert(weights.end(), r.slq_weights[p].begin(), r.slq_weights[p].end());
+    }
+    f.create_group("/spectrum/slq");
+    f.write("/spectrum/slq/nodes", nodes, {P, M}, "Per probe, the Ritz values of its Lanczos run (NaN: fewer steps)",
+            "loss/weight^2");
+    f.write("/spectrum/slq/weights", weights, {P, M},
+            "Per probe, the squared first components of T's eigenvectors (sum 1): density = mean over probes of "
+            "sum_j w_j delta(x - node_j)");
+  }
+  if (!r.eigenvectors.empty()) {
+    f.create_group("/spectrum/eigenvectors");
+    for (std::size_t i = 0; i < r.layers.size(); ++i) {
+      std::vector<double> data;
+      std::vector<std::int64_t> shape = {static_cast<std::int64_t>(r.eigenvectors.size())};
+      for (auto d : r.eigenvectors[0][i].sizes()) shape.push_back(d);
+      for (const auto& vec : r.eigenvectors) {
+        const auto t = vec[i].to(torch::kFloat64).contiguous();
+        data.insert(data.end(), t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+      }
+      f.write("/spectrum/eigenvectors/" + r.layers[i], data, shape,
+              "Block of each unit Ritz vector (rows in the order of eigenvalues)");
+    }
+  }
+}
+
 void ResultsFile::write_eval(const measures::EvalResult& r, const std::vector<std::string>& class_names,
                              bool logits_float32) {
   if (!file_) return;

@@ -11,6 +11,7 @@
 #include "data/label_noise.h"
 #include "measures/distance.h"
 #include "measures/eval.h"
+#include "measures/spectrum.h"
 #include "measures/stability.h"
 #include "measures/traces.h"
 #include "train/trainer.h"
@@ -58,6 +59,8 @@ class ResultsFile {
   void write_distance(const measures::DistanceResult& r, const measures::DistanceOptions& opts,
                       const std::string& init_checkpoint, const std::string& group = "/measures");
   void write_stability(const measures::StabilityResult& r, const measures::StabilityOptions& opts);
+  // /spectrum: eigenvalues, residuals, the Lanczos tridiagonal, SLQ nodes and weights, eigenvectors.
+  void write_spectrum(const measures::SpectrumResult& r, const measures::SpectrumOptions& opts);
   // With per-sample rows, also /eval/samples/*; logits are stored as float32 when `logits_float32`
   // (the compute dtype was float32, so nothing is lost), else float64. Unlabelled data (r.labelled
   // false): no loss, accuracy or correct count (the /eval attribute labelled = 0 and a note say so).

@@ -6,6 +6,7 @@
 
 #include "measures/distance.h"
 #include "measures/eval.h"
+#include "measures/spectrum.h"
 #include "measures/stability.h"
 #include "measures/traces.h"
 #include "models/registry.h"
@@ -163,3 +164,25 @@ TEST(MpiMeasures, RandomSampleOrder) {
 }
 
 HG_MPI_TEST_MAIN()
+
+// The mean-loss Hessian's Lanczos run and SLQ over the world equal the single-process run: the HVPs are
+// all-reduced sums of the ranks' batches, so every rank runs the same steps on the same vectors.
+TEST(MpiMeasures, SpectrumEigenvaluesAndSlq) {
+  Problem s;
+  SpectrumOptions o;
+  o.top_k = 3;
+  o.lanczos_steps = 12;
+  o.slq_probes = 2;
+  o.seed = 5;
+  const auto want = compute_spectrum(s.ctx(*s.local), o);
+  const auto got = compute_spectrum(s.ctx(world()), o);
+  EXPECT_EQ(got.steps, want.steps);
+  expect_close(got.eigenvalues, want.eigenvalues, 1e-10, "eigenvalues");
+  expect_close(got.alpha, want.alpha, 1e-10, "alpha");
+  expect_close(got.beta, want.beta, 1e-10, "beta");
+  for (std::size_t p = 0; p < want.slq_nodes.size(); ++p) {
+    expect_close(got.slq_nodes[p], want.slq_nodes[p], 1e-9, "slq nodes");
+    expect_close(got.slq_weights[p], want.slq_weights[p], 1e-9, "slq weights");
+  }
+  EXPECT_EQ(got.hvps, want.hvps);
+}

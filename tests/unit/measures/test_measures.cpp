@@ -12,6 +12,7 @@
 #include "measures/batch_plan.h"
 #include "measures/distance.h"
 #include "measures/eval.h"
+#include "measures/spectrum.h"
 #include "measures/stability.h"
 #include "measures/traces.h"
 #include "models/registry.h"
@@ -376,4 +377,79 @@ TEST(Distance, DefaultHeadReferenceByModelFamily) {
   EXPECT_EQ(default_head_reference(*models::make_model("hf:" + hf + "vit-tiny", 2)), HeadReference::kZero);
   EXPECT_EQ(default_head_reference(*models::make_model("cifar-resnet20", 10)), HeadReference::kZero);
   EXPECT_EQ(default_head_reference(*models::make_model("mlp:in=5,hidden=4", 3)), HeadReference::kZero);
+}
+
+// Lanczos on the mean-loss Hessian against the explicit float64 Hessian of the small MLP: with as many
+// steps as dimensions the Ritz values are its eigenvalues (largest and smallest), the residuals vanish;
+// a layer's block; SLQ's quadrature is exact for qᵀHq (degree 1) from its own start vector.
+TEST(Spectrum, LanczosMatchesTheExplicitHessianEigenvalues) {
+  Fixture f;
+  auto ctx = f.ctx(5, 0, SampleRule::kExact);  // all 23 samples in batches 5,5,5,5,3: the mean loss
+  std::vector<std::int64_t> all(23);
+  std::iota(all.begin(), all.end(), 0);
+  auto params = models::parameters_by_name(*f.model, f.model->hessian_layers());
+  const torch::Tensor H = explicit_hessian(f.loss_of(all), params);
+  const torch::Tensor eig = std::get<0>(torch::linalg_eigh(H));  // ascending
+  const std::int64_t N = H.size(0);
+  SpectrumOptions o;
+  o.top_k = 3;
+  o.lanczos_steps = static_cast<int>(N);
+  o.slq_probes = 2;
+  o.seed = 4;
+  const SpectrumResult r = compute_spectrum(ctx, o);
+  ASSERT_EQ(r.num_params, N);
+  ASSERT_EQ(r.eigenvalues.size(), 3u);
+  const double scale = eig.abs().max().item<double>();
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_NEAR(r.eigenvalues[static_cast<std::size_t>(k)], eig[N - 1 - k].item<double>(), 1e-8 * scale) << k;
+    EXPECT_LT(r.residuals[static_cast<std::size_t>(k)], 1e-6 * scale) << k;
+  }
+  EXPECT_EQ(r.num_samples, 23);
+  // SLQ: Σ_j w_j θ_j = qᵀHq / qᵀq for the probe's start q (Rademacher, keyed as compute_spectrum keys it).
+  ASSERT_EQ(r.slq_nodes.size(), 2u);
+  for (std::int64_t p = 0; p < 2; ++p) {
+    std::vector<torch::Tensor> q;
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      q.push_back(hessian::draw_probe(params[i].detach(), hessian::ProbeDistribution::kRademacher, 4, -2, p,
+                                      static_cast<std::int64_t>(i)));
+    }
+    const torch::Tensor qf = flatten(q);
+    const double want = (qf.dot(H.mv(qf)) / qf.dot(qf)).item<double>();
+    double got = 0, wsum = 0;
+    for (std::size_t j = 0; j < r.slq_nodes[static_cast<std::size_t>(p)].size(); ++j) {
+      const double w = r.slq_weights[static_cast<std::size_t>(p)][j];
+      if (w > 0) got += w * r.slq_nodes[static_cast<std::size_t>(p)][j];
+      wsum += w;
+    }
+    EXPECT_NEAR(wsum, 1.0, 1e-10);
+    EXPECT_NEAR(got, want, 1e-9 * scale) << "probe " << p;
+  }
+  // The smallest (negative curvature) and one layer's diagonal block.
+  o.smallest = true;
+  o.slq_probes = 0;
+  const SpectrumResult low = compute_spectrum(ctx, o);
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_NEAR(low.eigenvalues[static_cast<std::size_t>(2 - k)], eig[k].item<double>(), 1e-8 * scale) << k;
+  }
+  const auto offsets = hessgap::testing::block_offsets(params);
+  const std::string layer = f.model->hessian_layers()[1];
+  const std::int64_t n1 = params[1].numel();
+  const torch::Tensor H11 = H.narrow(0, offsets[1], n1).narrow(1, offsets[1], n1);
+  const torch::Tensor eig11 = std::get<0>(torch::linalg_eigh(H11));
+  o.smallest = false;
+  o.layer = layer;
+  o.lanczos_steps = static_cast<int>(n1);
+  const SpectrumResult blk = compute_spectrum(ctx, o);
+  EXPECT_EQ(blk.num_params, n1);
+  EXPECT_NEAR(blk.eigenvalues[0], eig11[n1 - 1].item<double>(), 1e-8 * scale);
+  // Bad options, by name.
+  SpectrumOptions bad;
+  bad.layer = "no.such.weight";
+  EXPECT_THROW(compute_spectrum(ctx, bad), Error);
+  bad = SpectrumOptions{};
+  bad.top_k = 5;
+  bad.lanczos_steps = 3;
+  EXPECT_THROW(bad.validate(), Error);
+  bad.lanczos_steps = 0;
+  EXPECT_THROW(bad.validate(), Error);
 }
