@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 import h5py
 import numpy as np
 
-SECTIONS = ("eval", "traces", "measures", "stability", "labels", "train")
+SECTIONS = ("eval", "traces", "measures", "stability", "spectrum", "labels", "train")
 FORMAT = "hessgap-results"
 MAX_FORMAT_VERSION = 1
 
@@ -63,6 +63,7 @@ class Results:
     traces: Optional[Dict[str, Any]] = None
     measures: Optional[Dict[str, Any]] = None
     stability: Optional[Dict[str, Any]] = None
+    spectrum: Optional[Dict[str, Any]] = None  # hessgap spectrum: eigenvalues, residuals, slq (nodes, weights)
     labels: Optional[Dict[str, Any]] = None   # clean vs used labels (label noise, weak labels)
     train: Optional[Dict[str, Any]] = None    # hessgap train: history, epochs, final (groups of columns)
     # Per section: {"attrs": group attributes, dataset name: {"description": ..., "units": ...}}
@@ -193,7 +194,28 @@ def summary_text(res: Results) -> str:
                      f"{s['num_samples']} samples: base loss {s['base_loss']:.6f}, "
                      f"accuracy {100 * s['base_accuracy']:.2f}%")
         lines.append(f"  loss change: mean {_fmt(s['mean'])} ± {_fmt(s['std'])} (population std)")
+    if res.spectrum is not None:
+        sp, sa = res.spectrum, res.meta["spectrum"]["attrs"]
+        lines.append(f"\n[spectrum] {sa.get('which')} {len(sp['eigenvalues'])} of {sp['num_params']} "
+                     f"({sa.get('layer')}), {sa.get('steps_run')} Lanczos steps, {sp['hvps']} HVPs")
+        for k, (ev, res_k) in enumerate(zip(sp["eigenvalues"], sp["residuals"])):
+            lines.append(f"  {k + 1:>3} {ev:>16.8g}  residual {_fmt(res_k)}")
+        if "slq" in sp:
+            lines.append(f"  SLQ: {sp['slq']['nodes'].shape[0]} probes of {sp['slq']['nodes'].shape[1]} nodes")
     return "\n".join(lines)
+
+
+def slq_density(nodes, weights, grid, sigma):
+    """The spectral density of stochastic Lanczos quadrature on `grid`, each node broadened by a Gaussian of
+    standard deviation `sigma`: (1/P) Σ_p Σ_j w_pj N(x; θ_pj, σ²). nodes, weights: [P, M] (NaN nodes, as a
+    run shorter than M leaves them, are skipped). Integrates to 1 over the real line."""
+    nodes = np.asarray(nodes, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    grid = np.asarray(grid, dtype=float)
+    keep = np.isfinite(nodes)
+    th, w = nodes[keep], weights[keep]
+    z = (grid[:, None] - th[None, :]) / sigma
+    return (np.exp(-0.5 * z * z) * w[None, :]).sum(axis=1) / (np.sqrt(2 * np.pi) * sigma * nodes.shape[0])
 
 
 def summary(path: str) -> Results:
@@ -219,6 +241,8 @@ def plot(res: Results, out: str) -> None:
         panels.append("confusion")
     if res.train is not None:
         panels.append("train")
+    if res.spectrum is not None and "slq" in res.spectrum:
+        panels.append("spectrum")
     if not panels:
         raise ValueError(f"{res.path}: nothing to plot (no traces, measures, stability, labels, per-sample eval or training)")
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.45 * len(res.layers)), 4 * len(panels)),
@@ -252,6 +276,20 @@ def plot(res: Results, out: str) -> None:
             ax.set_title(f"Training (best epoch {int(res.train['final']['best_epoch']) + 1}, "
                          f"test accuracy {float(res.train['final']['test_accuracy']):.4f})")
             ax.legend(fontsize=8, loc="upper right")
+            continue
+        elif panel == "spectrum":
+            nodes, weights = res.spectrum["slq"]["nodes"], res.spectrum["slq"]["weights"]
+            finite = nodes[np.isfinite(nodes)]
+            lo, hi = float(finite.min()), float(finite.max())
+            span = max(hi - lo, 1e-12)
+            grid = np.linspace(lo - 0.05 * span, hi + 0.05 * span, 800)
+            sigma = 0.01 * span
+            ax.semilogy(grid, np.maximum(slq_density(nodes, weights, grid, sigma), 1e-12), lw=1)
+            for ev in res.spectrum["eigenvalues"]:
+                ax.axvline(float(ev), color="C3", lw=0.6, ls="--")
+            ax.set_xlabel("eigenvalue  [loss/weight²]")
+            ax.set_ylabel("density (Gaussian σ = 1 % of the range)")
+            ax.set_title(f"Hessian spectral density, SLQ over {nodes.shape[0]} probes (dashed: Lanczos top eigenvalues)")
             continue
         elif panel in ("labels", "confusion"):
             if panel == "labels":

@@ -44,6 +44,18 @@ def test_pinned_layout_and_rank_independence(hessgap_bin, tmp_path):
         np.testing.assert_allclose(b["spectrum/alpha"][()], s["alpha"][()], rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(b["spectrum/slq/nodes"][()], s["slq/nodes"][()], rtol=1e-8, atol=1e-8)
         assert int(a.attrs["world_size"]) == 1 and int(b.attrs["world_size"]) == 2
+        nodes, weights = s["slq/nodes"][()], s["slq/weights"][()]
+    # The reader and the broadened SLQ density: a probability density whose mean is the quadrature's
+    # Σ_j w_j θ_j averaged over the probes; and the plot.
+    import hessgap_results as hr
+    res = hr.load(str(outs[1]))
+    assert list(res.spectrum["eigenvalues"]) == list(ev) and "spectrum" in hr.summary_text(res)
+    grid = np.linspace(np.nanmin(nodes) - 100, np.nanmax(nodes) + 100, 40001)
+    density = hr.slq_density(nodes, weights, grid, sigma=5.0)
+    assert np.trapz(density, grid) == pytest.approx(1.0, abs=1e-6)
+    assert np.trapz(grid * density, grid) == pytest.approx(np.nansum(nodes * weights) / len(nodes), rel=1e-6, abs=1e-6)
+    hr.plot(res, str(tmp_path / "spectrum.png"))
+    assert (tmp_path / "spectrum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_one_layer_and_the_smallest(hessgap_bin, tmp_path):
