@@ -293,7 +293,11 @@ def group_keys(df: pd.DataFrame) -> List[str]:
     keys = ["method", "noise_rate"]
     for flag in df.attrs.get("grid_keys", []):
         col = DERIVED_FLAGS.get(flag, flag)
-        if col in ("seed", "method", "noise_rate") or col in keys:
+        if col in ("seed", "method", "noise_rate") or col in keys or col not in df.columns:
+            continue
+        # A label that the keys so far already determine (a named group of flags such as "noise", whose
+        # every value sets one noise rate) adds no grouping.
+        if not df.empty and df.groupby(keys, dropna=False)[col].nunique(dropna=False).max() <= 1:
             continue
         keys.append(col)
     return keys
