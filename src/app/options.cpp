@@ -57,6 +57,8 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   cmd->add_flag("--new-head", o.new_head,
                 "Accept a checkpoint whose head is missing or has another number of classes: the head keeps a fresh "
                 "draw (seeded by --seed, initialised as the source library does) and this is logged");
+  cmd->add_flag("--allow-nonfinite", o.allow_nonfinite,
+                "Use a checkpoint holding NaN or infinite values (refused by default, naming the tensor)");
   add_dataset_options(cmd, o.data);
   cmd->add_option("--batch-size,--bs", o.batch_size, "Samples per batch (the reference's README uses 4)");
   cmd->add_option("--sample-size", o.sample_size, "Samples to use (0: all); see --sample-rule");

@@ -1,10 +1,15 @@
 #include "io/atomic_output.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <iomanip>
+#include <random>
+#include <sstream>
 #include <system_error>
 #include <utility>
 
@@ -14,10 +19,36 @@ namespace hessgap::io {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+const char* kind_of(const fs::file_status& st) {
+  switch (st.type()) {
+    case fs::file_type::directory: return "a directory";
+    case fs::file_type::fifo: return "a FIFO";
+    case fs::file_type::character: return "a character device";
+    case fs::file_type::block: return "a block device";
+    case fs::file_type::socket: return "a socket";
+    default: return "not a regular file";
+  }
+}
+
+}  // namespace
+
 void check_writable_output(const std::string& path) {
   HG_CHECK(!path.empty(), "cannot write output '': the path is empty");
   std::error_code ec;
   HG_CHECK(!fs::is_directory(path, ec), "cannot write output '" << path << "': it is a directory");
+  // The output replaces what is there by a rename: only a regular file (or a link to one) may be there.
+  // A FIFO, a device or a socket — /dev/null, /proc/self/fd/1 — would be replaced by a regular file.
+  const fs::file_status link = fs::symlink_status(path, ec);
+  if (!ec && fs::exists(link)) {
+    const fs::file_status target = fs::status(path, ec);
+    HG_CHECK(fs::is_symlink(link) ? (!fs::exists(target) || fs::is_regular_file(target)) : fs::is_regular_file(link),
+             "cannot write output '" << path << "': it is "
+                                     << (fs::is_symlink(link) ? std::string("a symbolic link to ") + kind_of(target)
+                                                              : std::string(kind_of(link)))
+                                     << ", not a regular file (the output is written beside it and renamed over it)");
+  }
   fs::path dir = fs::path(path).parent_path();
   if (dir.empty()) dir = ".";
   HG_CHECK(fs::exists(dir, ec), "cannot write output '" << path << "': directory '" << dir.string()
@@ -31,7 +62,22 @@ void check_writable_output(const std::string& path) {
 
 AtomicOutput::AtomicOutput(std::string final_path) : final_path_(std::move(final_path)) {
   check_writable_output(final_path_);
-  temp_path_ = final_path_ + ".tmp-" + std::to_string(static_cast<long>(::getpid()));
+  // A fresh name created exclusively and without following links: a file or a symbolic link planted
+  // under a predictable name cannot make us write elsewhere, and two writers never share a name.
+  std::random_device entropy;
+  for (int attempt = 0;; ++attempt) {
+    std::ostringstream name;
+    name << final_path_ << ".tmp-" << static_cast<long>(::getpid()) << "-" << std::hex << std::setw(8)
+         << std::setfill('0') << entropy();
+    const int fd = ::open(name.str().c_str(), O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      ::close(fd);
+      temp_path_ = name.str();
+      return;
+    }
+    HG_CHECK(errno == EEXIST && attempt < 100, "cannot create a temporary file for output '"
+                                                   << final_path_ << "' (" << name.str() << "): " << std::strerror(errno));
+  }
 }
 
 AtomicOutput::AtomicOutput(AtomicOutput&& o) noexcept
@@ -62,7 +108,8 @@ void AtomicOutput::discard() noexcept {
 void AtomicOutput::commit() {
   HG_CHECK(!committed_, "output '" << final_path_ << "' was already committed");
   std::error_code ec;
-  HG_CHECK(fs::is_regular_file(temp_path_, ec),
+  // The constructor created the temporary file empty; no writer leaves it so.
+  HG_CHECK(fs::is_regular_file(temp_path_, ec) && fs::file_size(temp_path_, ec) > 0 && !ec,
            "cannot commit output '" << final_path_ << "': temporary file '" << temp_path_ << "' was not written");
   fs::rename(temp_path_, final_path_, ec);
   HG_CHECK(!ec, "cannot rename '" << temp_path_ << "' to '" << final_path_ << "': " << ec.message());

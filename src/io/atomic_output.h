@@ -7,14 +7,16 @@
 namespace hessgap::io {
 
 // Validates an output path before any work is done, so that a long run does not fail at the end.
-// Throws hessgap::Error "cannot write output 'P': ..." when `path` is empty or a directory, or when
-// its directory does not exist, is not a directory or is not writable. Creates nothing.
+// Throws hessgap::Error "cannot write output 'P': ..." when `path` is empty, exists and is not a regular
+// file (a directory, FIFO, device or socket, or a symbolic link to one: the output would replace it), or
+// when its directory does not exist, is not a directory or is not writable. Creates nothing.
 void check_writable_output(const std::string& path);
 
 // Usage: AtomicOutput out(path); write to out.temp_path(); close the file; out.commit();
-// The constructor runs check_writable_output(final_path). The temporary file is
-// "<final_path>.tmp-<pid>" in the same directory (so the rename cannot cross file systems);
-// whatever is there is overwritten. Without commit(), the destructor removes the temporary file
+// The constructor runs check_writable_output(final_path) and creates the temporary file, empty, as
+// "<final_path>.tmp-<pid>-<8 random hex digits>" in the same directory (so the rename cannot cross
+// file systems) with O_CREAT|O_EXCL|O_NOFOLLOW; writers then truncate and fill it. commit() refuses an
+// empty temporary file (nothing was written). Without commit(), the destructor removes the temporary file
 // (an exception during writing leaves no partial output behind). Movable, not copyable.
 // Not collective: in a multi-rank run exactly one rank should own a given output.
 class AtomicOutput {

@@ -76,7 +76,8 @@ namespace {
 
 #define HG_COMMON_FIELDS(X)                                                                                       \
   X(model, common.checkpoint, "checkpoint") X(model, common.arch, "arch") X(model, common.num_classes, "num_classes") \
-  X(model, common.new_head, "new_head") X(data, common.data, "dataset") X(data, common.batch_size, "batch_size")     \
+  X(model, common.new_head, "new_head") X(model, common.allow_nonfinite, "allow_nonfinite")                     \
+  X(data, common.data, "dataset") X(data, common.batch_size, "batch_size")     \
   X(data, common.sample_size, "sample_size") X(data, common.sample_rule, "sample_rule")                              \
   X(data, common.sample_order, "sample_order") X(compute, common.device, "device") X(compute, common.dtype, "dtype") \
   X(compute, common.threads, "threads") X(compute, common.verbosity, "verbosity") X(measure, kind, "kind")          \
@@ -169,6 +170,7 @@ std::map<std::string, torch::Tensor> load_init(const MeasureConfig& c, const Ses
   auto init_model = models::make_model(s.model->arch(), s.model->num_classes());
   try {
     load_weights(*init_model, c.init_checkpoint, "--init-checkpoint", !head_from_init);
+    if (!c.common.allow_nonfinite) require_finite(*init_model, c.init_checkpoint, "--init-checkpoint");
   } catch (const Error& e) {
     if (!head_from_init) throw;
     HG_FAIL(e.what() << " (the head is measured around its value in --init-checkpoint, --head-reference "

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "comm/communicator.h"
 #include "data/dataset.h"
@@ -33,6 +34,10 @@ measures::MeasureContext Session::context(comm::Communicator& world) const {
 
 Session open_session(const CommonOptions& o) {
   HG_CHECK(o.threads >= 1, "--threads must be >= 1 (got " << o.threads << ")");
+  const unsigned cores = std::thread::hardware_concurrency();
+  HG_CHECK(cores == 0 || static_cast<unsigned>(o.threads) <= cores,
+           "--threads " << o.threads << " exceeds the " << cores << " cores of this machine (threads per rank; with "
+                        << "several ranks per node, cores / ranks is the most that helps)");
   HG_CHECK(o.dtype == "float32" || o.dtype == "float64", "--dtype must be float32 or float64 (got '" << o.dtype << "')");
   HG_CHECK(o.num_classes >= 0, "--num-classes must be >= 0 (got " << o.num_classes << ")");
   HG_CHECK(o.data.resize >= 0 && o.data.crop >= 0, "--resize and --crop must be >= 0");
@@ -92,11 +97,24 @@ Session open_session(const CommonOptions& o) {
       for (const std::string& n : loaded.new_head) heads += (heads.empty() ? "" : ", ") + n;
       s.load_notes.push_back("new head (fresh draw, seed " + std::to_string(o.seed) + "): " + heads);
     }
+    if (!o.allow_nonfinite) require_finite(*s.model, o.checkpoint, "--checkpoint");
     log::info("model: " + s.model->arch() + " from " + o.checkpoint);
   }
   s.model->to(s.device, s.dtype);
   s.model->eval();
   return s;
+}
+
+void require_finite(const models::Classifier& model, const std::string& path, const std::string& flag) {
+  torch::NoGradGuard ng;
+  auto check = [&](const std::string& name, const torch::Tensor& t) {
+    if (!t.is_floating_point() || t.numel() == 0) return;
+    const std::int64_t bad = (~torch::isfinite(t)).sum().item<std::int64_t>();
+    HG_CHECK(bad == 0, flag << " '" << path << "': tensor '" << name << "' holds " << bad << " NaN or infinite value(s) of "
+                            << t.numel() << "; pass --allow-nonfinite to use it anyway");
+  };
+  for (const auto& p : model.named_parameters(/*recurse=*/true)) check(p.key(), p.value());
+  for (const auto& b : model.named_buffers(/*recurse=*/true)) check(b.key(), b.value());
 }
 
 WeightsLoad load_weights(models::Classifier& model, const std::string& path, const std::string& flag,

@@ -28,6 +28,7 @@ struct CommonOptions {
   std::string arch;
   std::int64_t num_classes = 0;    // 0: the dataset's
   bool new_head = false;           // --new-head: a missing / differently sized head keeps a fresh draw
+  bool allow_nonfinite = false;    // --allow-nonfinite: load weights holding NaN or Inf (refused otherwise)
   // --data, --data-format, --split, --resize, ... bind straight to the dataset description
   // (split_seed follows --seed).
   data::DatasetSpec data;
@@ -85,5 +86,10 @@ struct WeightsLoad {
 // collective. Throws hessgap::Error naming the file and the tensors at fault.
 WeightsLoad load_weights(models::Classifier& model, const std::string& path, const std::string& flag,
                          bool allow_new_head);
+
+// Throws hessgap::Error naming `flag`, the file and the first tensor (parameter or buffer) of `model` that
+// holds a NaN or an infinity, with how many of its values do ("pass --allow-nonfinite to use it anyway").
+// Not collective.
+void require_finite(const models::Classifier& model, const std::string& path, const std::string& flag);
 
 }  // namespace hessgap::job

@@ -15,7 +15,8 @@ namespace {
 // One field in and out of a section, under the field's own name.
 #define HG_FIELDS(X)                                                                                          \
   X(model, common.checkpoint, "checkpoint") X(model, common.arch, "arch") X(model, common.num_classes, "num_classes") \
-  X(model, common.new_head, "new_head") X(model, reset_head, "reset_head")                                          \
+  X(model, common.new_head, "new_head") X(model, common.allow_nonfinite, "allow_nonfinite")                       \
+  X(model, reset_head, "reset_head")                                          \
   X(data, train_subset, "train_subset") X(data, test_subset, "test_subset") X(data, test_split, "test_split")       \
   X(data, augment, "augment") X(data, augment_size, "augment_size")                                                  \
   X(compute, common.device, "device") X(compute, common.dtype, "dtype") X(compute, common.threads, "threads")      \

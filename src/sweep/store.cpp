@@ -215,9 +215,9 @@ void SweepStore::remove_stale_temporaries(const std::vector<std::string>& run_id
       if (at == std::string::npos) continue;
       char* end = nullptr;
       const long pid = std::strtol(name.c_str() + at + 5, &end, 10);
-      // AtomicOutput names temporaries <final>.tmp-<pid>: a writer of this host that is gone left it.
-      // (A writer on another host cannot be checked; its file is kept until that run is claimed again.)
-      if (end != nullptr && *end == '\0' && !process_exists(pid)) fs::remove_all(entry.path(), ec);
+      // AtomicOutput names temporaries <final>.tmp-<pid>-<random>: a writer of this host that is gone left
+      // it. (A writer on another host cannot be checked; its file is kept until that run is claimed again.)
+      if (end != nullptr && (*end == '\0' || *end == '-') && !process_exists(pid)) fs::remove_all(entry.path(), ec);
     }
   };
   sweep_folder(dir_);

@@ -74,7 +74,7 @@ class SweepStore {
   void rebuild_index(const std::vector<std::string>& run_ids, const std::vector<nlohmann::json>& overrides,
                      const std::vector<std::string>& configs) const;
 
-  // Removes temporary files (<name>.tmp-<pid>) left in DIR and the run folders by processes of this host
+  // Removes temporary files (<name>.tmp-<pid>-<random>) left in DIR and the run folders by processes of this host
   // that no longer exist. Safe while others work: a live writer's file is kept.
   void remove_stale_temporaries(const std::vector<std::string>& run_ids) const;
 

@@ -20,7 +20,10 @@ TEST(ioAtomicOutput, CommitRenamesTempFile) {
   const std::string path = tmp_path("out.bin");
   AtomicOutput out(path);
   EXPECT_EQ(out.final_path(), path);
-  EXPECT_EQ(out.temp_path(), path + ".tmp-" + std::to_string(::getpid()));
+  const std::string prefix = path + ".tmp-" + std::to_string(::getpid()) + "-";
+  EXPECT_EQ(out.temp_path().substr(0, prefix.size()), prefix);
+  EXPECT_EQ(out.temp_path().size(), prefix.size() + 8);  // 8 random hex digits
+  EXPECT_TRUE(fs::is_regular_file(out.temp_path()));    // created (empty) by the constructor
   test::write_bytes(out.temp_path(), "payload");
   EXPECT_FALSE(fs::exists(path));
   out.commit();
@@ -57,11 +60,12 @@ TEST(ioAtomicOutput, DestructorRemovesUncommittedTemp) {
 TEST(ioAtomicOutput, MoveTransfersOwnership) {
   const std::string path = tmp_path("out.bin");
   AtomicOutput a(path);
-  test::write_bytes(a.temp_path(), "x");
+  const std::string temp = a.temp_path();
+  test::write_bytes(temp, "x");
   {
     AtomicOutput b = std::move(a);
   }  // b discards the temp file; a owns nothing
-  EXPECT_FALSE(fs::exists(path + ".tmp-" + std::to_string(::getpid())));
+  EXPECT_FALSE(fs::exists(temp));
 }
 
 TEST(ioAtomicOutput, CommitWithoutTempIsAnError) {
@@ -98,6 +102,47 @@ TEST(ioAtomicOutput, UnwritableDirectory) {
   std::string msg = error_of([&] { AtomicOutput out(dir + "/out.h5"); });
   ::chmod(dir.c_str(), 0755);
   EXPECT_HAS(msg, "directory '" + dir + "' is not writable");
+}
+
+// Issue #12: --out naming a FIFO, a device or a link to one is refused (a rename would replace it with a
+// regular file: /dev/null as root); a link to a regular file is fine; two outputs of one process get
+// distinct temporary names, and a symbolic link planted where a temporary name of the old scheme
+// (<out>.tmp-<pid>) pointed is neither followed nor replaced.
+TEST(ioAtomicOutput, SpecialFilesAndPlantedLinks) {
+  const std::string fifo = tmp_path("a_fifo");
+  fs::remove(fifo);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  EXPECT_HAS(error_of([&] { check_writable_output(fifo); }), "it is a FIFO, not a regular file");
+  EXPECT_HAS(error_of([&] { check_writable_output("/dev/null"); }), "it is a character device");
+  const std::string to_null = tmp_path("to_null");
+  fs::remove(to_null);
+  fs::create_symlink("/dev/null", to_null);
+  EXPECT_HAS(error_of([&] { AtomicOutput out(to_null); }), "a symbolic link to a character device");
+  const std::string regular = tmp_path("regular.bin");
+  test::write_bytes(regular, "old");
+  const std::string to_regular = tmp_path("to_regular");
+  fs::remove(to_regular);
+  fs::create_symlink(regular, to_regular);
+  EXPECT_NO_THROW(check_writable_output(to_regular));
+  EXPECT_NO_THROW(check_writable_output(tmp_path("dangling_ok")));
+
+  const std::string path = tmp_path("planted.bin");
+  const std::string victim = tmp_path("victim.txt");
+  test::write_bytes(victim, "precious");
+  const std::string old_name = path + ".tmp-" + std::to_string(::getpid());
+  fs::remove(old_name);
+  fs::create_symlink(victim, old_name);
+  {
+    AtomicOutput a(path), b(path);
+    EXPECT_NE(a.temp_path(), b.temp_path());
+    EXPECT_FALSE(fs::is_symlink(a.temp_path()));
+    test::write_bytes(a.temp_path(), "new");
+    a.commit();
+  }
+  EXPECT_EQ(test::read_bytes(victim), "precious");
+  EXPECT_FALSE(fs::is_symlink(path));
+  EXPECT_EQ(test::read_bytes(path), "new");
+  fs::remove(old_name);
 }
 
 TEST(ioAtomicOutput, RelativePathUsesCurrentDirectory) {
