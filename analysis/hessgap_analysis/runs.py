@@ -27,25 +27,11 @@ RESULT_KEYS = FINAL_KEYS + ("measure", "bound", "bound_c", "measure_block", "bou
                             "v_norm_sum", "trace_total", "train_size")
 
 
-def text(value):
-    """h5py gives variable-length strings as str (attributes) or bytes (dataset elements); numpy scalars
-    become Python numbers so that results compare and print naturally."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return text(value[()])
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+# One reading of HDF5 values for the whole analysis folder: the results-file reader's (analysis/ is on
+# sys.path wherever this package is importable).
+from hessgap_results import _read_dataset as read_dataset  # noqa: E402
+from hessgap_results import _text as text  # noqa: E402
 
-
-def read_dataset(ds):
-    """A dataset as a numpy array (shape > 0), a Python scalar, or a list of str (string arrays)."""
-    if h5py.check_string_dtype(ds.dtype) is not None:
-        if ds.shape == ():
-            return text(ds[()])
-        return [text(s) for s in ds[()]]
-    return text(ds[()])
 
 
 def _group(f, name, scalars_only=False):
