@@ -202,6 +202,27 @@ def test_interrupted_sweep_resumes_to_the_same_results(reference, tmp_path, how)
     assert list(index(out)["status"]) == ["complete"] * 4
 
 
+def test_two_jobs_share_one_sweep_folder(reference, tmp_path):
+    """Two independent jobs (one rank each, as two sbatch jobs) started at once on the same folder: the
+    exclusive claims hand every run to exactly one of them, and the results are the uninterrupted sweep's."""
+    spec, ref_out = reference
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    jobs = [subprocess.Popen(sweep_command(spec, out, 1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=env) for _ in range(2)]
+    outputs = [job.communicate(timeout=600)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    trained = []
+    for text in outputs:
+        line = [l for l in text.splitlines() if l.startswith("sweep ")][-1]
+        trained.append(int(line.split("(")[1].split()[0]))
+    assert sum(trained) == 4, (trained, outputs)  # every run trained once, by one of the two jobs
+    idx = index(out)
+    assert list(idx["status"]) == ["complete"] * 4 and list(idx["attempts"]) == [1] * 4
+    assert_same_results(out, ref_out)
+    assert_clean(out)
+
+
 def test_failed_and_invalid_runs_are_recorded_and_the_sweep_goes_on(hessgap_bin, tmp_path):
     """One grid point names a checkpoint that does not exist (fails on every attempt: retried up to
     --max-attempts), one a radius of 0 (invalid: failed at once, never started); the good one completes.
