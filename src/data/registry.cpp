@@ -246,4 +246,9 @@ std::unique_ptr<Dataset> open_split(const DatasetSpec& spec) {
 
 }  // namespace
 
+bool has_own_valid_split(const std::string& kind) {
+  return kind == "domainnet" || kind == "caltech256" || kind == "aircraft" || kind == "flowers102" ||
+         kind == "mit-indoor";
+}
+
 }  // namespace hessgap::data

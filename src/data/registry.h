@@ -112,6 +112,12 @@ NormalizeStats normalize_stats(const std::string& name);
 // constructor.
 std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec);
 
+// Whether a kind's "train" split already excludes a validation split of its own ("val"): DomainNet,
+// Caltech-256, FGVC Aircraft and Oxford Flowers (official lists, the reference's separate phases) and
+// MIT-Indoor (its loader holds valid_split out of TrainImages.txt). Training validates on that split
+// instead of holding ids out of "train" again.
+bool has_own_valid_split(const std::string& kind);
+
 // The label-noise settings `spec` asks for (rate, resolved mode and chunking, seed), as open_dataset
 // applies them; the trainer applies them to the training ids alone.
 LabelNoiseOptions label_noise_options(const DatasetSpec& spec);

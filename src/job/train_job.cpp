@@ -215,13 +215,10 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
                                                                              << " classes, the model " << model.num_classes());
 
   // Ids: the first --train-subset of the split, then the keyed validation split of those; or, for the
-  // datasets whose train split already excludes a validation split of their own (DomainNet, Caltech-256,
-  // FGVC Aircraft and Oxford Flowers: the official lists, the reference's separate phases, SPEC §3.2;
-  // MIT-Indoor: its loader holds --valid-split out of TrainImages.txt), all of them, and that split
-  // validates (--valid-split 0: none).
+  // datasets with a validation split of their own (data::has_own_valid_split), all of them, and that
+  // split validates (--valid-split 0: none).
   const std::int64_t n_train = f.train_subset > 0 ? std::min(f.train_subset, s.dataset->size()) : s.dataset->size();
-  const bool own_valid = spec.kind == "domainnet" || spec.kind == "caltech256" || spec.kind == "aircraft" ||
-                         spec.kind == "flowers102" || spec.kind == "mit-indoor";
+  const bool own_valid = data::has_own_valid_split(spec.kind);
   const data::TrainValidSplit split = data::split_train_valid(n_train, own_valid ? 0.0 : spec.valid_split, common.seed);
   train::TrainData td;
   td.train = s.dataset.get();

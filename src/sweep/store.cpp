@@ -205,8 +205,6 @@ void SweepStore::heartbeat(const std::string& run_id) const {
 }
 
 void SweepStore::remove_stale_temporaries(const std::vector<std::string>& run_ids) const {
-  const std::string me = Owner::self().host;
-  (void)me;
   auto sweep_folder = [&](const fs::path& folder) {
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(folder, ec)) {
