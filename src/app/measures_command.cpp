@@ -16,7 +16,13 @@ RunFn add_measures_command(CLI::App& app) {
   cmd->add_option("--init-checkpoint", c->init_checkpoint,
                   "W^(s): the weights before fine-tuning (model_epoch_0), any format --checkpoint reads, adapted alike")
       ->required();
-  cmd->add_option("--mode", c->mode, "joint: <v_i,(Hv)_i> with one HVP (the reference); block: v_i^T H_ii v_i");
+  cmd->add_option("--mode", c->mode,
+                  "joint: <v_i,(Hv)_i> with one HVP (the reference); block: v_i^T H_ii v_i; psd: v_i^T H_ii+ v_i with the "
+                  "PSD part of the block by Lanczos quadrature from v_i (the block measure is written beside it)");
+  cmd->add_option("--psd-steps", c->psd.steps, "--mode psd: Lanczos steps (block HVPs) per layer and batch, at most");
+  cmd->add_option("--psd-tol", c->psd.tol,
+                  "--mode psd: stop a layer when its quadrature changes by at most this much (relative) in one step "
+                  "(0: always --psd-steps)");
   cmd->add_option("--head-reference", c->head_reference,
                   "Measure the head around zero or around its value in --init-checkpoint (init); auto: init for text "
                   "models (BERT, RoBERTa), zero for image models, as the references do");

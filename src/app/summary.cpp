@@ -39,6 +39,15 @@ void print_distance(const measures::DistanceResult& r) {
               static_cast<long long>(r.negative_layers));
   std::printf("bound   = sum/sqrt(n)         %.6g  (n = %lld)\n", r.bound, static_cast<long long>(r.train_size));
   std::printf("bound_c = sqrt(C)*sum/sqrt(n) %.6g  (C = max batch loss = %.6g)\n", r.bound_c, r.max_loss);
+  if (r.block) {
+    std::int64_t steps = 0, converged = 0;
+    for (auto s : r.psd_steps) steps += s;
+    for (auto c : r.psd_converged) converged += c;
+    std::printf("PSD part by Lanczos quadrature: %lld block HVPs, %lld of %zu (batch, layer) pairs converged\n",
+                static_cast<long long>(steps), static_cast<long long>(converged), r.psd_steps.size());
+    std::printf("clipped block measure beside it: sum %.6g, bound %.6g, bound_c %.6g\n", r.block->sum_sqrt,
+                r.block->bound, r.block->bound_c);
+  }
   std::fflush(stdout);
 }
 

@@ -14,8 +14,11 @@ RunFn add_traces_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("traces", "Per-layer Hessian traces by Hutchinson's estimator (compute_hessian_traces)");
   add_common_options(cmd, c->common);
   auto& t = c->traces.trace;
-  cmd->add_option("--probe-scope", c->probe_scope,
+  auto* scope = cmd->add_option("--probe-scope", c->probe_scope,
                   "joint: one probe over all layers (the reference); layer: one layer at a time (no cross-layer variance)");
+  cmd->add_option("--estimator", c->estimator,
+                  "hutchinson (probe by probe, with a stopping rule); hutch++ or xtrace: variance-reduced, on each "
+                  "layer's block with a fixed budget of --max-probes block HVPs (implies --probe-scope layer)");
   cmd->add_option("--stop-rule", c->stop_rule,
                   "reference: relative change of the running mean total trace < --tol; stderr: every layer's relative standard error < --rel-se");
   cmd->add_option("--distribution", c->distribution, "Probe entries: rademacher | gaussian");
@@ -24,7 +27,12 @@ RunFn add_traces_command(CLI::App& app) {
   cmd->add_option("--min-probes", t.min_probes, "Probes before a stopping rule may fire");
   cmd->add_option("--max-probes", t.max_probes, "Probe limit per batch (the reference's maxIter)");
   cmd->add_option("--probe-ranks", c->traces.probe_ranks, "Ranks sharing the probes of one batch (must divide the rank count)");
-  return measure_command(c, [](const job::MeasureOutcome& o) { print_traces(*o.traces); });
+  const RunFn run = measure_command(c, [](const job::MeasureOutcome& o) { print_traces(*o.traces); });
+  return [c, scope, run](comm::Communicator& world, const std::string& command_line) {
+    // The sketching estimators work per layer: their scope unless the user chose one (then validate() says).
+    if (c->estimator != "hutchinson" && scope->count() == 0) c->probe_scope = "layer";
+    return run(world, command_line);
+  };
 }
 
 }  // namespace hessgap::app

@@ -31,6 +31,13 @@ void TraceOptions::validate() const {
   HG_CHECK(max_probes >= 1, "--max-probes must be >= 1 (got " << max_probes << ")");
   HG_CHECK(min_probes <= max_probes,
            "--min-probes (" << min_probes << ") must not exceed --max-probes (" << max_probes << ")");
+  if (estimator != TraceEstimator::kHutchinson) {
+    HG_CHECK(scope == ProbeScope::kLayer, "--estimator " << to_string(estimator)
+                                              << " works on each layer's block: it needs --probe-scope layer");
+    HG_CHECK(max_probes >= minimum_budget(estimator), "--estimator " << to_string(estimator) << " needs --max-probes >= "
+                                                                     << minimum_budget(estimator) << " (its budget of block HVPs per layer; got "
+                                                                     << max_probes << ")");
+  }
 }
 
 TraceAccumulator::TraceAccumulator(std::size_t num_layers, const TraceOptions& opts)
@@ -136,8 +143,41 @@ std::vector<double> probe_values(HvpEngine& engine, const TraceOptions& opts, st
 
 }  // namespace
 
+namespace {
+
+// Hutch++ / XTrace on every layer's block with the budget max_probes; probe j of layer i is the same
+// keyed draw as Hutchinson's probe j of that layer.
+LayerTraces sketched_traces(HvpEngine& engine, const TraceOptions& opts, std::int64_t batch_id) {
+  const auto& params = engine.params();
+  LayerTraces out;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const TensorOperator op = [&](const torch::Tensor& x) { return engine.block_hvp(i, x); };
+    const ProbeSource probe = [&](std::int64_t j) {
+      return draw_probe(params[i], opts.distribution, opts.seed, batch_id, j, static_cast<std::int64_t>(i));
+    };
+    const SketchedTrace t = opts.estimator == TraceEstimator::kHutchPlusPlus
+                                ? hutchpp_trace(op, probe, params[i].numel(), opts.max_probes)
+                                : xtrace_trace(op, probe, params[i].numel(), opts.max_probes);
+    out.mean.push_back(t.estimate);
+    out.std_error.push_back(t.std_error);
+    out.probes.push_back(t.products);
+  }
+  out.converged = false;  // no stopping rule: the budget is spent
+  return out;
+}
+
+}  // namespace
+
 LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::int64_t batch_id,
                             comm::Communicator& group) {
+  if (opts.estimator != TraceEstimator::kHutchinson) {
+    HG_CHECK(group.size() == 1, "--estimator " << to_string(opts.estimator)
+                                               << " computes a batch on one rank: use --probe-ranks 1");
+    const long before = engine.products();
+    LayerTraces out = sketched_traces(engine, opts, batch_id);
+    out.hvps_computed = engine.products() - before;
+    return out;
+  }
   const std::size_t L = engine.num_layers();
   const int P = group.size();
   const int r = group.rank();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "hessian/probes.h"
+#include "hessian/trace_estimators.h"
 
 namespace hessgap::comm {
 class Communicator;
@@ -38,6 +39,10 @@ std::string to_string(ProbeScope s);
 std::string to_string(StopRule r);
 
 struct TraceOptions {
+  // kHutchinson: probe by probe with a stopping rule; kHutchPlusPlus / kXTrace: each layer's block
+  // (scope must be kLayer) with a fixed budget of max_probes block HVPs, no stopping rule
+  // (trace_estimators.h), the whole batch on one rank.
+  TraceEstimator estimator = TraceEstimator::kHutchinson;
   ProbeDistribution distribution = ProbeDistribution::kRademacher;
   ProbeScope scope = ProbeScope::kJoint;
   StopRule rule = StopRule::kReference;
@@ -60,7 +65,7 @@ struct LayerTraces {
   long hvps_computed = 0;  // products computed on this rank (including discarded ones)
 };
 
-// Collective over `group`: every rank of the group must call it with an engine built on the same
+// Collective over `group` (a sketching estimator needs a group of one rank): every rank of the group must call it with an engine built on the same
 // batch and parameters. Rank r of P computes probes r, r+P, r+2P, …; the P·L per-probe values are
 // all-gathered each round and the stopping rule is applied in probe order, so the probes used and
 // the result do not depend on P (values computed past the stopping point are discarded).

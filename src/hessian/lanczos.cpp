@@ -98,6 +98,10 @@ LanczosResult lanczos(const Operator& op, const BlockVector& start, const Lanczo
         break;
       }
     }
+    if (opts.stop && opts.stop(r.alpha, r.beta)) {
+      r.converged = true;
+      break;
+    }
     if (j + 1 == opts.steps) break;
     r.beta.push_back(b);
     q.push_back(axpby(1.0 / b, w, 0.0, w));

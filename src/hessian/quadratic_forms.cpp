@@ -10,13 +10,17 @@ namespace hessgap::hessian {
 MeasureMode parse_measure_mode(const std::string& name) {
   if (name == "joint") return MeasureMode::kJoint;
   if (name == "block") return MeasureMode::kBlock;
-  HG_FAIL("unknown measure mode '" << name << "' (expected joint or block)");
+  if (name == "psd") return MeasureMode::kPsd;
+  HG_FAIL("unknown measure mode '" << name << "' (expected joint, block or psd)");
 }
-std::string to_string(MeasureMode m) { return m == MeasureMode::kJoint ? "joint" : "block"; }
+std::string to_string(MeasureMode m) {
+  return m == MeasureMode::kJoint ? "joint" : m == MeasureMode::kBlock ? "block" : "psd";
+}
 
 std::vector<double> quadratic_forms(HvpEngine& engine, const std::vector<torch::Tensor>& v, MeasureMode mode) {
   const std::size_t L = engine.num_layers();
   HG_ASSERT(v.size() == L, "quadratic_forms: v has " << v.size() << " blocks, expected " << L);
+  HG_ASSERT(mode != MeasureMode::kPsd, "quadratic_forms: the PSD mode is psd_quadratic_forms'");
   std::vector<double> q(L);
   if (mode == MeasureMode::kJoint) {
     q = dots64(v, engine.hvp(v));

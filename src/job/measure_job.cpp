@@ -26,6 +26,7 @@ measures::TracesOptions MeasureConfig::resolved_traces() const {
   t.trace.scope = hessian::parse_probe_scope(probe_scope);
   t.trace.rule = hessian::parse_stop_rule(stop_rule);
   t.trace.distribution = hessian::parse_probe_distribution(distribution);
+  t.trace.estimator = hessian::parse_trace_estimator(estimator);
   t.trace.seed = common.seed;
   return t;
 }
@@ -36,6 +37,7 @@ measures::DistanceOptions MeasureConfig::resolved_distance() const {
   measures::DistanceOptions d;
   d.mode = hessian::parse_measure_mode(mode);
   d.train_size = train_size;
+  d.psd = psd;
   if (head_reference != "auto") d.head_reference = measures::parse_head_reference(head_reference);
   return d;
 }
@@ -86,10 +88,11 @@ namespace {
   X(measure, probe_scope, "probe_scope") X(measure, stop_rule, "stop_rule") X(measure, distribution, "distribution") \
   X(measure, traces.trace.tol, "tol") X(measure, traces.trace.rel_se, "rel_se")                                      \
   X(measure, traces.trace.min_probes, "min_probes") X(measure, traces.trace.max_probes, "max_probes")                \
-  X(measure, traces.probe_ranks, "probe_ranks")
+  X(measure, traces.probe_ranks, "probe_ranks") X(measure, estimator, "estimator")
 #define HG_DISTANCE_FIELDS(X)                                                                          \
   X(measure, init_checkpoint, "init_checkpoint") X(measure, mode, "mode")                               \
-  X(measure, head_reference, "head_reference") X(measure, train_size, "train_size")
+  X(measure, head_reference, "head_reference") X(measure, train_size, "train_size")            \
+  X(measure, psd.steps, "psd_steps") X(measure, psd.tol, "psd_tol")
 #define HG_STABILITY_FIELDS(X) X(measure, stability.eps, "eps") X(measure, stability.repeats, "repeats")
 #define HG_EVAL_FIELDS(X) X(measure, per_sample, "per_sample")
 #define HG_SPECTRUM_FIELDS(X)                                                                                     \
@@ -234,6 +237,12 @@ MeasureOutcome run_measure(comm::Communicator& world, const MeasureConfig& c, co
     results::ResultsFile f(c.common.out, info);
     if (out.traces) f.write_traces(*out.traces, traces);
     if (out.distance) f.write_distance(*out.distance, distance, c.init_checkpoint);
+    if (out.distance && out.distance->block) {
+      // --mode psd: the clipped block measure from the same Lanczos runs, beside it (as train's /measures_block).
+      measures::DistanceOptions block = distance;
+      block.mode = hessian::MeasureMode::kBlock;
+      f.write_distance(*out.distance->block, block, c.init_checkpoint, "/measures_block");
+    }
     if (out.stability) f.write_stability(*out.stability, stability);
     if (out.spectrum) f.write_spectrum(*out.spectrum, spectrum);
     if (out.eval) f.write_eval(*out.eval, out.class_names, out.logits_float32);

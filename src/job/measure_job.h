@@ -24,10 +24,12 @@ struct MeasureConfig {
   // traces: the estimator (hessian::TraceOptions; scope, rule and distribution by name, the seed from
   // common.seed) and the ranks sharing a batch's probes.
   std::string probe_scope = "joint", stop_rule = "reference", distribution = "rademacher";
+  std::string estimator = "hutchinson";  // hutchinson | hutch++ | xtrace
   measures::TracesOptions traces;
   // measures: W(s), the mode, where the head is measured from (auto: init for text models, zero for
   // image models, as the references), n of the bound.
   std::string init_checkpoint, mode = "joint", head_reference = "auto";
+  hessian::PsdOptions psd;  // mode psd: Lanczos steps and tolerance per layer and batch
   std::int64_t train_size = 0;
   // stability (the seed from common.seed)
   measures::StabilityOptions stability;

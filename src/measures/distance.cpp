@@ -29,6 +29,7 @@ HeadReference default_head_reference(const models::Classifier& model) {
 
 void DistanceOptions::validate() const {
   HG_CHECK(train_size > 0, "--train-size must be > 0 (the n of the bound; got " << train_size << ")");
+  if (mode == hessian::MeasureMode::kPsd) psd.validate();
 }
 
 namespace {
@@ -57,6 +58,29 @@ std::vector<torch::Tensor> direction(const models::Classifier& model, const std:
   return v;
 }
 
+// layer_max, C, the clipped sum and the bounds from quad and batch_loss.
+void summarize(DistanceResult& r, std::int64_t train_size) {
+  const std::size_t L = r.layers.size();
+  const std::size_t B = r.batch_sizes.size();
+  // As the reference: the running max starts from the first batch's values (so it can be < 0).
+  r.layer_max.assign(r.quad.begin(), r.quad.begin() + static_cast<std::ptrdiff_t>(L));
+  r.max_loss = r.batch_loss[0];
+  for (std::size_t b = 1; b < B; ++b) {
+    r.max_loss = std::max(r.max_loss, r.batch_loss[b]);
+    for (std::size_t i = 0; i < L; ++i) r.layer_max[i] = std::max(r.layer_max[i], r.quad[b * L + i]);
+  }
+  r.sum_sqrt = 0;
+  r.negative_layers = 0;
+  for (double h : r.layer_max) {
+    // H⁺ is approximated by clipping at 0 (SPEC §10.16): negative maxima contribute nothing.
+    if (h < 0) ++r.negative_layers;
+    r.sum_sqrt += std::sqrt(std::max(h, 0.0));
+  }
+  r.train_size = train_size;
+  r.bound = r.sum_sqrt / std::sqrt(static_cast<double>(train_size));
+  r.bound_c = std::sqrt(std::max(r.max_loss, 0.0)) * r.bound;
+}
+
 }  // namespace
 
 DistanceResult compute_distance(const MeasureContext& ctx, const DistanceOptions& opts,
@@ -77,11 +101,33 @@ DistanceResult compute_distance(const MeasureContext& ctx, const DistanceOptions
   r.quad.assign(B * L, 0.0);
   for (const auto& vi : v) r.v_norm.push_back(std::sqrt(hessian::dot64(vi, vi)));
 
+  const bool psd = opts.mode == hessian::MeasureMode::kPsd;
+  std::vector<double> block_quad;
+  if (psd) {
+    block_quad.assign(B * L, 0.0);
+    r.psd_steps.assign(B * L, 0);
+    r.psd_converged.assign(B * L, 0);
+    r.psd_change.assign(B * L, 0.0);
+  }
   BatchLoopOptions loop;
   loop.label = "measures";
   for_each_batch(ctx, plan, loop, [&](std::int64_t b, const data::Batch& batch) {
     hessian::HvpEngine engine(batch_loss(*ctx.model, batch), params);
-    const auto q = hessian::quadratic_forms(engine, v, opts.mode);
+    std::vector<double> q;
+    std::int64_t steps = 0;
+    if (psd) {
+      const auto forms = hessian::psd_quadratic_forms(engine, v, opts.psd);
+      for (std::size_t i = 0; i < L; ++i) {
+        q.push_back(forms[i].psd);
+        block_quad[b * L + i] = forms[i].block;
+        r.psd_steps[b * L + i] = forms[i].steps;
+        r.psd_converged[b * L + i] = forms[i].converged ? 1 : 0;
+        r.psd_change[b * L + i] = forms[i].change;
+        steps += forms[i].steps;
+      }
+    } else {
+      q = hessian::quadratic_forms(engine, v, opts.mode);
+    }
     r.batch_loss[static_cast<std::size_t>(b)] = engine.loss();
     double total = 0;
     for (std::size_t i = 0; i < L; ++i) {
@@ -90,27 +136,28 @@ DistanceResult compute_distance(const MeasureContext& ctx, const DistanceOptions
     }
     std::ostringstream detail;
     detail << "batch " << b << ": loss " << engine.loss() << ", sum " << total;
+    if (psd) detail << ", " << steps << " Lanczos steps";
     return detail.str();
   });
   world.all_reduce_sum(r.batch_loss.data(), B);
   world.all_reduce_sum(r.quad.data(), B * L);
-
-  // As the reference: the running max starts from the first batch's values (so it can be < 0).
-  r.layer_max.assign(r.quad.begin(), r.quad.begin() + static_cast<std::ptrdiff_t>(L));
-  r.max_loss = r.batch_loss[0];
-  for (std::size_t b = 1; b < B; ++b) {
-    r.max_loss = std::max(r.max_loss, r.batch_loss[b]);
-    for (std::size_t i = 0; i < L; ++i) r.layer_max[i] = std::max(r.layer_max[i], r.quad[b * L + i]);
+  if (psd) {
+    world.all_reduce_sum(block_quad.data(), B * L);
+    world.all_reduce_sum(r.psd_steps.data(), B * L);
+    world.all_reduce_sum(r.psd_converged.data(), B * L);
+    world.all_reduce_sum(r.psd_change.data(), B * L);
+    r.block = std::make_shared<DistanceResult>();
+    DistanceResult& c = *r.block;
+    c.layers = r.layers;
+    c.batch_sizes = r.batch_sizes;
+    c.batch_loss = r.batch_loss;
+    c.v_norm = r.v_norm;
+    c.quad = std::move(block_quad);
+    summarize(c, opts.train_size);
   }
-  for (double h : r.layer_max) {
-    // H⁺ is approximated by clipping at 0 (SPEC §10.16): negative maxima contribute nothing.
-    if (h < 0) ++r.negative_layers;
-    r.sum_sqrt += std::sqrt(std::max(h, 0.0));
-  }
-  r.train_size = opts.train_size;
-  r.bound = r.sum_sqrt / std::sqrt(static_cast<double>(opts.train_size));
-  r.bound_c = std::sqrt(std::max(r.max_loss, 0.0)) * r.bound;
+  summarize(r, opts.train_size);
   r.seconds = world.max(clock.seconds());
+  if (r.block) r.block->seconds = r.seconds;
   return r;
 }
 

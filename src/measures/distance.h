@@ -9,9 +9,11 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "hessian/psd_forms.h"
 #include "hessian/quadratic_forms.h"
 #include "measures/measure_context.h"
 
@@ -32,6 +34,7 @@ struct DistanceOptions {
   hessian::MeasureMode mode = hessian::MeasureMode::kJoint;
   HeadReference head_reference = HeadReference::kZero;
   std::int64_t train_size = 0;  // n of the bound; must be > 0
+  hessian::PsdOptions psd;      // mode kPsd: Lanczos steps and tolerance per layer and batch
   void validate() const;
 };
 
@@ -49,6 +52,12 @@ struct DistanceResult {
   std::int64_t train_size = 0;
   std::int64_t negative_layers = 0;       // layers whose max is < 0 (clipped to 0 in the bound)
   double seconds = 0.0;
+  // Mode kPsd: per batch and layer, the Lanczos steps (block HVPs), the last relative change of the
+  // quadrature and whether it converged ([B×L]); and the same summary built from the block forms
+  // v_iᵀH_ii v_i (the clipped measure) that the first Lanczos step gives for free.
+  std::vector<std::int64_t> psd_steps, psd_converged;
+  std::vector<double> psd_change;
+  std::shared_ptr<DistanceResult> block;
 };
 
 // `init` maps Hessian-layer names to W⁽ˢ⁾ (the initialisation checkpoint's tensors); the head

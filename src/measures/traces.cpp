@@ -20,6 +20,9 @@ void TracesOptions::validate(int world_size) const {
   HG_CHECK(probe_ranks >= 1, "--probe-ranks must be >= 1 (got " << probe_ranks << ")");
   HG_CHECK(world_size % probe_ranks == 0,
            "--probe-ranks " << probe_ranks << " must divide the number of ranks (" << world_size << ")");
+  HG_CHECK(probe_ranks == 1 || trace.estimator == hessian::TraceEstimator::kHutchinson,
+           "--estimator " << hessian::to_string(trace.estimator) << " computes a batch on one rank: use --probe-ranks 1 "
+                          << "(the batches are still sharded over the ranks)");
 }
 
 TracesResult compute_traces(const MeasureContext& ctx, const TracesOptions& opts) {

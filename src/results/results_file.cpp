@@ -65,6 +65,7 @@ void ResultsFile::write_traces(const measures::TracesResult& r, const measures::
   const auto B = static_cast<std::int64_t>(r.num_batches());
   const auto L = static_cast<std::int64_t>(r.layers.size());
   f.create_group("/traces");
+  f.set_attr("/traces", "estimator", hessian::to_string(opts.trace.estimator));
   f.set_attr("/traces", "probe_scope", hessian::to_string(opts.trace.scope));
   f.set_attr("/traces", "stop_rule", hessian::to_string(opts.trace.rule));
   f.set_attr("/traces", "distribution", hessian::to_string(opts.trace.distribution));
@@ -99,7 +100,18 @@ void ResultsFile::write_distance(const measures::DistanceResult& r, const measur
   f.set_attr(group, "init_checkpoint", init_checkpoint);
   f.write(group + "/batch_quad", r.quad, {B, L}, opts.mode == hessian::MeasureMode::kJoint
           ? "Per batch and layer <v_i,(Hv)_i> with one joint HVP (cross-layer terms included), v = W - W_init"
-          : "Per batch and layer v_i^T H_ii v_i (block diagonal, no cross-layer terms), v = W - W_init", "loss");
+          : opts.mode == hessian::MeasureMode::kBlock
+          ? "Per batch and layer v_i^T H_ii v_i (block diagonal, no cross-layer terms), v = W - W_init"
+          : "Per batch and layer v_i^T H_ii+ v_i, H_ii+ the PSD part of the layer's block, by Lanczos quadrature from v_i", "loss");
+  if (opts.mode == hessian::MeasureMode::kPsd) {
+    f.set_attr(group, "psd_steps", static_cast<std::int64_t>(opts.psd.steps));
+    f.set_attr(group, "psd_tol", opts.psd.tol);
+    f.write(group + "/psd_steps", r.psd_steps, {B, L}, "Lanczos steps (block HVPs) of each quadrature");
+    f.write(group + "/psd_converged", r.psd_converged, {B, L},
+            "1 if the quadrature met --psd-tol or exhausted its Krylov space (then exact)");
+    f.write(group + "/psd_change", r.psd_change, {B, L},
+            "Relative change of the quadrature in its last step (0: exact; inf: a single step)");
+  }
   f.write(group + "/batch_sizes", r.batch_sizes, {B}, "Samples in each batch");
   f.write(group + "/batch_loss", r.batch_loss, {B}, "Batch-mean cross-entropy", "nats");
   f.write(group + "/layer_max", r.layer_max, {L}, "H_i: per-layer maximum over batches of batch_quad (starts from batch 0, may be negative)", "loss");

@@ -9,7 +9,9 @@
 #include "hessian/hutchinson.h"
 #include "hessian/hvp_engine.h"
 #include "hessian/probes.h"
+#include "hessian/psd_forms.h"
 #include "hessian/quadratic_forms.h"
+#include "hessian/trace_estimators.h"
 #include "tests/support/explicit_hessian.h"
 #include "util/error.h"
 #include "util/rng.h"
@@ -296,4 +298,208 @@ TEST(Options, InvalidValuesAreRejected) {
   EXPECT_THROW(parse_probe_scope("diag"), Error);
   EXPECT_THROW(parse_measure_mode("full"), Error);
   EXPECT_THROW(parse_probe_distribution("uniform"), Error);
+}
+
+// ---- variance-reduced trace estimators (Hutch++, XTrace) ----------------------------------------------
+
+namespace {
+
+// A = U diag(λ) Uᵀ with a random orthogonal U (float64, d × d).
+torch::Tensor matrix_with_spectrum(const torch::Tensor& lambda, int seed) {
+  torch::manual_seed(seed);
+  const auto d = lambda.numel();
+  auto U = std::get<0>(torch::linalg_qr(torch::randn({d, d}, torch::kFloat64)));
+  return U.mm(torch::diag(lambda)).mm(U.t());
+}
+
+struct Errors {
+  double rms = 0, mean = 0, mean_reported_se2 = 0;
+};
+
+// Error of an estimator over `seeds` independent keys against tr(A), at `budget` products.
+Errors errors_over_seeds(const torch::Tensor& A, TraceEstimator estimator, int budget, int seeds) {
+  const double exact = A.trace().item<double>();
+  const auto like = torch::zeros({A.size(0)}, torch::kFloat64);
+  const TensorOperator op = [&](const torch::Tensor& x) { return A.mv(x); };
+  Errors e;
+  for (int s = 0; s < seeds; ++s) {
+    const ProbeSource probe = [&](std::int64_t j) {
+      return draw_probe(like, ProbeDistribution::kRademacher, 77, s, j, 0);
+    };
+    double estimate = 0, se = 0;
+    if (estimator == TraceEstimator::kHutchinson) {
+      std::vector<double> x;
+      for (int j = 0; j < budget; ++j) {
+        auto z = probe(j);
+        x.push_back(z.dot(A.mv(z)).item<double>());
+      }
+      double m = 0, ss = 0;
+      for (double v : x) m += v / budget;
+      for (double v : x) ss += (v - m) * (v - m);
+      estimate = m;
+      se = std::sqrt(ss / (budget - 1) / budget);
+    } else {
+      const auto t = estimator == TraceEstimator::kHutchPlusPlus ? hutchpp_trace(op, probe, A.size(0), budget)
+                                                                 : xtrace_trace(op, probe, A.size(0), budget);
+      EXPECT_LE(t.products, budget);
+      estimate = t.estimate;
+      se = t.std_error;
+    }
+    e.mean += (estimate - exact) / seeds;
+    e.rms += (estimate - exact) * (estimate - exact) / seeds;
+    e.mean_reported_se2 += se * se / seeds;
+  }
+  e.rms = std::sqrt(e.rms);
+  return e;
+}
+
+}  // namespace
+
+TEST(TraceEstimators, ExactWhenTheRankIsBelowTheSketch) {
+  // rank 3: Hutch++'s k = 4 and XTrace's k = 5 capture the whole range.
+  auto lambda = torch::zeros({40}, torch::kFloat64);
+  lambda[0] = 5.0, lambda[1] = -2.0, lambda[2] = 0.5;
+  const auto A = matrix_with_spectrum(lambda, 11);
+  const auto like = torch::zeros({40}, torch::kFloat64);
+  const TensorOperator op = [&](const torch::Tensor& x) { return A.mv(x); };
+  const ProbeSource probe = [&](std::int64_t j) { return draw_probe(like, ProbeDistribution::kRademacher, 1, 0, j, 0); };
+  EXPECT_NEAR(hutchpp_trace(op, probe, 40, 12).estimate, 3.5, 1e-10);
+  EXPECT_NEAR(xtrace_trace(op, probe, 40, 10).estimate, 3.5, 1e-10);
+  // The same keys give the same estimate (a pure function of the probes).
+  EXPECT_EQ(xtrace_trace(op, probe, 40, 8).estimate, xtrace_trace(op, probe, 40, 8).estimate);
+}
+
+TEST(TraceEstimators, LowerErrorThanHutchinsonOnADecayingSpectrumAtTheSameBudget) {
+  // λ_j = ±1/j^1.5 (indefinite, as a Hessian block), d = 200, 30 products each, 120 independent keys.
+  auto lambda = torch::arange(1, 201, torch::kFloat64).pow(-1.5);
+  lambda.index_put_({torch::indexing::Slice(1, torch::indexing::None, 3)}, -lambda.index({torch::indexing::Slice(1, torch::indexing::None, 3)}));
+  const auto A = matrix_with_spectrum(lambda, 12);
+  const auto hutch = errors_over_seeds(A, TraceEstimator::kHutchinson, 30, 120);
+  const auto hpp = errors_over_seeds(A, TraceEstimator::kHutchPlusPlus, 30, 120);
+  const auto xt = errors_over_seeds(A, TraceEstimator::kXTrace, 30, 120);
+  EXPECT_LT(hpp.rms, 0.5 * hutch.rms) << "Hutch++ " << hpp.rms << " vs Hutchinson " << hutch.rms;
+  EXPECT_LT(xt.rms, 0.5 * hutch.rms) << "XTrace " << xt.rms << " vs Hutchinson " << hutch.rms;
+  EXPECT_LT(xt.rms, hpp.rms * 1.1) << "XTrace " << xt.rms << " vs Hutch++ " << hpp.rms;
+  // Unbiased: the mean error is within 4 standard errors of the mean.
+  for (const auto* e : {&hutch, &hpp, &xt}) EXPECT_LT(std::abs(e->mean), 4 * e->rms / std::sqrt(120.0));
+  // Honest error estimates: the reported standard errors match the realised error within a factor 2.
+  for (const auto* e : {&hutch, &hpp, &xt}) {
+    const double ratio = std::sqrt(e->mean_reported_se2) / e->rms;
+    EXPECT_GT(ratio, 0.5);
+    EXPECT_LT(ratio, 2.0);
+  }
+}
+
+TEST(TraceEstimators, SmallCnnLayerBlocksAgainstTheExplicitHessian) {
+  // Through the engine's block HVPs: Hutch++ with the sketch as large as the block is exact; XTrace at a
+  // small budget is unbiased (mean over keys) and its error below Hutchinson's with the same products.
+  auto p = cnn_problem();
+  auto H = explicit_hessian(p.loss(), p.params);
+  auto off = block_offsets(p.params);
+  HvpEngine engine(p.loss(), p.params);
+  auto local = comm::make_local();
+  TraceOptions exact_opts;
+  exact_opts.scope = ProbeScope::kLayer;
+  exact_opts.estimator = TraceEstimator::kHutchPlusPlus;
+  exact_opts.max_probes = 3 * 54;  // k = 54 = the largest block
+  const auto t = estimate_traces(engine, exact_opts, 0, *local);
+  for (std::size_t i = 0; i < p.params.size(); ++i) {
+    const double exact = H.slice(0, off[i], off[i + 1]).slice(1, off[i], off[i + 1]).trace().item<double>();
+    EXPECT_NEAR(t.mean[i], exact, 1e-10 * (1 + std::abs(exact))) << "layer " << i;
+    EXPECT_LE(t.probes[i], 3 * 54);
+  }
+  EXPECT_EQ(t.hvps_computed, t.probes[0] + t.probes[1] + t.probes[2]);
+
+  // Layer 1 (conv 3→2, 54 weights), 12 products, 60 keys.
+  const auto Hb = H.slice(0, off[1], off[2]).slice(1, off[1], off[2]).contiguous();
+  const auto hutch = errors_over_seeds(Hb, TraceEstimator::kHutchinson, 12, 60);
+  TraceOptions o;
+  o.scope = ProbeScope::kLayer;
+  o.estimator = TraceEstimator::kXTrace;
+  o.max_probes = 12;
+  double mse = 0, mean = 0;
+  const double exact = Hb.trace().item<double>();
+  for (int s = 0; s < 60; ++s) {
+    o.seed = static_cast<std::uint64_t>(s);
+    const double e = estimate_traces(engine, o, 0, *local).mean[1] - exact;
+    mse += e * e / 60;
+    mean += e / 60;
+  }
+  EXPECT_LT(std::sqrt(mse), hutch.rms) << "XTrace " << std::sqrt(mse) << " vs Hutchinson " << hutch.rms;
+  EXPECT_LT(std::abs(mean), 4 * std::sqrt(mse / 60));
+}
+
+TEST(TraceEstimators, OptionsAreChecked) {
+  TraceOptions o;
+  o.estimator = TraceEstimator::kXTrace;
+  EXPECT_THROW(o.validate(), Error);  // joint scope
+  o.scope = ProbeScope::kLayer;
+  o.max_probes = 3;
+  EXPECT_THROW(o.validate(), Error);  // XTrace needs 4
+  o.max_probes = 4;
+  EXPECT_NO_THROW(o.validate());
+  EXPECT_THROW(parse_trace_estimator("hutch+"), Error);
+  EXPECT_EQ(parse_trace_estimator("hutch++"), TraceEstimator::kHutchPlusPlus);
+}
+
+// ---- the PSD-part measure -------------------------------------------------------------------------------
+
+TEST(PsdForms, MatchTheExplicitPsdPartOfEachBlock) {
+  // Enough steps to exhaust each block's Krylov space: the quadrature is exact, v_iᵀ H_ii⁺ v_i from
+  // the float64 eigendecomposition of the explicit block, to 1e-8.
+  bool some_indefinite = false;
+  for (const auto& p : {mlp_problem(), cnn_problem()}) {
+    auto H = explicit_hessian(p.loss(), p.params);
+    auto off = block_offsets(p.params);
+    HvpEngine engine(p.loss(), p.params);
+    auto v = random_direction(p.params, 9);
+    PsdOptions opts;
+    opts.steps = 100;
+    opts.tol = 0;
+    const auto forms = psd_quadratic_forms(engine, v, opts);
+    for (std::size_t i = 0; i < p.params.size(); ++i) {
+      auto Hii = H.slice(0, off[i], off[i + 1]).slice(1, off[i], off[i + 1]);
+      auto [values, vectors] = torch::linalg_eigh(Hii);
+      some_indefinite = some_indefinite || values.min().item<double>() < -1e-8;
+      auto plus = vectors.mm(torch::diag(values.clamp_min(0))).mm(vectors.t());
+      auto vi = v[i].reshape({-1});
+      const double want = vi.dot(plus.mv(vi)).item<double>();
+      const double want_block = vi.dot(Hii.mv(vi)).item<double>();
+      EXPECT_NEAR(forms[i].psd, want, 1e-8 * (1 + std::abs(want))) << "layer " << i;
+      EXPECT_NEAR(forms[i].block, want_block, 1e-8 * (1 + std::abs(want_block))) << "layer " << i;
+      EXPECT_TRUE(forms[i].converged);
+      EXPECT_LE(forms[i].steps, p.params[i].numel());
+      EXPECT_GE(forms[i].psd, want_block - 1e-10 * (1 + std::abs(want_block)));  // H⁺ ⪰ H
+    }
+  }
+  EXPECT_TRUE(some_indefinite);  // the PSD part differs from the block itself somewhere
+}
+
+TEST(PsdForms, ToleranceStopsEarlyAndRecordsTheChange) {
+  auto p = cnn_problem();
+  HvpEngine engine(p.loss(), p.params);
+  auto v = random_direction(p.params, 4);
+  PsdOptions exact;
+  exact.steps = 100;
+  exact.tol = 0;
+  PsdOptions loose;
+  loose.steps = 100;
+  loose.tol = 1e-3;
+  const auto a = psd_quadratic_forms(engine, v, exact);
+  const auto b = psd_quadratic_forms(engine, v, loose);
+  EXPECT_LT(b[1].steps, a[1].steps);
+  EXPECT_TRUE(b[1].converged);
+  EXPECT_LE(b[1].change, 1e-3);
+  EXPECT_NEAR(b[1].psd, a[1].psd, 0.05 * std::abs(a[1].psd));
+  // A zero direction costs nothing and is 0.
+  std::vector<torch::Tensor> zero;
+  for (auto& t : v) zero.push_back(torch::zeros_like(t));
+  const auto z = psd_quadratic_forms(engine, zero, exact);
+  EXPECT_EQ(z[0].steps, 0);
+  EXPECT_EQ(z[0].psd, 0.0);
+  // psd_quadrature of a diagonal T with one negative node: only the positive part counts.
+  EXPECT_NEAR(psd_quadrature({2.0, -1.0}, {0.0}, 3.0), 6.0, 1e-14);
+  PsdOptions bad;
+  bad.steps = 0;
+  EXPECT_THROW(bad.validate(), Error);
 }
