@@ -27,6 +27,16 @@ RunFn add_spectrum_command(CLI::App& app) {
   cmd->add_option("--slq-probes", s.slq_probes, "Rademacher starts of stochastic Lanczos quadrature (0: none)");
   cmd->add_option("--layer", s.layer, "Only this Hessian layer's diagonal block (a name as hessgap traces lists them)");
   cmd->add_flag("--save-eigenvectors", s.keep_eigenvectors, "Write the K Ritz vectors to /spectrum/eigenvectors/<layer>");
+  cmd->add_flag("--per-layer", s.per_layer,
+                "Every Hessian layer's diagonal block on its own (/spectrum/per_layer: eigenvalues [L, K], residuals, SLQ)");
+  cmd->add_option("--method", c->spectrum_method,
+                  "lanczos (the default) | power: the reference's power iteration with deflation (largest magnitude, "
+                  "--max-iter products per eigenpair, --tol its relative-change rule), for comparison");
+  cmd->add_option("--max-iter", s.max_iter, "--method power: products per eigenpair at most (the reference: 200 image, 100 text)");
+  cmd->add_option("--landscape-points", s.landscape_points,
+                  "Loss of the mean over the samples at W + t*y, y the unit top eigenvector, for this many t in "
+                  "[-radius, radius] (/spectrum/landscape; 0: none)");
+  cmd->add_option("--landscape-radius", s.landscape_radius, "Largest |t| of the landscape, in weight units");
   return measure_command(c, [](const job::MeasureOutcome& o) { print_spectrum(*o.spectrum); });
 }
 

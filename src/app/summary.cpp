@@ -61,15 +61,31 @@ void print_stability(const measures::StabilityResult& r, double eps) {
 
 void print_spectrum(const measures::SpectrumResult& r) {
   if (log::rank() != 0) return;
-  std::printf("\nHessian spectrum of the mean loss over %lld samples (%lld parameters, %zu layer(s)): %d Lanczos steps%s, "
+  if (!r.per_layer.empty()) {
+    std::printf("\nHessian spectrum per layer block, mean loss over %lld samples: %lld HVPs, %.1f s\n",
+                static_cast<long long>(r.num_samples), static_cast<long long>(r.hvps), r.seconds);
+    std::printf("%-28s %10s %6s %16s %16s %12s\n", "layer", "params", "steps", "largest", "K-th", "residual 1");
+    for (const auto& l : r.per_layer) {
+      std::printf("%-28s %10lld %6d %16.8g %16.8g %12.3g%s\n", l.layer.c_str(), static_cast<long long>(l.num_params),
+                  l.steps, l.eigenvalues.front(), l.eigenvalues.back(), l.residuals.front(), l.converged ? "" : " (not converged)");
+    }
+    std::fflush(stdout);
+    return;
+  }
+  std::printf("\nHessian spectrum of the mean loss over %lld samples (%lld parameters, %zu layer(s)): %d %s%s, "
               "%lld HVPs, %.1f s\n",
               static_cast<long long>(r.num_samples), static_cast<long long>(r.num_params), r.layers.size(), r.steps,
-              r.converged ? " (converged)" : "", static_cast<long long>(r.hvps), r.seconds);
+              r.iterations.empty() ? "Lanczos steps" : "power iterations", r.converged ? " (converged)" : "",
+              static_cast<long long>(r.hvps), r.seconds);
   std::printf("%4s %16s %14s\n", "k", "eigenvalue", "residual");
   for (std::size_t k = 0; k < r.eigenvalues.size(); ++k) {
     std::printf("%4zu %16.8g %14.3g\n", k + 1, r.eigenvalues[k], r.residuals[k]);
   }
   if (!r.slq_nodes.empty()) std::printf("SLQ: %zu probes (nodes and weights in /spectrum/slq)\n", r.slq_nodes.size());
+  if (!r.landscape_t.empty()) {
+    std::printf("Loss along the top eigenvector: %zu points for t in [%g, %g] (/spectrum/landscape)\n",
+                r.landscape_t.size(), r.landscape_t.front(), r.landscape_t.back());
+  }
   std::fflush(stdout);
 }
 

@@ -6,18 +6,26 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstdint>
 #include <sstream>
 
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/limits.h"
 
 namespace hessgap::data {
 namespace {
 
 class GzFile {
  public:
-  explicit GzFile(const std::string& path) : path_(path), f_(gzopen(path.c_str(), "rb")) {
+  explicit GzFile(const std::string& path)
+      : path_(path), file_size_(require_regular_file(path, "IDX file")), f_(gzopen(path.c_str(), "rb")) {
     HG_CHECK(f_, "cannot open IDX file '" << path << "'");
   }
+
+  std::uint64_t file_size() const { return file_size_; }
+  // True once a read has shown the file to be plain rather than gzip.
+  bool plain() const { return gzdirect(f_) != 0; }
   ~GzFile() { gzclose(f_); }
   GzFile(const GzFile&) = delete;
   GzFile& operator=(const GzFile&) = delete;
@@ -46,8 +54,15 @@ class GzFile {
 
  private:
   std::string path_;
+  std::uint64_t file_size_ = 0;
   gzFile f_;
 };
+
+std::string dims_text(const std::vector<std::int64_t>& dims) {
+  std::string s;
+  for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? "x" : "") + std::to_string(dims[i]);
+  return s;
+}
 
 }  // namespace
 
@@ -59,18 +74,36 @@ IdxArray read_idx(const std::string& path, int expected_ndim) {
            "IDX file '" << path << "': expected the magic number 0x0000080" << expected_ndim << " (unsigned bytes, "
                         << expected_ndim << " dimensions), got 0x" << std::hex << (magic[0] << 24 | magic[1] << 16 | magic[2] << 8 | magic[3]));
   IdxArray out;
-  std::int64_t total = 1;
   for (int d = 0; d < expected_ndim; ++d) {
     std::uint8_t b[4];
     HG_CHECK(f.read(b, 4) == 4, "IDX file '" << path << "' is truncated in its header (dimension " << d << ")");
-    const std::int64_t dim = static_cast<std::int64_t>(b[0]) << 24 | b[1] << 16 | b[2] << 8 | b[3];
-    out.dims.push_back(dim);
-    total *= dim;
-    HG_CHECK(total <= (std::int64_t{1} << 36), "IDX file '" << path << "': implausible size " << total << " bytes");
+    out.dims.push_back(std::int64_t{b[0]} << 24 | std::int64_t{b[1]} << 16 | std::int64_t{b[2]} << 8 | b[3]);
   }
-  out.data.resize(static_cast<std::size_t>(total));
-  const std::size_t got = f.read(out.data.data(), out.data.size());
-  HG_CHECK(got == out.data.size(), "IDX file '" << path << "' is truncated: its header declares " << total
+  // The declared size is checked against what the file can hold before anything is allocated: the
+  // bytes after the header of a plain file, 1032 times the file (deflate's maximum ratio) for gzip.
+  const std::uint64_t header = 4 + 4 * static_cast<std::uint64_t>(expected_ndim);
+  const std::uint64_t room = f.plain() ? f.file_size() - std::min(f.file_size(), header)
+                                       : checked_mul(f.file_size(), 1032).value_or(UINT64_MAX);
+  const auto declared = checked_numel(out.dims);
+  HG_CHECK(declared && static_cast<std::uint64_t>(*declared) <= room,
+           "IDX file '" << path << "' is truncated or forged: its header declares dimensions "
+                        << dims_text(out.dims) << " ("
+                        << (declared ? std::to_string(*declared) : std::string("more than 2^63")) << " bytes of data), "
+                        << (f.plain() ? "the file holds " + std::to_string(room) + " after its header"
+                                      : "more than its " + std::to_string(f.file_size()) + "-byte gzip stream can hold"));
+  const std::int64_t total = *declared;
+  // Read in pieces, so that memory follows the data actually present rather than the header's claim.
+  constexpr std::size_t kPiece = std::size_t{64} << 20;
+  std::size_t got = 0;
+  while (got < static_cast<std::size_t>(total)) {
+    const std::size_t want = std::min(kPiece, static_cast<std::size_t>(total) - got);
+    out.data.resize(got + want);
+    const std::size_t n = f.read(out.data.data() + got, want);
+    got += n;
+    if (n < want) break;
+  }
+  out.data.resize(got);
+  HG_CHECK(got == static_cast<std::size_t>(total), "IDX file '" << path << "' is truncated: its header declares " << total
                                                 << " bytes of data, the file holds " << got);
   std::uint8_t extra;
   HG_CHECK(f.read(&extra, 1) == 0,

@@ -20,9 +20,10 @@ struct IdxArray {
 
 // Reads an IDX file, gzip-compressed or not (detected by zlib, not by the name). `expected_ndim`
 // (> 0) is checked against the magic: 3 for an images file (magic 0x00000803), 1 for a labels
-// file (0x00000801). Throws hessgap::Error naming `path` when the file cannot be opened, the
-// magic is wrong, the data is shorter or longer than the header declares, or the gzip stream is
-// corrupt.
+// file (0x00000801). Throws hessgap::Error naming `path` when the file cannot be opened or is not a
+// regular file (a FIFO, a device), the magic is wrong, the header declares more data than the file
+// can hold (checked before allocating: the bytes after a plain file's header, 1032 times a gzip
+// file's size), the data is shorter or longer than the header declares, or the gzip stream is corrupt.
 IdxArray read_idx(const std::string& path, int expected_ndim);
 
 // Fashion-MNIST's class names, label order (T-shirt/top = 0 ... Ankle boot = 9).

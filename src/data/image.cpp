@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <sstream>
 
 // jpeglib.h needs size_t and FILE declared first.
 #include <jerror.h>
@@ -23,16 +24,36 @@
 #endif
 
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/limits.h"
 
 namespace hessgap::data {
 namespace {
 
 std::vector<std::uint8_t> read_file(const std::string& path) {
+  require_regular_file(path, "image file");
   std::ifstream in(path, std::ios::binary);
   HG_CHECK(in, "cannot open image file '" << path << "'");
   std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   HG_CHECK(!in.bad(), "cannot read image file '" << path << "'");
   return bytes;
+}
+
+// The dimensions a header declares, checked before the decoder allocates anything for them (a
+// few hundred bytes can declare gigapixels). Throws after the caller has freed the decoder.
+std::string too_large(const std::string& kind, const std::string& path, std::uint64_t width, std::uint64_t height,
+                      std::uint64_t max_pixels) {
+  const std::uint64_t pixels = width * height;  // both < 2^32
+  if (width > 0 && height > 0 && pixels <= max_pixels) return "";
+  std::ostringstream os;
+  os << "cannot decode " << kind << " file '" << path << "': it declares " << width << "x" << height << " pixels";
+  if (width == 0 || height == 0) {
+    os << " (an empty image)";
+  } else {
+    os << " (" << pixels << "), more than the limit of " << max_pixels
+       << " pixels (the environment variable HESSGAP_MAX_IMAGE_PIXELS raises it)";
+  }
+  return os.str();
 }
 
 // Pillow's MULDIV255 (libImaging/ImagingUtils.h): round(a * b / 255) for a, b in 0..255.
@@ -68,7 +89,7 @@ struct JpegState {
   Image image;
 };
 
-Image decode_jpeg(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+Image decode_jpeg(const std::string& path, const std::vector<std::uint8_t>& bytes, std::uint64_t max_pixels) {
   const auto state = std::make_unique<JpegState>();
   jpeg_decompress_struct* cinfo = &state->cinfo;
   cinfo->err = jpeg_std_error(&state->err.pub);
@@ -82,6 +103,11 @@ Image decode_jpeg(const std::string& path, const std::vector<std::uint8_t>& byte
   jpeg_create_decompress(cinfo);
   jpeg_mem_src(cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(cinfo, TRUE);
+  const std::string refusal = too_large("JPEG", path, cinfo->image_width, cinfo->image_height, max_pixels);
+  if (!refusal.empty()) {
+    jpeg_destroy_decompress(cinfo);
+    throw Error(refusal);
+  }
   // Pillow picks its mode from the number of components: 1 "L", 3 "RGB", 4 "CMYK" (read inverted,
   // Adobe convention). Everything else is left at libjpeg's defaults, as Pillow leaves it.
   const int components = cinfo->num_components;
@@ -155,7 +181,7 @@ extern "C" void png_read_memory(png_structp png, png_bytep out, png_size_t n) {
   s->pos += n;
 }
 
-Image decode_png(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+Image decode_png(const std::string& path, const std::vector<std::uint8_t>& bytes, std::uint64_t max_pixels) {
   const auto state = std::make_unique<PngState>();
   state->data = bytes.data();
   state->size = bytes.size();
@@ -172,6 +198,12 @@ Image decode_png(const std::string& path, const std::vector<std::uint8_t>& bytes
   }
   png_set_read_fn(png, state.get(), png_read_memory);
   png_read_info(png, info);
+  const std::string refusal =
+      too_large("PNG", path, png_get_image_width(png, info), png_get_image_height(png, info), max_pixels);
+  if (!refusal.empty()) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    throw Error(refusal);
+  }
   const int color_type = png_get_color_type(png, info);
   const int bit_depth = png_get_bit_depth(png, info);
   // Pillow opens 16-bit greyscale as mode "I" and clips it to 255 on convert("RGB"); every other
@@ -217,20 +249,23 @@ Image decode_png(const std::string& path, const std::vector<std::uint8_t>& bytes
 
 #else
 // Built without libpng (CMake did not find it): PNG files are refused with a clear message.
-Image decode_png(const std::string& path, const std::vector<std::uint8_t>&) {
+Image decode_png(const std::string& path, const std::vector<std::uint8_t>&, std::uint64_t) {
   HG_FAIL("cannot decode PNG file '" << path << "': this hessgap was built without libpng");
 }
 #endif  // HG_HAVE_PNG
 
 }  // namespace
 
+std::uint64_t max_image_pixels() { return limit_from_env("HESSGAP_MAX_IMAGE_PIXELS", kDefaultMaxImagePixels); }
+
 Image decode_image(const std::string& path) {
+  const std::uint64_t max_pixels = max_image_pixels();
   const std::vector<std::uint8_t> bytes = read_file(path);
   static const std::uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
-    return decode_jpeg(path, bytes);
+    return decode_jpeg(path, bytes, max_pixels);
   }
-  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPng, 8) == 0) return decode_png(path, bytes);
+  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPng, 8) == 0) return decode_png(path, bytes, max_pixels);
   HG_FAIL("cannot decode image file '" << path << "': not a JPEG or PNG file (expected the magic bytes "
                                        << "FF D8 FF or 89 50 4E 47 0D 0A 1A 0A, " << bytes.size()
                                        << " bytes read)");

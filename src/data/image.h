@@ -30,8 +30,15 @@ struct Image {
 //         expanded; greyscale of 1/2/4 bits is scaled to 0..255; 16-bit colour keeps the high byte;
 //         16-bit greyscale is clipped to 255 (Pillow opens it as mode "I" and clips on convert);
 //         gamma and colour profiles are ignored. Interlaced files are supported.
-// Throws hessgap::Error naming `path` when the file cannot be opened, is neither JPEG nor PNG, or
-// is corrupt or truncated.
+// Throws hessgap::Error naming `path` when the file cannot be opened or is not a regular file (a FIFO,
+// a device), is neither JPEG nor PNG, is corrupt or truncated, or declares more pixels (width x
+// height, read from the header before anything is decoded or allocated) than max_image_pixels().
 Image decode_image(const std::string& path);
+
+// The most pixels decode_image accepts: kDefaultMaxImagePixels (100 megapixels, 300 MB of RGB), or
+// the environment variable HESSGAP_MAX_IMAGE_PIXELS when set (a positive integer; hessgap::Error
+// naming it otherwise). Pillow has the same kind of guard (Image.MAX_IMAGE_PIXELS).
+constexpr std::uint64_t kDefaultMaxImagePixels = 100'000'000;
+std::uint64_t max_image_pixels();
 
 }  // namespace hessgap::data

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace hessgap::data {
 namespace {
@@ -176,6 +177,7 @@ std::vector<double> NpyArray::as_double() const {
 }
 
 NpyArray read_npy(const std::string& path) {
+  require_regular_file(path, ".npy file");
   std::ifstream in(path, std::ios::binary);
   HG_CHECK(in, "cannot open .npy file '" << path << "'");
   const std::vector<std::uint8_t> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

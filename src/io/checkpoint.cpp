@@ -21,6 +21,7 @@
 #include "io/torch_zip.h"
 #include "io/zip_reader.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace hessgap::io {
 
@@ -116,6 +117,7 @@ StateDict read_checkpoint_h5(const std::string& path, std::map<std::string, std:
 
 // The format of one file (not a directory).
 CheckpointFormat detect_file_format(const std::string& file) {
+  require_regular_file(file, "checkpoint");
   std::ifstream in(file, std::ios::binary);
   HG_CHECK(in, "cannot open checkpoint '" << file << "' for reading");
   unsigned char head[9] = {0};

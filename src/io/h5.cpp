@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <type_traits>
 
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/limits.h"
 
 namespace hessgap::io {
 
@@ -184,9 +187,7 @@ H5File H5File::create(const std::string& path) {
 
 H5File H5File::open_read(const std::string& path) {
   silence_hdf5();
-  std::error_code ec;
-  HG_CHECK(std::filesystem::exists(path, ec), "HDF5 file '" << path << "' not found");
-  HG_CHECK(!std::filesystem::is_directory(path, ec), "HDF5 file '" << path << "' is a directory");
+  require_regular_file(path, "HDF5 file");
   htri_t is = H5Fis_hdf5(path.c_str());
   H5Eclear2(H5E_DEFAULT);
   HG_CHECK(is > 0, "'" << path << "' is not an HDF5 file");
@@ -526,6 +527,26 @@ DatasetInfo describe(hid_t type, hid_t space) {
   return info;
 }
 
+// A file opened for reading may declare any shape for a dataset. Before anything is allocated for
+// it, its bytes (overflow-safe; a variable-length string counted as one byte) are checked against
+// what the file can hold: its size when stored as is, 1032 times that (deflate's maximum ratio)
+// when a filter compresses it. Chunks never written would read as fill values: a dataset larger
+// than its file is refused as truncated or forged rather than allocated.
+void check_declared_size(hid_t file, hid_t dset, const DatasetInfo& info, const std::string& what) {
+  const auto nbytes = checked_nbytes(info.shape, std::max<std::size_t>(info.element_size, 1));
+  hsize_t file_size = 0;
+  HG_CHECK(H5Fget_filesize(file, &file_size) >= 0, "cannot read the size of the file of " << what << hdf5_detail());
+  Handle dcpl(H5Dget_create_plist(dset), H5Pclose);
+  const int filters = dcpl.ok() ? H5Pget_nfilters(dcpl.get()) : 0;
+  const std::uint64_t cap =
+      filters > 0 ? checked_mul(file_size, 1032).value_or(std::numeric_limits<std::uint64_t>::max()) : file_size;
+  HG_CHECK(nbytes && static_cast<std::uint64_t>(*nbytes) <= cap,
+           what << " declares shape " << shape_str(info.shape) << " of "
+                << (nbytes ? std::to_string(*nbytes) : std::string("more than 2^63")) << " bytes, more than the "
+                << file_size << "-byte file can hold" << (filters > 0 ? " even compressed" : "")
+                << " (truncated or forged)");
+}
+
 const char* kind_name(DatasetInfo::Kind k) {
   switch (k) {
     case DatasetInfo::Kind::Float: return "floating point";
@@ -541,7 +562,9 @@ DatasetInfo H5File::info(const std::string& path_in) const {
   Handle d = open_dataset(file_, path_, path, is_dataset(path));
   Handle type(H5Dget_type(d.get()), H5Tclose);
   Handle space(H5Dget_space(d.get()), H5Sclose);
-  return describe(type.get(), space.get());
+  DatasetInfo info = describe(type.get(), space.get());
+  if (!writable_) check_declared_size(file_, d.get(), info, where(path_, path));
+  return info;
 }
 
 void H5File::read_numeric(const std::string& path_in, void* out, int which, std::size_t count) const {
@@ -550,6 +573,7 @@ void H5File::read_numeric(const std::string& path_in, void* out, int which, std:
   Handle type(H5Dget_type(d.get()), H5Tclose);
   Handle space(H5Dget_space(d.get()), H5Sclose);
   DatasetInfo info = describe(type.get(), space.get());
+  if (!writable_) check_declared_size(file_, d.get(), info, where(path_, path));
   bool ok = info.kind == DatasetInfo::Kind::Integer ||
             (info.kind == DatasetInfo::Kind::Float && which != kInt64);
   HG_CHECK(ok, "cannot read " << where(path_, path) << " as " << which_name(which) << ": it holds "
@@ -613,6 +637,7 @@ std::vector<std::string> H5File::read_strings(const std::string& path_in, std::v
   Handle type(H5Dget_type(d.get()), H5Tclose);
   Handle space(H5Dget_space(d.get()), H5Sclose);
   DatasetInfo info = describe(type.get(), space.get());
+  if (!writable_) check_declared_size(file_, d.get(), info, where(path_, path));
   HG_CHECK(info.kind == DatasetInfo::Kind::String,
            "cannot read " << where(path_, path) << " as strings: it holds " << kind_name(info.kind) << " data");
   if (shape) *shape = info.shape;

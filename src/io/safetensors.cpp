@@ -11,6 +11,8 @@
 
 #include "io/atomic_output.h"
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/limits.h"
 
 namespace hessgap::io {
 
@@ -52,20 +54,21 @@ Entry parse_entry(const std::string& name, const json& v, const std::string& pat
   Entry e;
   e.name = name;
   e.dtype = safetensors_dtype(v["dtype"].get<std::string>(), what);
-  int64_t numel = 1;
   for (const auto& d : v["shape"]) {
     HG_CHECK(is_nonneg_int(d), what << ": shape " << v["shape"].dump() << " must hold non-negative integers");
     uint64_t u = d.get<uint64_t>();
-    HG_CHECK(u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) &&
-                 (u == 0 || numel <= std::numeric_limits<int64_t>::max() / static_cast<int64_t>(u)),
+    HG_CHECK(u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
              what << ": shape " << v["shape"].dump() << " is too large");
     e.shape.push_back(static_cast<int64_t>(u));
-    numel *= static_cast<int64_t>(u);
   }
+  // Overflow-safe: a shape whose byte size wraps around 2^64 must not pass for a small span.
+  const auto nbytes = checked_nbytes(e.shape, c10::elementSize(e.dtype));
+  HG_CHECK(nbytes, what << ": shape " << v["shape"].dump() << " with dtype " << v["dtype"].get<std::string>()
+                        << " is too large (more than 2^63 bytes)");
   e.begin = v["data_offsets"][0].get<uint64_t>();
   e.end = v["data_offsets"][1].get<uint64_t>();
   HG_CHECK(e.begin <= e.end, what << ": data_offsets [" << e.begin << ", " << e.end << "] are reversed");
-  uint64_t expected = static_cast<uint64_t>(numel) * c10::elementSize(e.dtype);
+  const uint64_t expected = static_cast<uint64_t>(*nbytes);
   HG_CHECK(e.end - e.begin == expected, what << ": data_offsets [" << e.begin << ", " << e.end << "] hold "
                                              << (e.end - e.begin) << " bytes, but dtype " << v["dtype"].get<std::string>()
                                              << " and shape " << v["shape"].dump() << " need " << expected);
@@ -103,12 +106,7 @@ std::string safetensors_dtype_name(torch::Dtype dtype, const std::string& what) 
 }
 
 TensorFile read_safetensors(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  HG_CHECK(fs::exists(path, ec), "safetensors file '" << path << "' not found");
-  HG_CHECK(fs::is_regular_file(path, ec), "safetensors file '" << path << "' is not a regular file");
-  const uint64_t file_size = fs::file_size(path, ec);
-  HG_CHECK(!ec, "cannot read the size of safetensors file '" << path << "': " << ec.message());
+  const uint64_t file_size = require_regular_file(path, "safetensors file");
   std::ifstream in(path, std::ios::binary);
   HG_CHECK(in, "cannot open safetensors file '" << path << "' for reading");
 

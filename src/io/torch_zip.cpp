@@ -12,6 +12,7 @@
 
 #include "io/zip_reader.h"
 #include "util/error.h"
+#include "util/limits.h"
 
 namespace hessgap::io {
 
@@ -24,7 +25,15 @@ struct Value;
 using VP = std::shared_ptr<Value>;
 
 struct Value {
+  Value() = default;
+  Value(const Value&) = delete;
+  Value& operator=(const Value&) = delete;
+  // Frees nested values with a work list instead of recursion: a pickle may nest (or, through the
+  // memo and APPEND, chain) values deeper than the stack could follow.
+  ~Value();
+
   Kind kind = Kind::None;
+  int depth = 1;                          // containers: 1 + the deepest item when it was added
   bool b = false;
   std::int64_t i = 0;
   double f = 0;
@@ -35,6 +44,26 @@ struct Value {
   Callable callable = Callable::OrderedDict;
   torch::Dtype dtype = torch::kFloat;     // Global StorageType
 };
+
+Value::~Value() {
+  std::vector<VP> pending;
+  auto take_children = [&pending](Value& v) {
+    for (VP& x : v.items) pending.push_back(std::move(x));
+    for (auto& [k, x] : v.dict) {
+      pending.push_back(std::move(k));
+      pending.push_back(std::move(x));
+    }
+    v.items.clear();
+    v.dict.clear();
+  };
+  take_children(*this);
+  while (!pending.empty()) {
+    VP v = std::move(pending.back());
+    pending.pop_back();
+    // The last owner empties the value before it dies, so its own destructor has nothing to follow.
+    if (v && v.use_count() == 1) take_children(*v);
+  }
+}
 
 VP make(Kind k) {
   auto v = std::make_shared<Value>();
@@ -148,8 +177,19 @@ class Unpickler {
     v->s = std::move(s);
     push(v);
   }
+  // Containers record how deep they nest when an item goes in; deeper than kMaxDepth is refused
+  // (real state dicts nest a few levels). Nothing here recurses over values, and freeing them does
+  // not either (~Value), so a container deepened later through the memo cannot overflow the stack.
+  static constexpr int kMaxDepth = 1000;
+  void adopt(Value& container, const VP& item) {
+    if (item->depth + 1 > container.depth) container.depth = item->depth + 1;
+    if (container.depth > kMaxDepth) {
+      fail("the pickle nests values more than " + std::to_string(kMaxDepth) + " levels deep (a state dict needs a few)");
+    }
+  }
   VP tuple(std::vector<VP> items) {
     VP v = make(Kind::Tuple);
+    for (const VP& x : items) adopt(*v, x);
     v->items = std::move(items);
     return v;
   }
@@ -162,7 +202,11 @@ class Unpickler {
   void set_items(VP& dict, const std::vector<VP>& kv) {
     if (dict->kind != Kind::Dict) fail(std::string("SETITEM(S) on a ") + kind_name(dict->kind) + ", not a dict");
     if (kv.size() % 2) fail("SETITEMS with an odd number of values");
-    for (std::size_t k = 0; k < kv.size(); k += 2) dict->dict.emplace_back(kv[k], kv[k + 1]);
+    for (std::size_t k = 0; k < kv.size(); k += 2) {
+      adopt(*dict, kv[k]);
+      adopt(*dict, kv[k + 1]);
+      dict->dict.emplace_back(kv[k], kv[k + 1]);
+    }
   }
 
   VP global(const std::string& module, const std::string& name) {
@@ -183,6 +227,12 @@ class Unpickler {
            "torch._utils._rebuild_parameter, torch.<T>Storage), and nothing in the file is ever executed");
     }
     return v;
+  }
+
+  static std::string ints_text(const std::vector<std::int64_t>& v) {
+    std::string s = "(";
+    for (std::size_t k = 0; k < v.size(); ++k) s += (k ? ", " : "") + std::to_string(v[k]);
+    return s + (v.size() == 1 ? ",)" : ")");
   }
 
   std::vector<std::int64_t> ints(const VP& v, const char* what) {
@@ -217,14 +267,25 @@ class Unpickler {
         const std::int64_t offset = a[1]->i;
         const auto size = ints(a[2], "size"), stride = ints(a[3], "stride");
         if (size.size() != stride.size()) fail("_rebuild_tensor_v2: size and stride differ in length");
-        std::int64_t last = offset, numel = 1;
-        for (std::size_t k = 0; k < size.size(); ++k) {
-          numel *= size[k];
-          if (size[k] > 0) last += (size[k] - 1) * stride[k];
+        // Overflow-safe: size and stride come from the file. A view never shows more elements than
+        // its storage holds (expanded tensors such as BERT's position_ids [1,512] of 512 included),
+        // so copying it allocates no more than the file's bytes.
+        const auto numel = checked_numel(size);
+        if (!numel || *numel > storage.numel()) {
+          fail("tensor view of size " + ints_text(size) + " has more elements than its storage of " +
+               std::to_string(storage.numel()));
         }
-        const bool inside = offset >= 0 && (numel == 0 ? offset <= storage.numel() : last < storage.numel());
+        std::int64_t last = offset;
+        bool overflow = false;
+        for (std::size_t k = 0; k < size.size() && *numel > 0; ++k) {
+          std::int64_t step = 0;
+          overflow = overflow || __builtin_mul_overflow(size[k] - 1, stride[k], &step) ||
+                     __builtin_add_overflow(last, step, &last);
+        }
+        const bool inside = offset >= 0 && !overflow && (*numel == 0 ? offset <= storage.numel() : last < storage.numel());
         if (!inside) {
-          fail("tensor view (offset " + std::to_string(offset) + ") reaches element " + std::to_string(last) +
+          fail("tensor view (offset " + std::to_string(offset) + ", size " + ints_text(size) + ", stride " +
+               ints_text(stride) + ") reaches " + (overflow ? "beyond int64" : "element " + std::to_string(last)) +
                " of a storage of " + std::to_string(storage.numel()));
         }
         VP v = make(Kind::Tensor);
@@ -308,6 +369,7 @@ class Unpickler {
       case 'l': {  // LIST
         VP v = make(Kind::List);
         v->items = pop_mark();
+        for (const VP& x : v->items) adopt(*v, x);
         push(v);
         break;
       }
@@ -321,6 +383,7 @@ class Unpickler {
         VP x = pop();
         VP& list = top();
         if (list->kind != Kind::List) fail(std::string("APPEND to a ") + kind_name(list->kind));
+        adopt(*list, x);
         list->items.push_back(x);
         break;
       }
@@ -328,6 +391,7 @@ class Unpickler {
         std::vector<VP> xs = pop_mark();
         VP& list = top();
         if (list->kind != Kind::List) fail(std::string("APPENDS to a ") + kind_name(list->kind));
+        for (const VP& x : xs) adopt(*list, x);
         list->items.insert(list->items.end(), xs.begin(), xs.end());
         break;
       }
@@ -448,14 +512,17 @@ NamedTensors read_torch_zip(const std::string& path, std::map<std::string, std::
     const std::string record = prefix + "data/" + key;
     const ZipReader::Entry* e = zip.find(record);
     HG_CHECK(e != nullptr, "torch.save file '" << path << "' lacks the storage record '" << record << "'");
+    // The declared numel is checked against the record's size (itself checked against the archive
+    // by ZipReader) before anything is allocated.
+    const auto nbytes = checked_nbytes({t[4]->i}, c10::elementSize(t[1]->dtype));
+    HG_CHECK(nbytes && e->size == static_cast<std::uint64_t>(*nbytes),
+             "torch.save file '" << path << "': storage record '" << record << "' holds " << e->size << " bytes, but "
+                                 << t[4]->i << " elements of " << t[1]->s << " need "
+                                 << (nbytes ? std::to_string(*nbytes) : std::string("more than 2^63")));
     VP v = make(Kind::Storage);
     v->s = key;
     v->tensor = torch::empty({t[4]->i}, torch::TensorOptions().dtype(t[1]->dtype));
-    const std::uint64_t nbytes = static_cast<std::uint64_t>(v->tensor.numel()) * v->tensor.element_size();
-    HG_CHECK(e->size == nbytes, "torch.save file '" << path << "': storage record '" << record << "' holds "
-                                                    << e->size << " bytes, but " << t[4]->i << " elements of "
-                                                    << t[1]->s << " need " << nbytes);
-    if (nbytes > 0) zip.read_into(*e, v->tensor.data_ptr(), nbytes);
+    if (*nbytes > 0) zip.read_into(*e, v->tensor.data_ptr(), static_cast<std::uint64_t>(*nbytes));
     storages.emplace(key, v);
     return v;
   };

@@ -8,6 +8,8 @@
 #include <limits>
 
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/limits.h"
 
 namespace hessgap::io {
 
@@ -20,6 +22,10 @@ constexpr std::uint32_t kZip64EndSig = 0x06064b50;
 constexpr std::uint32_t kZip64LocatorSig = 0x07064b50;
 constexpr std::uint64_t kEndSize = 22;
 constexpr std::uint64_t kMaxComment = 0xffff;
+// Deflate cannot expand data more than 1032-fold (a 258-byte match per 2 bits); the slack covers a
+// tiny stream's block header. A member declaring more is lying, whatever its data.
+constexpr std::uint64_t kMaxDeflateRatio = 1032;
+constexpr std::uint64_t kDeflateSlack = 1024;
 
 std::uint64_t le(const unsigned char* p, int n) {
   std::uint64_t v = 0;
@@ -42,11 +48,7 @@ std::uint32_t crc_update(std::uint32_t crc, const void* data, std::uint64_t n) {
 }  // namespace
 
 ZipReader::ZipReader(const std::string& path) : path_(path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  HG_CHECK(fs::is_regular_file(path, ec), "zip archive '" << path << "' not found or not a regular file");
-  file_size_ = fs::file_size(path, ec);
-  HG_CHECK(!ec, "cannot read the size of zip archive '" << path << "': " << ec.message());
+  file_size_ = require_regular_file(path, "zip archive");
   in_.open(path, std::ios::binary);
   HG_CHECK(in_, "cannot open zip archive '" << path << "' for reading");
 
@@ -147,6 +149,42 @@ ZipReader::ZipReader(const std::string& path) : path_(path) {
              "zip archive '" << path_ << "' holds entry '" << entry.name << "' twice");
     entries_.push_back(std::move(entry));
     pos += 46 + name_len + extra_len + comment_len;
+  }
+  check_declared_sizes();
+}
+
+void ZipReader::check_declared_sizes() const {
+  const std::uint64_t max_total = limit_from_env("HESSGAP_MAX_ZIP_BYTES", kDefaultMaxTotalBytes);
+  std::uint64_t total = 0;
+  for (const Entry& e : entries_) {
+    const std::string where = "entry '" + e.name + "' of zip archive '" + path_ + "'";
+    HG_CHECK(e.compressed_size <= file_size_, where << " declares " << e.compressed_size << " bytes of "
+                                                    << (e.method == 0 ? "stored" : "compressed") << " data, but the archive has only "
+                                                    << file_size_ << " bytes (truncated or forged)");
+    HG_CHECK(e.method != 8 || e.size <= e.compressed_size * kMaxDeflateRatio + kDeflateSlack,
+             where << " declares " << e.size << " bytes uncompressed from " << e.compressed_size
+                   << " bytes of deflate data, more than deflate's maximum ratio of " << kMaxDeflateRatio
+                   << ":1 allows (forged sizes)");
+    total = e.size > max_total - std::min(total, max_total) ? max_total + 1 : total + e.size;
+    HG_CHECK(total <= max_total, "zip archive '" << path_ << "': its members declare more than the limit of " << max_total
+                                                 << " bytes uncompressed in total (reached at " << e.size
+                                                 << "-byte entry '" << e.name
+                                                 << "'); raise it with the environment variable HESSGAP_MAX_ZIP_BYTES");
+  }
+  // Members whose data overlaps (one member's bytes counted again by another) are how zip bombs
+  // multiply a small file; an archive written by any zip writer has disjoint members, so their
+  // declared sizes are then bounded by the file's size.
+  std::vector<const Entry*> by_offset;
+  for (const Entry& e : entries_) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const Entry* a, const Entry* b) { return a->local_header_offset < b->local_header_offset; });
+  for (std::size_t k = 0; k + 1 < by_offset.size(); ++k) {
+    const Entry& a = *by_offset[k];
+    const Entry& b = *by_offset[k + 1];
+    HG_CHECK(a.local_header_offset + 30 + a.compressed_size <= b.local_header_offset,
+             "zip archive '" << path_ << "': the data of entry '" << a.name << "' (" << a.compressed_size
+                             << " bytes at offset " << a.local_header_offset << ") overlaps entry '" << b.name
+                             << "' at offset " << b.local_header_offset << " (a forged archive)");
   }
 }
 

@@ -26,8 +26,15 @@ class ZipReader {
   // Errors (hessgap::Error naming the file): missing or unreadable file; no end-of-central-directory
   // record ("truncated or not a zip archive"); a central directory or zip64 record lying outside the
   // file or malformed; a multi-disk archive; an encrypted entry; a compression method other than
-  // stored or deflate; duplicate entry names.
+  // stored or deflate; duplicate entry names; and declared sizes that the archive cannot hold, checked
+  // before anything is read or allocated: a member's stored or compressed size beyond the file's
+  // size, a deflated member declaring more than 1032 times its compressed size (deflate's maximum
+  // ratio), members whose data overlaps, and members declaring more than kDefaultMaxTotalBytes
+  // (64 GiB) uncompressed in total — a limit the environment variable HESSGAP_MAX_ZIP_BYTES
+  // replaces. Each of these names the entry. Not a regular file (a FIFO, a device): refused at once.
   explicit ZipReader(const std::string& path);
+
+  static constexpr std::uint64_t kDefaultMaxTotalBytes = std::uint64_t{64} << 30;
 
   const std::string& path() const { return path_; }
   const std::vector<Entry>& entries() const { return entries_; }
@@ -44,6 +51,7 @@ class ZipReader {
 
  private:
   std::uint64_t data_offset(const Entry& entry);
+  void check_declared_sizes() const;
 
   std::string path_;
   std::uint64_t file_size_ = 0;

@@ -52,6 +52,7 @@ measures::SpectrumOptions MeasureConfig::resolved_spectrum() const {
   HG_CHECK(which == "largest" || which == "smallest", "--which must be largest or smallest (got '" << which << "')");
   measures::SpectrumOptions s = spectrum;
   s.smallest = which == "smallest";
+  s.method = measures::parse_spectrum_method(spectrum_method);
   s.seed = common.seed;
   return s;
 }
@@ -98,7 +99,10 @@ namespace {
 #define HG_SPECTRUM_FIELDS(X)                                                                                     \
   X(measure, spectrum.top_k, "top_k") X(measure, spectrum.lanczos_steps, "lanczos_steps")                         \
   X(measure, spectrum.tol, "tol") X(measure, which, "which") X(measure, spectrum.slq_probes, "slq_probes")       \
-  X(measure, spectrum.layer, "layer") X(measure, spectrum.keep_eigenvectors, "save_eigenvectors")
+  X(measure, spectrum.layer, "layer") X(measure, spectrum.keep_eigenvectors, "save_eigenvectors")          \
+  X(measure, spectrum_method, "method") X(measure, spectrum.max_iter, "max_iter")                               \
+  X(measure, spectrum.per_layer, "per_layer") X(measure, spectrum.landscape_points, "landscape_points")            \
+  X(measure, spectrum.landscape_radius, "landscape_radius")
 
 }  // namespace
 

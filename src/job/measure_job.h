@@ -37,7 +37,7 @@ struct MeasureConfig {
   bool per_sample = false;
   // spectrum ("smallest" or "largest" by name; the seed from common.seed)
   measures::SpectrumOptions spectrum;
-  std::string which = "largest";
+  std::string which = "largest", spectrum_method = "lanczos";
 
   // The measure's options with names resolved and the seed filled in. Throw hessgap::Error naming the
   // flag for a bad value.

@@ -15,8 +15,17 @@
 
 namespace hessgap::measures {
 
+namespace {
+// eps is the absolute standard deviation of the noise added to every weight; trained weights are
+// O(0.01-1), so noise above 1 measures nothing but the noise, and far above it the perturbed loss
+// overflows (--eps 1e308 gave NaN deltas).
+constexpr double kMaxEps = 1.0;
+}  // namespace
+
 void StabilityOptions::validate() const {
-  HG_CHECK(eps > 0 && std::isfinite(eps), "--eps must be > 0 (got " << eps << ")");
+  HG_CHECK(eps > 0 && std::isfinite(eps) && eps <= kMaxEps,
+           "--eps must be > 0 and at most " << kMaxEps << " (the absolute standard deviation of the weight noise), got "
+                                            << eps);
   HG_CHECK(repeats >= 1, "--repeats must be >= 1 (got " << repeats << ")");
 }
 
@@ -58,6 +67,10 @@ StabilityResult compute_stability(const MeasureContext& ctx, const StabilityOpti
       }
     }
     const LossSums s = f();
+    // All-reduced, so every rank takes the same branch.
+    HG_CHECK(!std::isfinite(r.base_loss) || std::isfinite(s.loss),
+             "--eps " << opts.eps << ": the loss under weight noise is not finite (repeat " << rep
+                      << "); use a smaller --eps");
     r.deltas.push_back(s.loss / static_cast<double>(s.count) - r.base_loss);
     {
       torch::NoGradGuard no_grad;

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -9,6 +10,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace hessgap::models {
 namespace {
@@ -42,6 +44,16 @@ void validate(const TransformerConfig& c) {
   positive(c.num_attention_heads, "num_attention_heads");
   positive(c.intermediate_size, "intermediate_size");
   positive(c.num_labels, "num_labels");
+  // Upper bounds before any model is built from these values: a config.json from elsewhere must not
+  // make hessgap allocate gigabytes (or overflow a size) for a model no checkpoint could fill.
+  auto at_most = [&](std::int64_t v, std::int64_t max, const char* name) {
+    HG_CHECK(v <= max, "config " << f << ": field '" << name << "' is " << v << ", more than the limit of " << max);
+  };
+  at_most(c.hidden_size, kMaxHiddenSize, "hidden_size");
+  at_most(c.num_hidden_layers, kMaxHiddenLayers, "num_hidden_layers");
+  at_most(c.num_attention_heads, kMaxHiddenSize, "num_attention_heads");
+  at_most(c.intermediate_size, kMaxIntermediateSize, "intermediate_size");
+  at_most(c.num_labels, kMaxLabels, "num_labels");
   HG_CHECK(c.hidden_size % c.num_attention_heads == 0,
            "config " << f << ": hidden_size " << c.hidden_size
                      << " is not a multiple of num_attention_heads " << c.num_attention_heads);
@@ -51,6 +63,8 @@ void validate(const TransformerConfig& c) {
     positive(c.image_size, "image_size");
     positive(c.patch_size, "patch_size");
     positive(c.num_channels, "num_channels");
+    at_most(c.image_size, kMaxImageSize, "image_size");
+    at_most(c.num_channels, kMaxChannels, "num_channels");
     HG_CHECK(c.image_size % c.patch_size == 0, "config " << f << ": image_size " << c.image_size
                                                          << " is not a multiple of patch_size "
                                                          << c.patch_size);
@@ -58,6 +72,9 @@ void validate(const TransformerConfig& c) {
     positive(c.vocab_size, "vocab_size");
     positive(c.max_position_embeddings, "max_position_embeddings");
     positive(c.type_vocab_size, "type_vocab_size");
+    at_most(c.vocab_size, kMaxVocabSize, "vocab_size");
+    at_most(c.max_position_embeddings, kMaxPositionEmbeddings, "max_position_embeddings");
+    at_most(c.type_vocab_size, kMaxTypeVocabSize, "type_vocab_size");
     HG_CHECK(c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size,
              "config " << f << ": field 'pad_token_id' " << c.pad_token_id
                        << " is outside the vocabulary [0, " << c.vocab_size << ")");
@@ -67,12 +84,32 @@ void validate(const TransformerConfig& c) {
                          << " leaves no position after pad_token_id + 1");
     }
   }
+  // Each value within its bound can still multiply into an absurd model (vocabulary 10M x hidden
+  // 65536): the parameter count they imply is bounded too. Doubles: no overflow, and an estimate
+  // is all that is needed.
+  const double D = static_cast<double>(c.hidden_size), F = static_cast<double>(c.intermediate_size);
+  const double embeddings =
+      c.model_type == "vit"
+          ? D * static_cast<double>(c.num_channels * c.patch_size * c.patch_size) +
+                D * std::pow(static_cast<double>(c.image_size / c.patch_size), 2)
+          : D * static_cast<double>(c.vocab_size + c.max_position_embeddings + c.type_vocab_size);
+  const double params = embeddings + static_cast<double>(c.num_hidden_layers) * (4 * D * D + 2 * D * F) +
+                        D * static_cast<double>(c.num_labels);
+  HG_CHECK(params <= kMaxParameters, "config " << f << ": its sizes (hidden_size " << c.hidden_size
+                                               << ", num_hidden_layers " << c.num_hidden_layers << ", intermediate_size "
+                                               << c.intermediate_size << ", "
+                                               << (c.model_type == "vit" ? "image_size " + std::to_string(c.image_size)
+                                                                         : "vocab_size " + std::to_string(c.vocab_size))
+                                               << ") imply about " << params << " parameters, more than the limit of "
+                                               << kMaxParameters);
 }
 
 TransformerConfig read_hf_config(const std::string& path) {
   namespace fs = std::filesystem;
   std::string file = path;
-  if (fs::is_directory(path)) file = (fs::path(path) / "config.json").string();
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) file = (fs::path(path) / "config.json").string();
+  require_regular_file(file, "config");
   std::ifstream in(file);
   HG_CHECK(in.good(), "config " << file << ": cannot open (expected a Hugging Face config.json)");
   json j;

@@ -50,10 +50,26 @@ struct TransformerConfig {
 // initializer_range (0.02), type_vocab_size (2), pad_token_id (bert 0, roberta 1),
 // num_channels (3), qkv_bias (true).
 // hidden_act must be "gelu" (the exact erf form; other activations are refused) when present.
-// Errors (hessgap::Error) name the file and the field: missing file, bad JSON, missing or
-// mistyped field, non-positive sizes, hidden_size not divisible by num_attention_heads,
-// image_size not divisible by patch_size, pad_token_id outside the vocabulary.
+// Errors (hessgap::Error) name the file and the field: missing file or one that is not a regular
+// file (a FIFO, a device), bad JSON, missing or mistyped field, non-positive sizes, sizes above the
+// limits below, hidden_size not divisible by num_attention_heads, image_size not divisible by
+// patch_size, pad_token_id outside the vocabulary.
 TransformerConfig read_hf_config(const std::string& path);
+
+// Limits on config values (README "Limits"), far above any BERT, RoBERTa or ViT published (the
+// largest: ViT-22B, hidden 6144, 48 layers), checked before a model is built from them; the limit
+// and the value are named in the error. kMaxParameters bounds the parameter count the sizes imply
+// together (embeddings, layers, head; 2e10 float32 parameters are 80 GB).
+constexpr std::int64_t kMaxHiddenSize = 65536;           // also num_attention_heads
+constexpr std::int64_t kMaxHiddenLayers = 256;
+constexpr std::int64_t kMaxIntermediateSize = 262144;
+constexpr std::int64_t kMaxVocabSize = 10'000'000;
+constexpr std::int64_t kMaxPositionEmbeddings = 1'048'576;
+constexpr std::int64_t kMaxTypeVocabSize = 65536;
+constexpr std::int64_t kMaxLabels = 1'000'000;           // num_labels or the size of id2label
+constexpr std::int64_t kMaxImageSize = 16384;
+constexpr std::int64_t kMaxChannels = 64;
+constexpr double kMaxParameters = 2e10;
 
 // Checks the invariants listed above (read_hf_config calls it; the constructors do too).
 void validate(const TransformerConfig& config);

@@ -143,47 +143,104 @@ void ResultsFile::write_stability(const measures::StabilityResult& r, const meas
   f.write("/stability/seconds", r.seconds, "Wall time", "s");
 }
 
+namespace {
+
+// [P, M] row-major from per-probe rows.
+std::vector<double> rows(const std::vector<std::vector<double>>& x) {
+  std::vector<double> out;
+  for (const auto& r : x) out.insert(out.end(), r.begin(), r.end());
+  return out;
+}
+
+}  // namespace
+
 void ResultsFile::write_spectrum(const measures::SpectrumResult& r, const measures::SpectrumOptions& opts) {
   if (!file_) return;
   auto& f = *file_;
   f.create_group("/spectrum");
+  f.set_attr("/spectrum", "method", measures::to_string(opts.method));
   f.set_attr("/spectrum", "which", opts.smallest ? "smallest" : "largest");
   f.set_attr("/spectrum", "top_k", static_cast<std::int64_t>(opts.top_k));
   f.set_attr("/spectrum", "lanczos_steps", static_cast<std::int64_t>(opts.lanczos_steps));
   f.set_attr("/spectrum", "tol", opts.tol);
+  if (opts.method == measures::SpectrumMethod::kPower) f.set_attr("/spectrum", "max_iter", static_cast<std::int64_t>(opts.max_iter));
   f.set_attr("/spectrum", "seed", static_cast<std::int64_t>(opts.seed));
-  f.set_attr("/spectrum", "layer", opts.layer.empty() ? "(all layers, joint)" : opts.layer);
+  f.set_attr("/spectrum", "layer", opts.per_layer ? "(every layer's block, per_layer)" : opts.layer.empty() ? "(all layers, joint)" : opts.layer);
+  f.write_strings("/spectrum/layers", r.layers, "The operator's layers (its vectors are blocks in this order)");
+  f.write("/spectrum/num_samples", r.num_samples, "Samples of the mean loss");
+  f.write("/spectrum/hvps", r.hvps, "Hessian-vector products of the mean loss");
+  f.write("/spectrum/seconds", r.seconds, "Wall time", "s");
+  if (!r.per_layer.empty()) {
+    // Each layer's block on its own: [L, K] (rows shorter than K, for a layer with fewer weights, end in NaN).
+    const auto L = static_cast<std::int64_t>(r.per_layer.size());
+    const auto K = static_cast<std::int64_t>(opts.top_k);
+    std::vector<double> ev(static_cast<std::size_t>(L * K), std::nan("")), res(ev);
+    std::vector<std::int64_t> steps, converged, num_params;
+    std::vector<std::vector<double>> nodes, weights;
+    for (std::int64_t i = 0; i < L; ++i) {
+      const auto& l = r.per_layer[static_cast<std::size_t>(i)];
+      for (std::size_t k = 0; k < l.eigenvalues.size(); ++k) {
+        ev[static_cast<std::size_t>(i * K) + k] = l.eigenvalues[k];
+        res[static_cast<std::size_t>(i * K) + k] = l.residuals[k];
+      }
+      steps.push_back(l.steps);
+      converged.push_back(l.converged ? 1 : 0);
+      num_params.push_back(l.num_params);
+      for (std::size_t p = 0; p < l.slq_nodes.size(); ++p) {
+        std::vector<double> n(static_cast<std::size_t>(opts.lanczos_steps), std::nan("")), w(n.size(), 0.0);
+        std::copy(l.slq_nodes[p].begin(), l.slq_nodes[p].end(), n.begin());
+        std::copy(l.slq_weights[p].begin(), l.slq_weights[p].end(), w.begin());
+        nodes.push_back(n);
+        weights.push_back(w);
+      }
+    }
+    f.create_group("/spectrum/per_layer");
+    f.write("/spectrum/per_layer/eigenvalues", ev, {L, K}, "Per Hessian layer (rows as /spectrum/layers), the K largest "
+            "(or smallest) eigenvalues of its diagonal block of the mean-loss Hessian, descending", "loss/weight^2");
+    f.write("/spectrum/per_layer/residuals", res, {L, K}, "||H_ii y - lambda y|| of each unit Ritz vector", "loss/weight^2");
+    f.write("/spectrum/per_layer/steps", steps, {L}, "Lanczos steps (power: iterations) of each layer");
+    f.write("/spectrum/per_layer/converged", converged, {L}, "1 if the layer's run met --tol or exhausted its Krylov space");
+    f.write("/spectrum/per_layer/num_params", num_params, {L}, "Dimension of each block");
+    if (opts.slq_probes > 0) {
+      const auto P = static_cast<std::int64_t>(opts.slq_probes), M = static_cast<std::int64_t>(opts.lanczos_steps);
+      f.write("/spectrum/per_layer/slq_nodes", rows(nodes), {L, P, M}, "SLQ nodes per layer and probe (NaN: fewer steps)", "loss/weight^2");
+      f.write("/spectrum/per_layer/slq_weights", rows(weights), {L, P, M}, "SLQ weights per layer and probe (each row sums to 1)");
+    }
+    return;
+  }
   f.set_attr("/spectrum", "steps_run", static_cast<std::int64_t>(r.steps));
   f.set_attr("/spectrum", "converged", static_cast<std::int64_t>(r.converged ? 1 : 0));
   const auto K = static_cast<std::int64_t>(r.eigenvalues.size());
   f.write("/spectrum/eigenvalues", r.eigenvalues, {K},
-          "Ritz values of the Hessian of the mean loss over the samples, descending (the K largest, or smallest)",
-          "loss/weight^2");
-  f.write("/spectrum/residuals", r.residuals, {K}, "||H y - lambda y|| of each unit Ritz vector y (one HVP each)",
-          "loss/weight^2");
-  f.write("/spectrum/ritz_values", r.ritz_values, {static_cast<std::int64_t>(r.ritz_values.size())},
-          "Every Ritz value of the eigenvalue run, ascending", "loss/weight^2");
-  f.write("/spectrum/alpha", r.alpha, {static_cast<std::int64_t>(r.alpha.size())}, "Diagonal of the Lanczos tridiagonal T");
-  f.write("/spectrum/beta", r.beta, {static_cast<std::int64_t>(r.beta.size())}, "Off-diagonal of T");
-  f.write_strings("/spectrum/layers", r.layers, "The operator's layers (its vectors are blocks in this order)");
+          "Ritz values of the Hessian of the mean loss over the samples, descending (the K largest, or smallest; "
+          "power: the K of largest magnitude, sorted descending)", "loss/weight^2");
+  f.write("/spectrum/residuals", r.residuals, {K}, "||H y - lambda y|| of each unit Ritz vector y", "loss/weight^2");
+  if (!r.iterations.empty()) {
+    f.write("/spectrum/iterations", r.iterations, {K}, "Power iterations (HVPs) of each eigenpair");
+  } else {
+    f.write("/spectrum/ritz_values", r.ritz_values, {static_cast<std::int64_t>(r.ritz_values.size())},
+            "Every Ritz value of the eigenvalue run, ascending", "loss/weight^2");
+    f.write("/spectrum/alpha", r.alpha, {static_cast<std::int64_t>(r.alpha.size())}, "Diagonal of the Lanczos tridiagonal T");
+    f.write("/spectrum/beta", r.beta, {static_cast<std::int64_t>(r.beta.size())}, "Off-diagonal of T");
+  }
   f.write("/spectrum/num_params", r.num_params, "Dimension of the operator");
-  f.write("/spectrum/num_samples", r.num_samples, "Samples of the mean loss");
-  f.write("/spectrum/hvps", r.hvps, "Hessian-vector products of the mean loss");
-  f.write("/spectrum/seconds", r.seconds, "Wall time", "s");
   if (!r.slq_nodes.empty()) {
     const auto P = static_cast<std::int64_t>(r.slq_nodes.size());
     const auto M = static_cast<std::int64_t>(r.slq_nodes[0].size());
-    std::vector<double> nodes, weights;
-    for (std::size_t p = 0; p < r.slq_nodes.size(); ++p) {
-      nodes.insert(nodes.end(), r.slq_nodes[p].begin(), r.slq_nodes[p].end());
-      weights.insert(weights.end(), r.slq_weights[p].begin(), r.slq_weights[p].end());
-    }
     f.create_group("/spectrum/slq");
-    f.write("/spectrum/slq/nodes", nodes, {P, M}, "Per probe, the Ritz values of its Lanczos run (NaN: fewer steps)",
+    f.write("/spectrum/slq/nodes", rows(r.slq_nodes), {P, M}, "Per probe, the Ritz values of its Lanczos run (NaN: fewer steps)",
             "loss/weight^2");
-    f.write("/spectrum/slq/weights", weights, {P, M},
+    f.write("/spectrum/slq/weights", rows(r.slq_weights), {P, M},
             "Per probe, the squared first components of T's eigenvectors (sum 1): density = mean over probes of "
             "sum_j w_j delta(x - node_j)");
+  }
+  if (!r.landscape_t.empty()) {
+    const auto N = static_cast<std::int64_t>(r.landscape_t.size());
+    f.create_group("/spectrum/landscape");
+    f.set_attr("/spectrum/landscape", "eigenvalue", r.eigenvalues.front());
+    f.write("/spectrum/landscape/t", r.landscape_t, {N}, "Step along the unit top eigenvector y", "weight");
+    f.write("/spectrum/landscape/loss", r.landscape_loss, {N},
+            "Mean cross-entropy over the samples at W + t*y (a quadratic model: loss(0) + eigenvalue * t^2 / 2)", "nats");
   }
   if (!r.eigenvectors.empty()) {
     f.create_group("/spectrum/eigenvectors");

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -106,7 +107,7 @@ TEST(BatchPlan, OwnershipIsRoundRobinAndInvalidOptionsAreRejected) {
 }
 
 TEST(Distance, QuadraticFormsAndBoundMatchExplicitHessians) {
-  for (auto mode : {hessian::MeasureMode::kJoint, hessian::MeasureMode::kBlock}) {
+  for (auto mode : {hessian::MeasureMode::kJoint, hessian::MeasureMode::kBlock, hessian::MeasureMode::kPsd}) {
     Fixture f;
     auto ctx = f.ctx(4, 0, SampleRule::kExact);
     // W^(s): the weights perturbed deterministically; the head is measured around zero.
@@ -118,7 +119,10 @@ TEST(Distance, QuadraticFormsAndBoundMatchExplicitHessians) {
     DistanceOptions opts;
     opts.mode = mode;
     opts.train_size = 1000;
+    opts.psd.steps = 100;  // more than either block's size: the quadrature is exact
+    opts.psd.tol = 0;
     auto r = compute_distance(ctx, opts, init);
+    ASSERT_EQ(r.block != nullptr, mode == hessian::MeasureMode::kPsd);
 
     std::vector<torch::Tensor> v = {0.1 * torch::ones_like(params[0]), params[1].detach().clone()};
     auto off = block_offsets(params);
@@ -131,10 +135,18 @@ TEST(Distance, QuadraticFormsAndBoundMatchExplicitHessians) {
       auto Hv = H.mv(vf);
       for (std::size_t i = 0; i < 2; ++i) {
         auto vi = vf.slice(0, off[i], off[i + 1]);
-        const double want = mode == hessian::MeasureMode::kJoint
-                                ? vi.dot(Hv.slice(0, off[i], off[i + 1])).item<double>()
-                                : vi.dot(H.slice(0, off[i], off[i + 1]).slice(1, off[i], off[i + 1]).mv(vi)).item<double>();
-        EXPECT_NEAR(r.quad[b * 2 + i], want, 1e-10 * (1 + std::abs(want))) << "batch " << b << " layer " << i;
+        const auto Hii = H.slice(0, off[i], off[i + 1]).slice(1, off[i], off[i + 1]);
+        const double block = vi.dot(Hii.mv(vi)).item<double>();
+        auto [values, vectors] = torch::linalg_eigh(Hii);
+        const double psd = vi.dot(vectors.mm(torch::diag(values.clamp_min(0))).mm(vectors.t()).mv(vi)).item<double>();
+        const double want = mode == hessian::MeasureMode::kJoint ? vi.dot(Hv.slice(0, off[i], off[i + 1])).item<double>()
+                            : mode == hessian::MeasureMode::kBlock ? block : psd;
+        EXPECT_NEAR(r.quad[b * 2 + i], want, 1e-9 * (1 + std::abs(want))) << "batch " << b << " layer " << i;
+        if (r.block) {
+          EXPECT_NEAR(r.block->quad[b * 2 + i], block, 1e-9 * (1 + std::abs(block)));
+          EXPECT_EQ(r.psd_converged[b * 2 + i], 1);
+          EXPECT_LE(r.psd_steps[b * 2 + i], params[i].numel());
+        }
       }
       EXPECT_NEAR(r.batch_loss[b], f.loss_of(plan.batches[b]).item<double>(), 1e-12);
     }
@@ -452,4 +464,83 @@ TEST(Spectrum, LanczosMatchesTheExplicitHessianEigenvalues) {
   EXPECT_THROW(bad.validate(), Error);
   bad.lanczos_steps = 0;
   EXPECT_THROW(bad.validate(), Error);
+}
+
+// --per-layer against each explicit diagonal block, power iteration against the explicit eigenvalues of
+// largest magnitude, and the landscape against the loss computed directly and its second difference.
+TEST(Spectrum, PerLayerPowerAndLandscapeMatchTheExplicitHessian) {
+  Fixture f;
+  auto ctx = f.ctx(5, 0, SampleRule::kExact);
+  std::vector<std::int64_t> all(23);
+  std::iota(all.begin(), all.end(), 0);
+  auto params = models::parameters_by_name(*f.model, f.model->hessian_layers());
+  const torch::Tensor H = explicit_hessian(f.loss_of(all), params);
+  const auto offsets = hessgap::testing::block_offsets(params);
+  const double scale = H.abs().max().item<double>();
+
+  SpectrumOptions o;
+  o.top_k = 2;
+  o.lanczos_steps = static_cast<int>(H.size(0));
+  o.per_layer = true;
+  o.slq_probes = 1;
+  const SpectrumResult per = compute_spectrum(ctx, o);
+  ASSERT_EQ(per.per_layer.size(), params.size());
+  EXPECT_TRUE(per.eigenvalues.empty());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const std::int64_t n = params[i].numel();
+    const torch::Tensor e = std::get<0>(torch::linalg_eigh(H.narrow(0, offsets[i], n).narrow(1, offsets[i], n)));
+    const auto& l = per.per_layer[i];
+    EXPECT_EQ(l.num_params, n);
+    ASSERT_EQ(l.eigenvalues.size(), 2u);
+    EXPECT_NEAR(l.eigenvalues[0], e[n - 1].item<double>(), 1e-8 * scale) << i;
+    EXPECT_NEAR(l.eigenvalues[1], e[n - 2].item<double>(), 1e-8 * scale) << i;
+    EXPECT_LT(l.residuals[0], 1e-6 * scale);
+    ASSERT_EQ(l.slq_weights.size(), 1u);
+  }
+
+  // Power iteration: the two eigenvalues of largest magnitude, reported descending, with their residuals.
+  const torch::Tensor eig = std::get<0>(torch::linalg_eigh(H));
+  std::vector<double> by_magnitude(eig.data_ptr<double>(), eig.data_ptr<double>() + eig.numel());
+  std::sort(by_magnitude.begin(), by_magnitude.end(), [](double a, double b) { return std::abs(a) > std::abs(b); });
+  SpectrumOptions p;
+  p.method = SpectrumMethod::kPower;
+  p.top_k = 2;
+  p.max_iter = 3000;
+  p.tol = 1e-13;
+  const SpectrumResult pw = compute_spectrum(ctx, p);
+  std::vector<double> want = {by_magnitude[0], by_magnitude[1]};
+  std::sort(want.rbegin(), want.rend());
+  ASSERT_EQ(pw.eigenvalues.size(), 2u);
+  ASSERT_EQ(pw.iterations.size(), 2u);
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_NEAR(pw.eigenvalues[static_cast<std::size_t>(k)], want[static_cast<std::size_t>(k)], 1e-6 * scale) << k;
+    EXPECT_LT(pw.residuals[static_cast<std::size_t>(k)], 1e-2 * scale) << k;
+  }
+  EXPECT_EQ(pw.hvps, pw.iterations[0] + pw.iterations[1]);
+  p.smallest = true;
+  EXPECT_THROW(p.validate(), Error);
+
+  // The landscape along the top eigenvector: loss(0) is the base loss, loss(t) the loss computed directly,
+  // and the second difference at small t is the eigenvalue (the cubic terms cancel in a central difference).
+  SpectrumOptions s;
+  s.top_k = 1;
+  s.lanczos_steps = static_cast<int>(H.size(0));
+  s.landscape_points = 3;
+  s.landscape_radius = 1e-3;
+  s.keep_eigenvectors = true;
+  const auto before = params[0].detach().clone();
+  const SpectrumResult land = compute_spectrum(ctx, s);
+  EXPECT_TRUE(torch::equal(params[0].detach(), before));  // weights restored bit for bit
+  ASSERT_EQ(land.landscape_loss.size(), 3u);
+  EXPECT_EQ(land.landscape_t[1], 0.0);
+  const double base = f.loss_of(all).item<double>();
+  EXPECT_NEAR(land.landscape_loss[1], base, 1e-14);
+  const double h = land.landscape_t[2];
+  const double second = (land.landscape_loss[0] - 2 * land.landscape_loss[1] + land.landscape_loss[2]) / (h * h);
+  EXPECT_NEAR(second, land.eigenvalues[0], 1e-5 * scale);
+  {
+    torch::NoGradGuard ng;
+    for (std::size_t i = 0; i < params.size(); ++i) params[i].add_(land.eigenvectors[0][i], h);
+  }
+  EXPECT_NEAR(f.loss_of(all).item<double>(), land.landscape_loss[2], 1e-13);
 }
