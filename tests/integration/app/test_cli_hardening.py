@@ -1,14 +1,23 @@
 """Hostile inputs and outputs (issue #12), each a regression test that failed before its fix: checkpoints
 with NaN or infinite weights refused by every measuring subcommand (naming the tensor) unless
 --allow-nonfinite; --out naming a FIFO, a device or a link to one refused before any work; --threads
-beyond the machine's cores refused. Exit 2, nothing written.
+beyond the machine's cores refused; sizes declared by a checkpoint, image, IDX header or config.json
+checked before allocating (a forged zip member, a 100,000-deep pickle, a huge HDF5 dataset, a JPEG
+declaring 20000x20000, HESSGAP_MAX_IMAGE_PIXELS); a FIFO or device as a checkpoint; --eps bounded.
+Exit 2, nothing written.
 """
+import json
 import os
+import shutil
+import struct
+import zipfile
+import zlib
 
 import numpy as np
 import pytest
 
-from conftest import IMAGES, WEIGHTS, assert_failed, leftovers, read_safetensors, run_hg, write_safetensors
+from conftest import (CLASSES, IMAGES, SOURCE_DIR, WEIGHTS, assert_failed, leftovers, read_safetensors, run_hg,
+                      write_safetensors)
 
 TINY = ["--data", IMAGES, "--max-per-class", 1, "--batch-size", 2, "--sample-size", 4, "--sample-rule", "exact",
         "--verbosity", 0]
@@ -63,3 +72,132 @@ def test_special_outputs_are_refused(hessgap_bin, tmp_path):
 def test_threads_beyond_the_cores_are_refused(hessgap_bin):
     r = run_hg("eval", "--checkpoint", WEIGHTS, *TINY, "--threads", 1000)
     assert_failed(r, 2, f"--threads 1000 exceeds the {os.cpu_count()} cores")
+
+
+# ---- declared sizes checked before allocating; inputs that are not regular files (issue #12) ------
+
+def _forged_zip(path, name, data, declared_size):
+    """A one-member zip whose deflated member `name` declares `declared_size` bytes uncompressed."""
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    packed = co.compress(data) + co.flush()
+    crc = zlib.crc32(data)
+    n = name.encode()
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(packed), declared_size, len(n), 0)
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(packed), declared_size,
+                          len(n), 0, 0, 0, 0, 0, 0)
+    body = local + n + packed
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central) + len(n), len(body), 0)
+    path.write_bytes(body + central + n + end)
+
+
+def _out(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    return out
+
+
+def test_zip_member_declaring_4_gib_fails_fast_naming_it(hessgap_bin, tmp_path):
+    path = tmp_path / "forged.pt"
+    _forged_zip(path, "archive/data.pkl", b"\x80\x02}.", 0xFFFFFFFF)
+    assert path.stat().st_size < 160
+    out = _out(tmp_path)
+    r = run_hg("eval", "--checkpoint", path, *TINY, "--out", out / "r.h5", timeout=60)
+    assert_failed(r, 2, f"entry 'archive/data.pkl' of zip archive '{path}' declares 4294967295 bytes uncompressed",
+                  out_dir=out)
+    assert r.seconds < 20, r
+
+
+def test_deeply_nested_pickle_is_an_error_not_a_crash(hessgap_bin, tmp_path):
+    # 100,000 nested tuples in a torch.save zip (a few hundred bytes deflated): a segfault before.
+    path = tmp_path / "nested.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02)" + b"\x85" * 100000 + b".")
+    out = _out(tmp_path)
+    r = run_hg("eval", "--checkpoint", path, *TINY, "--out", out / "r.h5")
+    assert_failed(r, 2, f"torch.save file '{path}' (archive/data.pkl)", "nests values more than 1000 levels deep",
+                  out_dir=out)
+
+
+def test_hdf5_checkpoint_declaring_a_huge_tensor(hessgap_bin, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "huge.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "hessgap-checkpoint"
+        f.attrs["format_version"] = np.int64(1)
+        # Chunked and never written: no storage in the file, 4 PiB once read.
+        f.create_dataset("tensors/conv1.weight", shape=(2**20, 2**20, 1024), dtype="f4", chunks=(1, 1, 1024))
+    out = _out(tmp_path)
+    r = run_hg("eval", "--checkpoint", path, *TINY, "--out", out / "r.h5")
+    assert_failed(r, 2, f"'/tensors/conv1.weight' in HDF5 file '{path}' declares shape [1048576, 1048576, 1024] of "
+                        "4503599627370496 bytes, more than the", out_dir=out)
+
+
+def test_idx_header_declaring_more_than_the_file(hessgap_bin, tmp_path):
+    data = tmp_path / "idx"
+    data.mkdir()
+    (data / "t10k-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", 65537, 1024, 1024))
+    (data / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", 2) + bytes([0, 1]))
+    out = _out(tmp_path)
+    r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", data, "--data-format", "idx", "--pad", 2, "--grey-to-rgb",
+               "--normalize", "cifar10", "--batch-size", 2, "--verbosity", 0, "--out", out / "r.h5")
+    assert_failed(r, 2, f"IDX file '{data / 't10k-images-idx3-ubyte'}' is truncated or forged: its header declares "
+                        "dimensions 65537x1024x1024 (68720525312 bytes of data)", out_dir=out)
+
+
+def _jpeg_declaring(width, height):
+    b = bytearray((IMAGES / CLASSES[0] / "0000.jpg").read_bytes())
+    at = b.index(b"\xff\xc0")  # SOF0: marker, length, precision, height, width
+    b[at + 5:at + 9] = struct.pack(">HH", height, width)
+    return bytes(b)
+
+
+def test_image_declaring_gigapixels_and_the_environment_limit(hessgap_bin, tmp_path, monkeypatch):
+    data = tmp_path / "images"
+    for c in CLASSES:
+        (data / c).mkdir(parents=True)
+        shutil.copy(IMAGES / c / "0000.jpg", data / c / "0000.jpg")
+    bad = data / CLASSES[1] / "0001.jpg"
+    bad.write_bytes(_jpeg_declaring(20000, 20000))
+    assert bad.stat().st_size < 2000
+    out = _out(tmp_path)
+    args = ["--checkpoint", WEIGHTS, "--batch-size", 2, "--verbosity", 0, "--out", out / "r.h5"]
+    r = run_hg("eval", "--data", data, *args)
+    assert_failed(r, 2, f"cannot decode JPEG file '{bad}': it declares 20000x20000 pixels (400000000), more than the "
+                        "limit of 100000000 pixels", "HESSGAP_MAX_IMAGE_PIXELS", out_dir=out)
+    # The limit follows the environment: the 32x32 images (1024 pixels) are refused under 1000.
+    monkeypatch.setenv("HESSGAP_MAX_IMAGE_PIXELS", "1000")
+    r = run_hg("eval", "--data", IMAGES, "--max-per-class", 1, *args)
+    assert_failed(r, 2, "it declares 32x32 pixels (1024), more than the limit of 1000 pixels", out_dir=out)
+
+
+def test_config_json_sizes_are_bounded(hessgap_bin, tmp_path):
+    folder = tmp_path / "bert"
+    shutil.copytree(SOURCE_DIR / "tests" / "fixtures" / "hf" / "bert-tiny", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = 1000000
+    (folder / "config.json").write_text(json.dumps(config))
+    out = _out(tmp_path)
+    r = run_hg("eval", "--checkpoint", folder, *TINY, "--out", out / "r.h5")
+    assert_failed(r, 2, f"config {folder / 'config.json'}: field 'num_hidden_layers' is 1000000, more than the limit "
+                        "of 256", out_dir=out)
+
+
+def test_fifo_and_device_checkpoints_are_refused_at_once(hessgap_bin, tmp_path):
+    fifo = tmp_path / "ckpt.fifo"
+    os.mkfifo(fifo)
+    out = _out(tmp_path)
+    for path, kind in ((fifo, "a FIFO"), ("/dev/zero", "a character device")):
+        # Before: opening the FIFO blocked forever (no writer), hence the timeout.
+        r = run_hg("eval", "--checkpoint", path, *TINY, "--out", out / "r.h5", timeout=60)
+        assert_failed(r, 2, f"checkpoint '{path}' is not a regular file: it is {kind}", out_dir=out)
+        r = run_hg("measures", "--checkpoint", WEIGHTS, "--init-checkpoint", path, "--train-size", 100, *TINY,
+                   "--out", out / "r.h5", timeout=60)
+        assert_failed(r, 2, f"checkpoint '{path}' is not a regular file: it is {kind}", out_dir=out)
+
+
+def test_stability_eps_must_be_sane(hessgap_bin, tmp_path):
+    out = _out(tmp_path)
+    for eps in ("1e308", "2"):
+        r = run_hg("stability", "--checkpoint", WEIGHTS, *TINY, "--repeats", 1, "--eps", eps, "--out", out / "r.h5")
+        assert_failed(r, 2, "--eps must be > 0 and at most 1 (the absolute standard deviation of the weight noise)",
+                      out_dir=out)

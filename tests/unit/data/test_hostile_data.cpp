@@ -1,0 +1,143 @@
+// Hostile data files (issue #12): image headers declaring gigapixels and IDX headers declaring more
+// data than the file holds are refused before anything is allocated (the limit and the declared
+// value named), and inputs that are not regular files are refused at once instead of blocking.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "data/idx_dataset.h"
+#include "data/image.h"
+#include "data/npy.h"
+#include "test_helpers.h"
+#include "tests/support/error_of.h"
+
+namespace hessgap::data {
+namespace {
+using namespace testing;
+using hessgap::testing::error_of;
+
+void put_be16(std::vector<std::uint8_t>& b, std::size_t at, unsigned v) {
+  b[at] = static_cast<std::uint8_t>(v >> 8);
+  b[at + 1] = static_cast<std::uint8_t>(v);
+}
+void put_be32(std::vector<std::uint8_t>& b, std::size_t at, std::uint32_t v) {
+  for (int k = 0; k < 4; ++k) b[at + k] = static_cast<std::uint8_t>(v >> (24 - 8 * k));
+}
+
+// A real 32x32 JPEG whose SOF0 frame header is patched to declare width x height.
+std::vector<std::uint8_t> jpeg_declaring(unsigned width, unsigned height) {
+  std::vector<std::uint8_t> b = read_bytes(assets_path("cifar10-test-100/airplane/0000.jpg"));
+  for (std::size_t i = 2; i + 9 < b.size(); ++i) {
+    if (b[i] == 0xFF && b[i + 1] == 0xC0) {  // SOF0: FF C0, length, precision, height, width
+      put_be16(b, i + 5, height);
+      put_be16(b, i + 7, width);
+      return b;
+    }
+  }
+  ADD_FAILURE() << "no SOF0 marker in the fixture";
+  return b;
+}
+
+// A real PNG whose IHDR declares width x height (its CRC recomputed, so only the size is wrong).
+std::vector<std::uint8_t> png_declaring(std::uint32_t width, std::uint32_t height) {
+  std::vector<std::uint8_t> b = read_bytes(fixture_path("rgba.png"));
+  EXPECT_EQ(std::string(b.begin() + 12, b.begin() + 16), "IHDR");
+  put_be32(b, 16, width);
+  put_be32(b, 20, height);
+  put_be32(b, 29, static_cast<std::uint32_t>(crc32(0, b.data() + 12, 17)));
+  return b;
+}
+
+TEST(DataHostile, ImageDeclaringGigapixelsIsRefusedFromItsHeader) {
+  const std::string dir = fresh_dir("images");
+  write_bytes(dir + "/huge.jpg", jpeg_declaring(20000, 20000));
+  write_bytes(dir + "/huge.png", png_declaring(20000, 20000));
+  EXPECT_LT(read_bytes(dir + "/huge.jpg").size(), 2000u);
+  for (const char* leaf : {"/huge.jpg", "/huge.png"}) {
+    SCOPED_TRACE(leaf);
+    const std::string msg = error_of([&] { decode_image(dir + leaf); });
+    EXPECT_NE(msg.find("file '" + dir + leaf + "': it declares 20000x20000 pixels (400000000), more than the limit "
+                       "of 100000000 pixels"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("HESSGAP_MAX_IMAGE_PIXELS"), std::string::npos) << msg;
+  }
+}
+
+TEST(DataHostile, ImagePixelLimitFollowsTheEnvironment) {
+  const std::string jpg = assets_path("cifar10-test-100/airplane/0000.jpg");  // 32x32
+  EXPECT_EQ(max_image_pixels(), kDefaultMaxImagePixels);
+  ::setenv("HESSGAP_MAX_IMAGE_PIXELS", "1000", 1);
+  const std::string low = error_of([&] { decode_image(jpg); });
+  ::setenv("HESSGAP_MAX_IMAGE_PIXELS", "62", 1);
+  const std::string png = error_of([&] { decode_image(fixture_path("rgba.png")); });  // 9x7
+  ::setenv("HESSGAP_MAX_IMAGE_PIXELS", "1024", 1);
+  const Image ok = decode_image(jpg);
+  ::setenv("HESSGAP_MAX_IMAGE_PIXELS", "-5", 1);
+  const std::string bad = error_of([&] { decode_image(jpg); });
+  ::unsetenv("HESSGAP_MAX_IMAGE_PIXELS");
+  EXPECT_NE(low.find("declares 32x32 pixels (1024), more than the limit of 1000 pixels"), std::string::npos) << low;
+  EXPECT_NE(png.find("declares 9x7 pixels (63), more than the limit of 62 pixels"), std::string::npos) << png;
+  EXPECT_EQ(ok.width, 32);
+  EXPECT_NE(bad.find("HESSGAP_MAX_IMAGE_PIXELS='-5' is not a positive integer"), std::string::npos) << bad;
+}
+
+std::vector<std::uint8_t> idx_header(std::vector<std::uint32_t> dims) {
+  std::vector<std::uint8_t> out = {0, 0, 0x08, static_cast<std::uint8_t>(dims.size())};
+  for (std::uint32_t d : dims) {
+    for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<std::uint8_t>(d >> s));
+  }
+  return out;
+}
+
+TEST(DataHostile, IdxHeaderDeclaringMoreThanTheFileHolds) {
+  const std::string dir = fresh_dir("idx");
+  // 16 bytes declaring 2^36 + 2^20 bytes (the old plausibility bound was 2^36, allocated first).
+  write_bytes(dir + "/big", idx_header({65537, 1024, 1024}));
+  std::string msg = error_of([&] { read_idx(dir + "/big", 3); });
+  EXPECT_NE(msg.find("IDX file '" + dir + "/big' is truncated or forged: its header declares dimensions 65537x1024x1024 "
+                     "(68720525312 bytes of data), the file holds 0 after its header"),
+            std::string::npos) << msg;
+  // Dimensions whose product overflows int64.
+  write_bytes(dir + "/overflow", idx_header({0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}));
+  msg = error_of([&] { read_idx(dir + "/overflow", 3); });
+  EXPECT_NE(msg.find("4294967295x4294967295x4294967295 (more than 2^63 bytes of data)"), std::string::npos) << msg;
+  // gzip: bounded by deflate's maximum ratio over the compressed file.
+  {
+    const std::vector<std::uint8_t> header = idx_header({10000, 1000, 1000});
+    gzFile f = gzopen((dir + "/big.gz").c_str(), "wb");
+    ASSERT_TRUE(f);
+    gzwrite(f, header.data(), static_cast<unsigned>(header.size()));
+    gzclose(f);
+  }
+  msg = error_of([&] { read_idx(dir + "/big.gz", 3); });
+  EXPECT_NE(msg.find("(10000000000 bytes of data), more than its"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("-byte gzip stream can hold"), std::string::npos) << msg;
+}
+
+TEST(DataHostile, FifoAndDeviceInputsAreRefusedAtOnce) {
+  const std::string dir = fresh_dir("fifo");
+  const std::string fifo = dir + "/in.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // A writer with a few bytes in the FIFO: a reader that opened it anyway (before the fix: blocked
+  // forever without a writer) fails on the content instead of hanging the test.
+  const int fd = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "\xFF\xD8\xFF\x00\x00\x08\x03\x01", 8), 8);
+  const std::string image = error_of([&] { decode_image(fifo); });
+  const std::string idx = error_of([&] { read_idx(fifo, 3); });
+  const std::string npy = error_of([&] { read_npy(fifo); });
+  ::close(fd);
+  EXPECT_NE(image.find("image file '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << image;
+  EXPECT_NE(idx.find("IDX file '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << idx;
+  EXPECT_NE(npy.find(".npy file '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << npy;
+  const std::string dev = error_of([&] { read_idx("/dev/zero", 3); });
+  EXPECT_NE(dev.find("IDX file '/dev/zero' is not a regular file: it is a character device"), std::string::npos) << dev;
+}
+
+}  // namespace
+}  // namespace hessgap::data

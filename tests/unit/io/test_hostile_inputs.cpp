@@ -1,0 +1,282 @@
+// Hostile checkpoints (issue #12): sizes declared by a file are checked against the bytes the file
+// holds before anything is allocated, deep pickles are refused and freed without recursion, and
+// inputs that are not regular files are refused at once. Every case here crashed, hung, allocated
+// gigabytes or ended in a non-hessgap exception before its fix; each is a few hundred bytes.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <zlib.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "io/checkpoint.h"
+#include "io/h5.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+#include "io/torch_zip.h"
+#include "io/zip_reader.h"
+#include "io_test_util.h"
+
+namespace hessgap::io {
+namespace {
+
+using test::error_of;
+using test::tmp_path;
+
+void u16(std::string& s, unsigned v) { s += char(v & 0xff), s += char((v >> 8) & 0xff); }
+void u32(std::string& s, unsigned long v) { u16(s, v & 0xffff), u16(s, (v >> 16) & 0xffff); }
+void u64(std::string& s, unsigned long long v) { u32(s, v & 0xffffffff), u32(s, v >> 32); }
+
+// One zip member as written, with what its directory entry declares (which a forged file can set).
+struct Member {
+  std::string name;
+  std::string data;         // the bytes stored in the archive
+  unsigned method = 0;      // 0 stored, 8 deflate (data is then raw deflate)
+  unsigned long size = 0;   // declared uncompressed size
+  unsigned long csize = 0;  // declared compressed size
+  unsigned long crc = 0;
+  long offset_shift = 0;    // added to the declared local header offset (overlapping members)
+};
+
+Member stored(const std::string& name, const std::string& data) {
+  return {name, data, 0, data.size(), data.size(),
+          crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())), 0};
+}
+
+std::string deflate_raw(const std::string& in) {
+  z_stream zs{};
+  EXPECT_EQ(deflateInit2(&zs, 9, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out(in.size() + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+Member deflated(const std::string& name, const std::string& data) {
+  Member m = stored(name, data);
+  m.data = deflate_raw(data);
+  m.method = 8;
+  m.csize = m.data.size();
+  return m;
+}
+
+std::string make_zip(const std::vector<Member>& members) {
+  std::string out, cd;
+  for (const Member& m : members) {
+    const unsigned long offset = out.size();
+    u32(out, 0x04034b50), u16(out, 20), u16(out, 0), u16(out, m.method), u16(out, 0), u16(out, 0);
+    u32(out, m.crc), u32(out, m.csize), u32(out, m.size), u16(out, m.name.size()), u16(out, 0);
+    out += m.name + m.data;
+    u32(cd, 0x02014b50), u16(cd, 20), u16(cd, 20), u16(cd, 0), u16(cd, m.method), u16(cd, 0), u16(cd, 0);
+    u32(cd, m.crc), u32(cd, m.csize), u32(cd, m.size), u16(cd, m.name.size());
+    u16(cd, 0), u16(cd, 0), u16(cd, 0), u16(cd, 0), u32(cd, 0), u32(cd, offset + m.offset_shift);
+    cd += m.name;
+  }
+  const unsigned long cd_offset = out.size();
+  out += cd;
+  u32(out, 0x06054b50), u16(out, 0), u16(out, 0), u16(out, members.size()), u16(out, members.size());
+  u32(out, cd.size()), u32(out, cd_offset), u16(out, 0);
+  return out;
+}
+
+std::string write_zip(const std::string& leaf, const std::vector<Member>& members) {
+  const std::string path = tmp_path(leaf);
+  test::write_bytes(path, make_zip(members));
+  return path;
+}
+
+// ---- pickles -----------------------------------------------------------------------------------
+
+// A string literal with its NUL bytes (pickles are full of them).
+template <std::size_t N>
+std::string B(const char (&s)[N]) {
+  return std::string(s, N - 1);
+}
+
+std::string binunicode(const std::string& s) {
+  std::string out = "X";
+  u32(out, s.size());
+  return out + s;
+}
+std::string long1(long long v) {  // LONG1 with 8 bytes
+  std::string out = "\x8a\x08";
+  u64(out, static_cast<unsigned long long>(v));
+  return out;
+}
+
+// {"w": _rebuild_tensor_v2(storage("0", FloatStorage, numel), offset 0, size, stride)} as torch.save
+// writes it; `numel`, `size` and `stride` are pickle integer opcodes.
+std::string tensor_pickle(const std::string& numel, const std::vector<std::string>& size,
+                          const std::vector<std::string>& stride) {
+  std::string sz = "(", st = "(";
+  for (const auto& s : size) sz += s;
+  for (const auto& s : stride) st += s;
+  const std::string tensor = std::string("ctorch._utils\n_rebuild_tensor_v2\n(") + "(" + binunicode("storage") +
+                             "ctorch\nFloatStorage\n" + binunicode("0") + binunicode("cpu") + numel + "tQ" + B("K\x00") +
+                             sz + "t" + st + "t" + "\x89" + "ccollections\nOrderedDict\n)R" + "tR";
+  return std::string("\x80\x02}q\x00(", 6) + binunicode("w") + tensor + "u.";
+}
+
+std::string floats(int n) { return std::string(static_cast<std::size_t>(n) * 4, '\0'); }
+
+// ---- zip: declared sizes -------------------------------------------------------------------------
+
+TEST(ioHostile, ZipMemberDeclaringFourGiBFailsFastNamingIt) {
+  // A deflated data.pkl that claims 4 GiB - 1 bytes: 144 bytes in all, as in the issue. Before: the
+  // reader allocated the declared size before inflating anything.
+  Member m = deflated("archive/data.pkl", std::string("\x80\x02}.", 4));
+  m.size = 0xffffffffUL;
+  const std::string path = write_zip("four_gib.pt", {m});
+  EXPECT_LT(test::read_bytes(path).size(), 160u);
+  std::string msg = error_of([&] { ZipReader z(path); });
+  EXPECT_HAS(msg, "entry 'archive/data.pkl' of zip archive '" + path + "'");
+  EXPECT_HAS(msg, "declares 4294967295 bytes uncompressed from");
+  EXPECT_HAS(msg, "1032:1");
+  EXPECT_HAS(error_of([&] { read_checkpoint(path); }), "entry 'archive/data.pkl'");
+
+  // The same as a stored member: its data would have to be in the file.
+  Member s = stored("archive/data.pkl", std::string("\x80\x02}.", 4));
+  s.size = s.csize = 0xffffffffUL;
+  const std::string path2 = write_zip("four_gib_stored.pt", {s});
+  msg = error_of([&] { ZipReader z(path2); });
+  EXPECT_HAS(msg, "entry 'archive/data.pkl' of zip archive '" + path2 + "' declares 4294967295 bytes of stored data");
+  EXPECT_HAS(msg, "has only " + std::to_string(test::read_bytes(path2).size()) + " bytes");
+}
+
+TEST(ioHostile, ZipOverlappingMembersAndTheTotalLimit) {
+  // Two members whose declared data overlaps (the second's header sits inside the first's data).
+  Member a = stored("a.npy", std::string(64, 'x'));
+  Member b = stored("b.npy", std::string(8, 'y'));
+  b.offset_shift = -40;
+  const std::string path = write_zip("overlap.npz", {a, b});
+  std::string msg = error_of([&] { ZipReader z(path); });
+  EXPECT_HAS(msg, "the data of entry 'a.npy'");
+  EXPECT_HAS(msg, "overlaps entry 'b.npy'");
+
+  // The total uncompressed size against HESSGAP_MAX_ZIP_BYTES (default 64 GiB).
+  const std::string ok = write_zip("ok.zip", {stored("x", std::string(100, 'x')), stored("y", std::string(100, 'y'))});
+  EXPECT_NO_THROW(ZipReader{ok});
+  ::setenv("HESSGAP_MAX_ZIP_BYTES", "150", 1);
+  msg = error_of([&] { ZipReader z(ok); });
+  ::setenv("HESSGAP_MAX_ZIP_BYTES", "not-a-number", 1);
+  const std::string bad_env = error_of([&] { ZipReader z(ok); });
+  ::unsetenv("HESSGAP_MAX_ZIP_BYTES");
+  EXPECT_HAS(msg, "more than the limit of 150 bytes uncompressed in total (reached at 100-byte entry 'y')");
+  EXPECT_HAS(msg, "HESSGAP_MAX_ZIP_BYTES");
+  EXPECT_HAS(bad_env, "HESSGAP_MAX_ZIP_BYTES='not-a-number' is not a positive integer");
+  EXPECT_NO_THROW(ZipReader{ok});
+}
+
+TEST(ioHostile, NpzMemberWithForgedSize) {
+  Member m = deflated("kernel.npy", std::string(200, '\0'));
+  m.size = 2'000'000'000UL;
+  const std::string path = write_zip("forged.npz", {m});
+  const std::string msg = error_of([&] { read_npz(path); });
+  EXPECT_HAS(msg, "entry 'kernel.npy' of zip archive '" + path + "' declares 2000000000 bytes uncompressed");
+}
+
+// ---- torch.save: storages and views ----------------------------------------------------------------
+
+TEST(ioHostile, StorageAndViewSizesAreCheckedBeforeAllocating) {
+  // A storage declaring 2^62 floats for a 16-byte record. Before: torch::empty(2^62) (a c10::Error).
+  std::string path = write_zip("numel.pt", {stored("a/data.pkl", tensor_pickle(long1(1LL << 62), {"K\x04"}, {"K\x01"})),
+                                            stored("a/data/0", floats(4))});
+  std::string msg = error_of([&] { read_checkpoint(path); });
+  EXPECT_HAS(msg, path);
+  EXPECT_HAS(msg, "storage record 'a/data/0' holds 16 bytes, but 4611686018427387904 elements");
+
+  // A view of 2^40 x 2^40 elements with zero strides over a storage of 4 (its copy would be 4 EiB),
+  // and one whose extent overflows int64.
+  path = write_zip("view.pt", {stored("a/data.pkl", tensor_pickle("K\x04", {long1(1LL << 40), long1(1LL << 40)},
+                                                                  {B("K\x00"), B("K\x00")})),
+                               stored("a/data/0", floats(4))});
+  msg = error_of([&] { read_checkpoint(path); });
+  EXPECT_HAS(msg, "tensor view of size (1099511627776, 1099511627776) has more elements than its storage of 4");
+  path = write_zip("stride.pt", {stored("a/data.pkl", tensor_pickle("K\x04", {"K\x02"}, {long1(1LL << 62)})),
+                                 stored("a/data/0", floats(4))});
+  msg = error_of([&] { read_checkpoint(path); });
+  EXPECT_HAS(msg, "reaches element 4611686018427387904 of a storage of 4");
+  path = write_zip("stride2.pt", {stored("a/data.pkl", tensor_pickle("K\x04", {"K\x03"}, {long1(1LL << 62)})),
+                                  stored("a/data/0", floats(4))});
+  EXPECT_HAS(error_of([&] { read_checkpoint(path); }), "reaches beyond int64");
+}
+
+// ---- torch.save: nesting -----------------------------------------------------------------------------
+
+TEST(ioHostile, DeeplyNestedPickleIsRefusedNotACrash) {
+  // 100,000 nested 1-tuples (251 bytes zipped in the issue). Before: a segfault freeing them.
+  std::string pkl = std::string("\x80\x02)", 3) + std::string(100000, '\x85') + ".";
+  std::string path = write_zip("nested.pt", {stored("a/data.pkl", pkl)});
+  std::string msg = error_of([&] { read_checkpoint(path); });
+  EXPECT_HAS(msg, "torch.save file '" + path + "' (a/data.pkl), byte 1002");
+  EXPECT_HAS(msg, "nests values more than 1000 levels deep");
+  // Lists, dicts and MARK tuples count too.
+  pkl = "\x80\x02";
+  for (int k = 0; k < 2000; ++k) pkl += "(";
+  pkl += "]";
+  for (int k = 0; k < 2000; ++k) pkl += "l";
+  path = write_zip("nested_lists.pt", {stored("a/data.pkl", pkl + ".")});
+  EXPECT_HAS(error_of([&] { read_checkpoint(path); }), "levels deep");
+
+  // A chain 200,000 lists long built through the memo: each list is empty when appended to the
+  // previous one, so no depth is seen growing, and the chain is only as deep as it is freed. Freed
+  // recursively it overflowed the stack.
+  pkl = B("\x80\x02]q\x00");  // the head list, kept at the bottom of the stack
+  for (int k = 0; k < 200000; ++k) pkl += B("]q\x01h\x00h\x01" "a0q\x00" "0");
+  path = write_zip("chain.pt", {stored("a/data.pkl", pkl + ".")});
+  msg = error_of([&] { read_checkpoint(path); });
+  EXPECT_HAS(msg, "the saved object is a list, not a dict of tensors");
+}
+
+// ---- safetensors -------------------------------------------------------------------------------------
+
+TEST(ioHostile, SafetensorsShapeWhoseByteSizeWraps) {
+  // 2^61 float64 are 2^64 bytes, which wrapped to 0 and matched the empty span [0, 0]. Before: a
+  // c10::Error from torch::empty.
+  for (const std::string& shape : {std::string("[2305843009213693952]"), std::string("[4294967296, 4294967296]")}) {
+    SCOPED_TRACE(shape);
+    const std::string header = "{\"w\":{\"dtype\":\"F64\",\"shape\":" + shape + ",\"data_offsets\":[0,0]}}";
+    std::string bytes;
+    u64(bytes, header.size());
+    const std::string path = tmp_path("wrap.safetensors");
+    test::write_bytes(path, bytes + header);
+    const std::string msg = error_of([&] { read_safetensors(path); });
+    EXPECT_HAS(msg, "tensor 'w' in safetensors file '" + path + "'");
+    EXPECT_HAS(msg, "is too large");
+  }
+}
+
+// ---- inputs that are not regular files -------------------------------------------------------------
+
+TEST(ioHostile, FifoAndDevicesAreRefusedAtOnce) {
+  const std::string fifo = tmp_path("ckpt.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // A writer holds the FIFO open with a few bytes in it, so that a reader that opened it anyway
+  // (before the fix: it blocked forever without a writer) fails on the content instead of hanging.
+  const int fd = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "garbage!!", 9), 9);
+  const std::string ckpt = error_of([&] { read_checkpoint(fifo); });
+  const std::string h5 = error_of([&] { H5File::open_read(fifo); });
+  const std::string zip = error_of([&] { ZipReader z(fifo); });
+  ::close(fd);
+  EXPECT_HAS(ckpt, "checkpoint '" + fifo + "' is not a regular file: it is a FIFO");
+  EXPECT_HAS(h5, "HDF5 file '" + fifo + "' is not a regular file: it is a FIFO");
+  EXPECT_HAS(zip, "zip archive '" + fifo + "' is not a regular file: it is a FIFO");
+  EXPECT_HAS(error_of([&] { read_checkpoint("/dev/zero"); }),
+             "checkpoint '/dev/zero' is not a regular file: it is a character device");
+  EXPECT_HAS(error_of([&] { read_safetensors("/dev/null"); }),
+             "safetensors file '/dev/null' is not a regular file: it is a character device");
+}
+
+}  // namespace
+}  // namespace hessgap::io
