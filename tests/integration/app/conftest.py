@@ -132,3 +132,15 @@ def assert_failed(r, code, *fragments, out_dir=None):
 def leftovers(directory):
     """Files left in `directory` (to check that failures leave neither outputs nor temp files)."""
     return sorted(p.name for p in Path(directory).iterdir())
+
+
+def perturbed(tmp_path_factory, weights):
+    """A copy of the weights with small Gaussian noise on every float parameter, so that v != 0."""
+    rng = np.random.default_rng(1234)
+    tensors = read_safetensors(weights)
+    for name, a in tensors.items():
+        if a.dtype.kind == "f" and not name.endswith(("running_mean", "running_var")):
+            tensors[name] = (a + rng.normal(0.0, 0.01 * float(np.std(a)) + 1e-4, a.shape)).astype(a.dtype)
+    path = tmp_path_factory.mktemp("ckpt") / "perturbed.safetensors"
+    write_safetensors(path, tensors)
+    return path

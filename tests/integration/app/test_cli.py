@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import (CLASSES, GOLDEN_DATA, IMAGES, SOURCE_DIR, WEIGHTS, assert_failed, leftovers, make_image_folder,
-                      read_safetensors, run_hg, write_safetensors)
+                      perturbed, read_safetensors, run_hg, write_safetensors)
 
 SUBCOMMANDS = ["traces", "measures", "stability", "eval", "run", "train"]
 NUM_LAYERS = 20  # ResNet-20: 19 convolutions + the linear head
@@ -424,18 +424,6 @@ def test_reader_cli_summary_and_plot(traces_file, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "conv1.weight" in p.stdout and "[traces]" in p.stdout, p.stdout
     assert png.stat().st_size > 1000
-
-
-def perturbed(tmp_path_factory, weights):
-    """A copy of the weights with small Gaussian noise on every float parameter, so that v != 0."""
-    rng = np.random.default_rng(1234)
-    tensors = read_safetensors(weights)
-    for name, a in tensors.items():
-        if a.dtype.kind == "f" and not name.endswith(("running_mean", "running_var")):
-            tensors[name] = (a + rng.normal(0.0, 0.01 * float(np.std(a)) + 1e-4, a.shape)).astype(a.dtype)
-    path = tmp_path_factory.mktemp("ckpt") / "perturbed.safetensors"
-    write_safetensors(path, tensors)
-    return path
 
 
 @pytest.fixture(scope="module")
