@@ -71,6 +71,23 @@ TEST(MpiMeasures, TracesShardedByBatch) {
   check_traces(hessian::ProbeScope::kLayer, hessian::StopRule::kStandardError, 1);
 }
 
+TEST(MpiMeasures, SketchingTraceEstimatorsShardedByBatch) {
+  for (auto e : {hessian::TraceEstimator::kHutchPlusPlus, hessian::TraceEstimator::kXTrace}) {
+    Problem s;
+    TracesOptions o;
+    o.trace.estimator = e;
+    o.trace.scope = hessian::ProbeScope::kLayer;
+    o.trace.max_probes = 7;
+    o.trace.seed = 4;
+    auto want = compute_traces(s.ctx(*s.local), o);
+    auto got = compute_traces(s.ctx(world()), o);
+    EXPECT_EQ(got.probes, want.probes);
+    expect_close(got.mean, want.mean, 1e-10, "mean");
+    expect_close(got.std_error, want.std_error, 1e-10, "std_error");
+    EXPECT_EQ(got.hvps, want.hvps);
+  }
+}
+
 TEST(MpiMeasures, TracesWithProbesSplitAcrossRanks) {
   // All ranks in one group, and (with 4 ranks) two groups of two.
   check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kStandardError, world().size());
@@ -79,16 +96,23 @@ TEST(MpiMeasures, TracesWithProbesSplitAcrossRanks) {
 }
 
 TEST(MpiMeasures, DistanceMeasure) {
-  for (auto mode : {hessian::MeasureMode::kJoint, hessian::MeasureMode::kBlock}) {
+  for (auto mode : {hessian::MeasureMode::kJoint, hessian::MeasureMode::kBlock, hessian::MeasureMode::kPsd}) {
     Problem s;
     auto params = models::parameters_by_name(*s.model, s.model->hessian_layers());
     std::map<std::string, torch::Tensor> init = {{"fc0.weight", params[0].detach() * 0.9}};
     DistanceOptions o;
     o.mode = mode;
     o.train_size = 500;
+    o.psd.steps = 6;  // fewer than the blocks' sizes: a truncated quadrature, still rank-independent
     auto want = compute_distance(s.ctx(*s.local), o, init);
     auto got = compute_distance(s.ctx(world()), o, init);
     expect_close(got.quad, want.quad, 1e-12, "quad");
+    if (mode == hessian::MeasureMode::kPsd) {
+      ASSERT_TRUE(got.block && want.block);
+      expect_close(got.block->quad, want.block->quad, 1e-12, "block quad");
+      EXPECT_EQ(got.psd_steps, want.psd_steps);
+      EXPECT_EQ(got.psd_converged, want.psd_converged);
+    }
     expect_close(got.layer_max, want.layer_max, 1e-12, "layer_max");
     EXPECT_NEAR(got.bound_c, want.bound_c, 1e-12 * (1 + want.bound_c));
     EXPECT_DOUBLE_EQ(got.max_loss, want.max_loss);
@@ -185,4 +209,32 @@ TEST(MpiMeasures, SpectrumEigenvaluesAndSlq) {
     expect_close(got.slq_weights[p], want.slq_weights[p], 1e-9, "slq weights");
   }
   EXPECT_EQ(got.hvps, want.hvps);
+}
+
+// --per-layer, power iteration and the landscape over the world equal the single-process run.
+TEST(MpiMeasures, SpectrumPerLayerPowerAndLandscape) {
+  Problem s;
+  SpectrumOptions o;
+  o.top_k = 2;
+  o.lanczos_steps = 5;
+  o.per_layer = true;
+  o.slq_probes = 1;
+  const auto want = compute_spectrum(s.ctx(*s.local), o);
+  const auto got = compute_spectrum(s.ctx(world()), o);
+  ASSERT_EQ(got.per_layer.size(), want.per_layer.size());
+  for (std::size_t i = 0; i < want.per_layer.size(); ++i) {
+    expect_close(got.per_layer[i].eigenvalues, want.per_layer[i].eigenvalues, 1e-10, "per-layer eigenvalues");
+    expect_close(got.per_layer[i].slq_nodes[0], want.per_layer[i].slq_nodes[0], 1e-9, "per-layer slq");
+  }
+  SpectrumOptions p;
+  p.method = SpectrumMethod::kPower;
+  p.top_k = 2;
+  p.max_iter = 15;
+  p.landscape_points = 3;
+  p.landscape_radius = 0.1;
+  const auto pw = compute_spectrum(s.ctx(*s.local), p);
+  const auto pg = compute_spectrum(s.ctx(world()), p);
+  expect_close(pg.eigenvalues, pw.eigenvalues, 1e-10, "power eigenvalues");
+  EXPECT_EQ(pg.iterations, pw.iterations);
+  expect_close(pg.landscape_loss, pw.landscape_loss, 1e-12, "landscape");
 }
