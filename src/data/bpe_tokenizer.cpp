@@ -10,6 +10,7 @@
 
 #include "data/tokenizer_unicode.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace hessgap::data {
 namespace {
@@ -46,6 +47,7 @@ std::size_t class_run_at(const std::u32string& c, std::size_t i, Pred pred) {
 }
 
 std::string read_file(const std::string& path) {
+  refuse_special_file(path, "tokenizer file");
   std::ifstream in(path, std::ios::binary);
   HG_CHECK(in, "cannot open '" << path << "'");
   std::ostringstream os;

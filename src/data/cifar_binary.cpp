@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace hessgap::data {
 namespace fs = std::filesystem;
@@ -13,6 +14,7 @@ namespace {
 
 std::vector<std::string> read_names(const std::string& path) {
   std::vector<std::string> names;
+  refuse_special_file(path, "CIFAR class names file");
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {

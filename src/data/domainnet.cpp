@@ -17,12 +17,14 @@
 #include "data/image_folder.h"
 #include "data/npy.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace hessgap::data {
 namespace fs = std::filesystem;
 namespace {
 
 std::vector<std::string> read_lines(const std::string& path) {
+  refuse_special_file(path, "DomainNet list");
   std::ifstream in(path);
   HG_CHECK(in, "cannot open '" << path << "'");
   std::vector<std::string> lines;
@@ -61,6 +63,7 @@ std::array<std::array<double, 3>, 2> DomainNetDataset::folder_stats(const std::s
   std::array<std::array<double, 3>, 2> out{};
   const std::string json_path = folder + "/norm_stats.json";
   if (fs::exists(json_path)) {
+    refuse_special_file(json_path, "DomainNet statistics file");
     std::ifstream in(json_path);
     nlohmann::json j;
     try {

@@ -6,6 +6,7 @@
 
 #include "data/tokenizer_unicode.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace hessgap::data {
 namespace {
@@ -86,6 +87,7 @@ std::string join(const std::vector<std::string>& fields) {
 std::vector<GlueExample> read_glue_tsv(const std::string& path, const std::string& task) {
   const Task spec = task_of(task);
   const std::vector<Layout>& candidates = spec.layouts;
+  refuse_special_file(path, "GLUE file");
   std::ifstream in(path, std::ios::binary);
   HG_CHECK(in, "cannot open GLUE file '" << path << "'");
   std::vector<std::string> lines;

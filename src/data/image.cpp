@@ -31,7 +31,7 @@ namespace hessgap::data {
 namespace {
 
 std::vector<std::uint8_t> read_file(const std::string& path) {
-  require_regular_file(path, "image file");
+  refuse_special_file(path, "image file");
   std::ifstream in(path, std::ios::binary);
   HG_CHECK(in, "cannot open image file '" << path << "'");
   std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -13,6 +13,7 @@
 #include "data/mat_file.h"
 #include "data/sampler.h"
 #include "util/error.h"
+#include "util/input_file.h"
 #include "util/rng.h"
 
 namespace hessgap::data {
@@ -64,6 +65,7 @@ void require_file(const std::string& title, const std::string& path, const std::
 // Non-blank lines of a text file with their 1-based numbers, trimmed ('\r' included).
 std::vector<std::pair<std::int64_t, std::string>> read_lines(const std::string& title, const std::string& path) {
   require_file(title, path, "file");
+  refuse_special_file(path, title + " file");
   std::ifstream in(path);
   HG_CHECK(in, title << ": cannot open '" << path << "'");
   std::vector<std::pair<std::int64_t, std::string>> out;

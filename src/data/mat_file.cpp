@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace hessgap::data {
 namespace {
@@ -387,6 +388,7 @@ const MatArray& MatArray::field(const std::string& name, std::int64_t i) const {
 }
 
 std::vector<MatArray> read_mat_file(const std::string& path) {
+  refuse_special_file(path, "MAT-file");
   std::ifstream in(path, std::ios::binary);
   HG_CHECK(in, "MAT-file '" << path << "' does not exist or cannot be opened");
   const std::vector<std::uint8_t> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "util/error.h"
+#include "util/input_file.h"
 #include "util/rng.h"
 
 namespace hessgap::data {
@@ -36,6 +37,7 @@ MitIndoorDataset::MitIndoorDataset(std::string root, std::string split, MitIndoo
   std::vector<std::int64_t> entries;  // folder index of each list line
   std::vector<std::int64_t> lines;    // its line number
   {
+    refuse_special_file(list, "MIT-Indoor list");
     std::ifstream in(list);
     HG_CHECK(in, "cannot open '" << list << "'");
     std::string line;

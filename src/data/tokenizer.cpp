@@ -88,7 +88,7 @@ namespace {
 // do_lower_case of tokenizer_config.json, when the file exists and has it.
 std::optional<bool> config_lowercase(const std::string& folder) {
   const std::string path = folder + "/tokenizer_config.json";
-  if (!fs::is_regular_file(path)) return std::nullopt;
+  if (!fs::is_regular_file(path)) return std::nullopt;  // also keeps a FIFO from blocking the read
   std::ifstream in(path);
   HG_CHECK(in, "cannot open '" << path << "'");
   nlohmann::json config;

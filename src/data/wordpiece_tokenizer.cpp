@@ -7,6 +7,7 @@
 
 #include "data/tokenizer_unicode.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 namespace hessgap::data {
 namespace {
@@ -37,6 +38,7 @@ WordPieceTokenizer::WordPieceTokenizer(const std::string& vocab_txt_path, WordPi
     : vocab_path_(vocab_txt_path), options_(std::move(options)) {
   HG_CHECK(options_.max_input_chars_per_word > 0,
            "WordPiece: max_input_chars_per_word must be > 0, got " << options_.max_input_chars_per_word);
+  refuse_special_file(vocab_path_, "vocabulary");
   std::ifstream in(vocab_path_, std::ios::binary);
   HG_CHECK(in, "cannot open vocabulary '" << vocab_path_ << "'");
   std::string line;

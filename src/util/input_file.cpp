@@ -26,4 +26,9 @@ std::uint64_t require_regular_file(const std::string& path, const std::string& w
   HG_FAIL(what << " '" << path << "' is not a regular file: it is " << kind);
 }
 
+void refuse_special_file(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) require_regular_file(path, what);
+}
+
 }  // namespace hessgap

@@ -15,4 +15,9 @@ namespace hessgap {
 // (permissions) with their reason.
 std::uint64_t require_regular_file(const std::string& path, const std::string& what);
 
+// The same refusal for callers that report a missing or unreadable file in their own words: nothing
+// happens when `path` cannot be stat'ed (the caller's open then fails as before); an existing path
+// that is not a regular file is refused as above.
+void refuse_special_file(const std::string& path, const std::string& what);
+
 }  // namespace hessgap

@@ -11,9 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "data/glue.h"
 #include "data/idx_dataset.h"
 #include "data/image.h"
+#include "data/mat_file.h"
 #include "data/npy.h"
+#include "data/wordpiece_tokenizer.h"
 #include "test_helpers.h"
 #include "tests/support/error_of.h"
 
@@ -131,10 +134,16 @@ TEST(DataHostile, FifoAndDeviceInputsAreRefusedAtOnce) {
   const std::string image = error_of([&] { decode_image(fifo); });
   const std::string idx = error_of([&] { read_idx(fifo, 3); });
   const std::string npy = error_of([&] { read_npy(fifo); });
+  const std::string glue = error_of([&] { read_glue_tsv(fifo, "sst2"); });
+  const std::string mat = error_of([&] { read_mat_file(fifo); });
+  const std::string vocab = error_of([&] { WordPieceTokenizer t(fifo); });
   ::close(fd);
   EXPECT_NE(image.find("image file '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << image;
   EXPECT_NE(idx.find("IDX file '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << idx;
   EXPECT_NE(npy.find(".npy file '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << npy;
+  EXPECT_NE(glue.find("GLUE file '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << glue;
+  EXPECT_NE(mat.find("MAT-file '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << mat;
+  EXPECT_NE(vocab.find("vocabulary '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << vocab;
   const std::string dev = error_of([&] { read_idx("/dev/zero", 3); });
   EXPECT_NE(dev.find("IDX file '/dev/zero' is not a regular file: it is a character device"), std::string::npos) << dev;
 }
