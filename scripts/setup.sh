@@ -4,8 +4,9 @@
 #   scripts/setup.sh            install packages (if missing) and build into ./build
 #   scripts/setup.sh run [...]  ... then run the main job on the embedded data under mpirun -np 2
 #                               (extra arguments go to `hessgap run`)
-#   scripts/setup.sh test       ... then run every test (unit, mpi, integration, slurm; data when ../shared/data
-#                               exists); also installs slurm-wlm and munge for the slurm test
+#   scripts/setup.sh test       ... then run every test (unit, mpi, integration, slurm, fuzz; data when
+#                               ../shared/data exists); also installs slurm-wlm and munge for the slurm
+#                               test and clang for the fuzzers
 #
 # Idempotent: packages are installed only when one is missing, the build is incremental (ccache).
 # Environment: HG_BUILD_DIR (default ./build), HG_JOBS (default: number of cores), HG_RANKS (run: 2).
@@ -23,8 +24,9 @@ PACKAGES=(g++ cmake make ccache libtorch-dev libopenblas0-openmp libopenmpi-dev 
   python3-matplotlib python3-pil python3-pytest)
 # The slurm test (tests/slurm) runs the sbatch scripts on a real one-node Slurm with munge: only for
 # `test`, so that the first `scripts/setup.sh run` installs no more than the main job needs.
+# The fuzz test (tests/fuzz, scripts/fuzz.sh) builds with clang and its libFuzzer/sanitizer runtimes.
 if [[ "$MODE" == "test" ]]; then
-  PACKAGES+=(slurm-wlm munge)
+  PACKAGES+=(slurm-wlm munge clang libclang-rt-14-dev)
 fi
 
 missing=()

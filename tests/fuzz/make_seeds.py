@@ -1,0 +1,60 @@
+#!/usr/bin/python3
+"""Writes the seed corpus of each fuzz harness under corpus/<target>/ (small valid inputs, made here with
+Python's zipfile, Pillow, numpy and scipy, plus a few committed fixtures). Rerun only to change the seeds;
+crash inputs found later go to corpus/<target>/ by hand, named regression-<what>."""
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def put(target, name, data):
+    d = HERE / "corpus" / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(data)
+
+
+def main():
+    # zip: a stored and a deflated member, and a torch.save-like layout
+    for method, name in ((zipfile.ZIP_STORED, "stored.zip"), (zipfile.ZIP_DEFLATED, "deflated.zip")):
+        b = io.BytesIO()
+        with zipfile.ZipFile(b, "w", method) as z:
+            z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+            z.writestr("archive/data/0", bytes(range(64)))
+        put("zip", name, b.getvalue())
+    # images: tiny RGB JPEG and PNG, a grey PNG, a palette PNG
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 255, (6, 5, 3), dtype=np.uint8)
+    for fmt, mode, name in (("JPEG", "RGB", "rgb.jpg"), ("PNG", "RGB", "rgb.png"), ("PNG", "L", "grey.png"),
+                            ("PNG", "P", "palette.png")):
+        b = io.BytesIO()
+        Image.fromarray(px).convert(mode).save(b, fmt)
+        put("image", name, b.getvalue())
+    # npy: int64 vector, float32 matrix, big-endian int32, Fortran order
+    for arr, name in ((np.arange(7, dtype=np.int64), "int64.npy"), (rng.random((3, 4), dtype=np.float32), "f32.npy"),
+                      (np.arange(5, dtype=">i4"), "be_i4.npy"), (np.asfortranarray(np.ones((2, 3))), "fortran.npy")):
+        b = io.BytesIO()
+        np.save(b, arr)
+        put("npy", name, b.getvalue())
+    # mat: the committed level-5 cases (compressed and big-endian included)
+    (HERE / "corpus/mat").mkdir(parents=True, exist_ok=True)
+    for f in ("mat_cases.mat", "mat_cases_z.mat", "mat_cases_be.mat"):
+        shutil.copy(ROOT / "tests/fixtures/image_benchmarks" / f, HERE / "corpus/mat" / f)
+    # bpe: mode 0 (vocab.json), 1 (merges.txt), 2 (text)
+    put("bpe", "vocab.bin", b"\x00" + b'{"<s>":0,"<pad>":1,"</s>":2,"<unk>":3,"a":4}')
+    put("bpe", "merges.bin", b"\x01#version: 0.2\n\xc4\xa0 t\n")
+    put("bpe", "text.bin", b"\x02Hello world, it's 2026! \xc3\xa9t\xc3\xa9  \n\tdone")
+    # wordpiece: mode 0 (vocab.txt), 2 (uncased text), 3 (cased text)
+    put("wordpiece", "vocab.bin", b"\x00[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n##s\n")
+    put("wordpiece", "text.bin", "\x02Héllo  WoŕlḊ¿ the things, republica 中文".encode())
+    put("wordpiece", "cased.bin", "\x03The Things".encode())
+
+
+if __name__ == "__main__":
+    main()
