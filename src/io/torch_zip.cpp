@@ -166,7 +166,20 @@ class Unpickler {
     stack_.resize(m);
     return items;
   }
-  void push(VP v) { stack_.push_back(std::move(v)); }
+  // Every value pushed or put into a container counts against kMaxValues: a pickle of repeated
+  // one-byte opcodes (DUP, NONE, APPEND) compresses a thousandfold, and each one costs a pointer or a
+  // value here, so the count, not the file's size, is what bounds memory (10^7: about 1.5 GB at most;
+  // a state dict needs about 50 per tensor).
+  static constexpr std::int64_t kMaxValues = 10'000'000;
+  void count_value() {
+    if (++values_ > kMaxValues) {
+      fail("the pickle builds more than " + std::to_string(kMaxValues) + " values (a state dict needs about 50 per tensor)");
+    }
+  }
+  void push(VP v) {
+    count_value();
+    stack_.push_back(std::move(v));
+  }
   void push_int(std::int64_t i) {
     VP v = make(Kind::Int);
     v->i = i;
@@ -182,6 +195,7 @@ class Unpickler {
   // not either (~Value), so a container deepened later through the memo cannot overflow the stack.
   static constexpr int kMaxDepth = 1000;
   void adopt(Value& container, const VP& item) {
+    count_value();
     if (item->depth + 1 > container.depth) container.depth = item->depth + 1;
     if (container.depth > kMaxDepth) {
       fail("the pickle nests values more than " + std::to_string(kMaxDepth) + " levels deep (a state dict needs a few)");
@@ -447,6 +461,7 @@ class Unpickler {
   std::size_t pos_ = 0, op_pos_ = 0;
   unsigned char op_ = 0;
   std::vector<VP> stack_;
+  std::int64_t values_ = 0;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, VP> memo_;
 };
@@ -529,6 +544,10 @@ NamedTensors read_torch_zip(const std::string& path, std::map<std::string, std::
 
   const ZipReader::Entry* pkl = zip.find(prefix + "data.pkl");
   const std::string where = "torch.save file '" + path + "' (" + pkl->name + ")";
+  // A state dict's pickle is kilobytes (the tensors are separate records); bounded before reading.
+  constexpr std::uint64_t kMaxPickleBytes = std::uint64_t{1} << 30;
+  HG_CHECK(pkl->size <= kMaxPickleBytes, where << " is " << pkl->size << " bytes, more than the limit of "
+                                                << kMaxPickleBytes << " for a pickle");
   const std::string data = zip.read(*pkl);
   VP root = Unpickler(data, where, load_storage).run();
 

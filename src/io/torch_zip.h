@@ -30,8 +30,11 @@ namespace hessgap::io {
 // named with its byte offset in data.pkl; a malformed pickle; no data.pkl (a TorchScript archive
 // from torch.jit.save is named as such); a big-endian archive; a missing storage record or one
 // whose size disagrees with its numel; a view outside its storage; a saved object that is not a
-// state dict (naming the key whose value is not a tensor); and those of ZipReader (truncated
-// file, CRC mismatch).
+// state dict (naming the key whose value is not a tensor); a data.pkl over 1 GiB, nesting deeper than
+// 1000 levels or more than 10^7 values pushed or stored (memory bounds; nested values are freed
+// without recursion); a storage whose declared element count disagrees with its record, or a view
+// with more elements than its storage (both checked before allocating); and those of ZipReader
+// (truncated file, forged sizes, CRC mismatch).
 NamedTensors read_torch_zip(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
 
 }  // namespace hessgap::io

@@ -237,6 +237,16 @@ TEST(ioHostile, DeeplyNestedPickleIsRefusedNotACrash) {
   EXPECT_HAS(msg, "the saved object is a list, not a dict of tensors");
 }
 
+TEST(ioHostile, PickleOfRepeatedOpcodesIsBoundedInValues) {
+  // 10^7 DUPs of one None: 10 MB of pickle in a 10 kB zip, each DUP a pointer on the stack.
+  const std::string pkl = std::string("\x80\x02N", 3) + std::string(10'000'001, '2') + ".";
+  const std::string path = write_zip("dups.pt", {deflated("a/data.pkl", pkl)});
+  EXPECT_LT(test::read_bytes(path).size(), 100'000u);
+  const std::string msg = error_of([&] { read_checkpoint(path); });
+  EXPECT_HAS(msg, "torch.save file '" + path + "' (a/data.pkl), byte 10000002");
+  EXPECT_HAS(msg, "builds more than 10000000 values");
+}
+
 // ---- safetensors -------------------------------------------------------------------------------------
 
 TEST(ioHostile, SafetensorsShapeWhoseByteSizeWraps) {
