@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 #include <fcntl.h>
+#include <hdf5.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -263,6 +264,41 @@ TEST(ioHostile, SafetensorsShapeWhoseByteSizeWraps) {
     EXPECT_HAS(msg, "tensor 'w' in safetensors file '" + path + "'");
     EXPECT_HAS(msg, "is too large");
   }
+}
+
+// ---- HDF5 checkpoints ----------------------------------------------------------------------------
+
+// A hessgap checkpoint whose one tensor is a chunked dataset of `dims` never written: no storage in
+// the file, read back as fill values.
+std::string h5_declaring(const std::string& leaf, std::vector<hsize_t> dims, std::vector<hsize_t> chunk) {
+  const std::string path = tmp_path(leaf);
+  {
+    H5File f = H5File::create(path);
+    f.set_attr("/", "format", "hessgap-checkpoint");
+    f.set_attr("/", "format_version", int64_t{1});
+    f.create_group("/tensors");
+    f.close();
+  }
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  EXPECT_GE(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), 0);
+  const hid_t d = H5Dcreate2(file, "/tensors/w", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  EXPECT_GE(d, 0);
+  H5Dclose(d), H5Pclose(dcpl), H5Sclose(space), H5Fclose(file);
+  return path;
+}
+
+TEST(ioHostile, Hdf5TensorLargerThanItsFile) {
+  // 4 PiB declared in a file of a few kB. Before: torch::empty of the declared shape (a c10::Error).
+  std::string path = h5_declaring("huge.h5", {1u << 20, 1u << 20, 1024}, {1, 1, 1024});
+  std::string msg = error_of([&] { read_checkpoint(path); });
+  EXPECT_HAS(msg, "'/tensors/w' in HDF5 file '" + path + "' declares shape [1048576, 1048576, 1024] of "
+                  "4503599627370496 bytes, more than the");
+  EXPECT_HAS(msg, "-byte file can hold (truncated or forged)");
+  // A shape whose byte size overflows int64.
+  path = h5_declaring("overflow.h5", {hsize_t{1} << 40, hsize_t{1} << 40}, {1, 1024});
+  EXPECT_HAS(error_of([&] { read_checkpoint(path); }), "declares shape [1099511627776, 1099511627776] of more than 2^63 bytes");
 }
 
 // ---- inputs that are not regular files -------------------------------------------------------------
