@@ -5,7 +5,8 @@
 # leaves the input under $HG_FUZZ_BUILD_DIR/findings/: fix the parser, then commit the input to
 # tests/fuzz/corpus/<target>/regression-<what> so that every later run replays it.
 #
-#   scripts/fuzz.sh [--seconds N] [target ...]     targets: zip image npy mat bpe wordpiece (default: all)
+#   scripts/fuzz.sh [--seconds N] [target ...]   targets: zip image npy mat bpe wordpiece checkpoint config
+#                                                idx glue (default: all)
 #
 # Environment: HG_FUZZ_BUILD_DIR (default ./build-fuzz), HG_FUZZ_SECONDS (default 60 per target).
 set -euo pipefail
@@ -18,7 +19,7 @@ if [[ "${1:-}" == "--seconds" ]]; then
   shift 2
 fi
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(zip image npy mat bpe wordpiece)
+((${#TARGETS[@]})) || TARGETS=(zip image npy mat bpe wordpiece checkpoint config idx glue)
 
 if ! command -v clang++ >/dev/null; then
   echo "fuzz: clang++ is not installed (Debian: clang-14 libclang-rt-14-dev); scripts/setup.sh test installs it" >&2
@@ -34,7 +35,7 @@ cmake -S "$ROOT/tests/fuzz" -B "$BUILD" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COM
 cmake --build "$BUILD" -j "${HG_JOBS:-$(nproc)}" >"$BUILD/build.log" 2>&1 || { tail -50 "$BUILD/build.log"; exit 1; }
 
 # Inputs over 2 GiB of memory or 10 s are findings too; leaks are reported (ASan's leak checker).
-OPTIONS=(-rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1)
+OPTIONS=(-rss_limit_mb=2048 -timeout=10)
 FINDINGS="$BUILD/findings"
 mkdir -p "$FINDINGS"
 status=0
@@ -43,18 +44,20 @@ for t in "${TARGETS[@]}"; do
   corpus="$ROOT/tests/fuzz/corpus/$t"
   [[ -x "$BUILD/fuzz_$t" && -d "$corpus" ]] || { echo "fuzz: unknown target '$t'" >&2; exit 2; }
   log="$BUILD/fuzz_$t.log"
-  # Replay: each committed input once.
-  if ! "$BUILD/fuzz_$t" "${OPTIONS[@]}" -runs=0 "$corpus" >"$log.replay" 2>&1; then
+  # Replay: each committed input once, whole (given as files, not as a corpus that -max_len would cut).
+  mapfile -t inputs < <(find "$corpus" -type f | sort)
+  if ! "$BUILD/fuzz_$t" "${OPTIONS[@]}" "${inputs[@]}" >"$log.replay" 2>&1; then
     echo "fuzz: $t fails on a committed input:" >&2
     tail -40 "$log.replay" >&2
     status=1
     continue
   fi
-  replayed=$(find "$corpus" -type f | wc -l)
+  replayed=${#inputs[@]}
   # Fuzz: new inputs go to a scratch corpus (the first directory), seeded by the committed one.
   work="$BUILD/work/$t"
   mkdir -p "$work"
-  if ! "$BUILD/fuzz_$t" "${OPTIONS[@]}" -max_total_time="$SECONDS_EACH" -artifact_prefix="$FINDINGS/$t-" \
+  if ! "$BUILD/fuzz_$t" "${OPTIONS[@]}" -max_len=65536 -print_final_stats=1 -max_total_time="$SECONDS_EACH" \
+      -artifact_prefix="$FINDINGS/$t-" \
       "$work" "$corpus" >"$log" 2>&1; then
     echo "fuzz: $t: a finding (input under $FINDINGS):" >&2
     grep -E "ERROR|SUMMARY|==[0-9]+==|#[0-9]+ " "$log" | tail -30 >&2

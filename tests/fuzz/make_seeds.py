@@ -3,6 +3,7 @@
 Python's zipfile, Pillow, numpy and scipy, plus a few committed fixtures). Rerun only to change the seeds;
 crash inputs found later go to corpus/<target>/ by hand, named regression-<what>."""
 import io
+import struct
 import shutil
 import zipfile
 from pathlib import Path
@@ -56,5 +57,34 @@ def main():
     put("wordpiece", "cased.bin", "\x03The Things".encode())
 
 
+def torch_seeds():
+    """Seeds of the harnesses that produce tensors (fuzz_checkpoint, fuzz_config, fuzz_idx, fuzz_glue)."""
+    import torch
+    put("checkpoint", "small.safetensors", (ROOT / "tests/fixtures/io/small.safetensors").read_bytes())
+    for name, obj in (("state_dict.pt", {"w": torch.arange(6, dtype=torch.float32).view(2, 3), "b": torch.ones(2)}),
+                      ("nested.pt", {"state_dict": {"fc.weight": torch.zeros(2, 2, dtype=torch.float64)}, "epoch": 3})):
+        b = io.BytesIO()
+        torch.save(obj, b)
+        put("checkpoint", name, b.getvalue())
+    # Regression: a 251-byte-class torch.save zip whose pickle nests 100,000 tuples (issue #12: it overflowed
+    # the stack when freed).
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02)" + b"\x85" * 100000 + b".")
+    put("checkpoint", "regression-nested-tuples.pt", b.getvalue())
+    b = io.BytesIO()
+    np.savez(b, **{"Transformer/encoder_norm/scale": np.ones(4, np.float32), "head/bias": np.zeros(3, np.float32)})
+    put("checkpoint", "vit.npz", b.getvalue())
+    for model in ("bert-tiny", "roberta-tiny", "vit-tiny"):
+        put("config", model + ".json", (ROOT / "tests/fixtures/hf" / model / "config.json").read_bytes())
+    labels = np.array([3, 1, 4, 1, 5], np.uint8)
+    put("idx", "labels.idx", struct.pack(">HBBI", 0, 8, 1, 5) + labels.tobytes())
+    put("idx", "images.idx", struct.pack(">HBBIII", 0, 8, 3, 2, 3, 3) + bytes(range(18)))
+    for task, byte in (("MRPC", b"\x00"), ("SST-2", b"\x01")):
+        lines = (ROOT / "tests/fixtures/text/glue" / task / "train_head.tsv").read_bytes().splitlines(True)[:6]
+        put("glue", task.lower() + ".bin", byte + b"".join(lines))
+
+
 if __name__ == "__main__":
     main()
+    torch_seeds()
