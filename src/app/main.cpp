@@ -110,6 +110,9 @@ int main(int argc, char** argv) {
           hessgap::log::set_verbosity(v->as<int>());
         }
         warn_about_generic_blas();
+        // A signal ends a measurement at once, removing its temporary output (train and sweep then put
+        // their stop-at-the-next-step handlers in place of SIGTERM's and SIGUSR1's).
+        hessgap::signals::install_exit_handlers();
         return fn(*world, join(original));
       }
     }

@@ -71,7 +71,8 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   cmd->add_option("--seed", o.seed, "Seed of probes, noise and the random sample order");
   cmd->add_option("--dtype", o.dtype, "Compute dtype: float32 | float64");
   cmd->add_option("--device", o.device, "cpu | cuda | cuda:N (TF32 stays off: it changes HVPs at the 1e-3 level)");
-  cmd->add_option("--out", o.out, "Write results to this HDF5 file (written under a temporary name, then renamed)");
+  cmd->add_option("--out", o.out, "Write results to this HDF5 file (written under a temporary name, then renamed)")
+      ->check([](const std::string& v) { return v.empty() ? std::string("--out must not be empty (omit it to write no file)") : std::string(); });
   cmd->add_option("--threads", o.threads, "Intra-op threads per rank (1 is best with one rank per core)");
   cmd->add_option("--verbosity", o.verbosity, "0 quiet, 1 progress, 2 debug");
 }

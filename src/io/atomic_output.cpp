@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "util/error.h"
+#include "util/signals.h"
 
 namespace hessgap::io {
 
@@ -48,6 +49,13 @@ void check_writable_output(const std::string& path) {
                                      << (fs::is_symlink(link) ? std::string("a symbolic link to ") + kind_of(target)
                                                               : std::string(kind_of(link)))
                                      << ", not a regular file (the output is written beside it and renamed over it)");
+    // The rename would replace a read-only file even where writing to it is refused (and as root always):
+    // a file made read-only is one the user meant to keep.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0) {
+      HG_FAIL("cannot write output '" << path << "': it exists and is read-only (mode " << std::oct
+                                      << (st.st_mode & 07777) << std::dec << "); remove it or make it writable to replace it");
+    }
   }
   fs::path dir = fs::path(path).parent_path();
   if (dir.empty()) dir = ".";
@@ -73,6 +81,8 @@ AtomicOutput::AtomicOutput(std::string final_path) : final_path_(std::move(final
     if (fd >= 0) {
       ::close(fd);
       temp_path_ = name.str();
+      // A signal that ends the process (signals::install_exit_handlers) removes it too.
+      cleanup_slot_ = signals::register_cleanup_file(temp_path_);
       return;
     }
     HG_CHECK(errno == EEXIST && attempt < 100, "cannot create a temporary file for output '"
@@ -81,8 +91,10 @@ AtomicOutput::AtomicOutput(std::string final_path) : final_path_(std::move(final
 }
 
 AtomicOutput::AtomicOutput(AtomicOutput&& o) noexcept
-    : final_path_(std::move(o.final_path_)), temp_path_(std::move(o.temp_path_)), committed_(o.committed_) {
+    : final_path_(std::move(o.final_path_)), temp_path_(std::move(o.temp_path_)), committed_(o.committed_),
+      cleanup_slot_(o.cleanup_slot_) {
   o.committed_ = true;  // the moved-from object owns nothing
+  o.cleanup_slot_ = -1;
 }
 
 AtomicOutput& AtomicOutput::operator=(AtomicOutput&& o) noexcept {
@@ -91,7 +103,9 @@ AtomicOutput& AtomicOutput::operator=(AtomicOutput&& o) noexcept {
     final_path_ = std::move(o.final_path_);
     temp_path_ = std::move(o.temp_path_);
     committed_ = o.committed_;
+    cleanup_slot_ = o.cleanup_slot_;
     o.committed_ = true;
+    o.cleanup_slot_ = -1;
   }
   return *this;
 }
@@ -103,6 +117,8 @@ void AtomicOutput::discard() noexcept {
     std::error_code ec;
     fs::remove(temp_path_, ec);
   }
+  signals::unregister_cleanup_file(cleanup_slot_);
+  cleanup_slot_ = -1;
 }
 
 void AtomicOutput::commit() {
@@ -114,6 +130,8 @@ void AtomicOutput::commit() {
   fs::rename(temp_path_, final_path_, ec);
   HG_CHECK(!ec, "cannot rename '" << temp_path_ << "' to '" << final_path_ << "': " << ec.message());
   committed_ = true;
+  signals::unregister_cleanup_file(cleanup_slot_);
+  cleanup_slot_ = -1;
 }
 
 }  // namespace hessgap::io

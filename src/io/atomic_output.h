@@ -42,6 +42,7 @@ class AtomicOutput {
   std::string final_path_;
   std::string temp_path_;
   bool committed_ = false;
+  int cleanup_slot_ = -1;  // signals' registry of files to remove on a fatal signal (-1: none)
 };
 
 }  // namespace hessgap::io

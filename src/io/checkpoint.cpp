@@ -424,6 +424,11 @@ LoadReport load_state_dict(torch::nn::Module& module, const StateDict& state, co
                                shape_str(target.sizes()) + ")");
       continue;
     }
+    // A floating weight from an integer or boolean tensor would be silently cast: not a checkpoint of
+    // this model (or a corrupted one).
+    HG_CHECK(!target.is_floating_point() || src.is_floating_point(),
+             "tensor '" << name << "' in " << source << " holds " << src.scalar_type() << " values, but the model's "
+                        << name << " is " << target.scalar_type() << " (integer weights are not converted)");
     copies.emplace_back(target, &src);
     report.loaded.push_back(name);
   }

@@ -4,6 +4,8 @@
 // the same command resumes. Torch-free, async-signal-safe handlers.
 #pragma once
 
+#include <string>
+
 namespace hessgap::signals {
 
 // The exit code of a job that stopped on request: "interrupted, rerun to resume" (slurm/*.sbatch requeue
@@ -17,6 +19,18 @@ void install_stop_handlers();
 // The signal number received since install (0: none). Not collective: ranks poll it and agree through
 // an all-reduce.
 int stop_signal();
+
+// For every other subcommand: SIGINT, SIGTERM, SIGUSR1 and SIGHUP remove the registered files (the
+// temporary outputs being written) and end the process at once with kExitInterrupted, so an interrupted
+// measurement leaves neither an output nor a temporary file. train and sweep replace the SIGTERM/SIGUSR1
+// handlers with install_stop_handlers afterwards (a second SIGTERM there ends the same way).
+void install_exit_handlers();
+
+// Registers a file for removal by a fatal signal (above); returns its slot, or -1 when the registry (8
+// files of up to 4095 bytes of path) is full. unregister_cleanup_file(-1) is a no-op. Not thread-safe
+// among callers; safe against the handler (which reads only completed entries).
+int register_cleanup_file(const std::string& path);
+void unregister_cleanup_file(int slot);
 
 // Sets the flag as if `signo` had arrived (tests; a controller that wants its groups to stop).
 void request_stop(int signo);

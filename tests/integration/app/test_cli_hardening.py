@@ -3,13 +3,17 @@ with NaN or infinite weights refused by every measuring subcommand (naming the t
 --allow-nonfinite; --out naming a FIFO, a device or a link to one refused before any work; --threads
 beyond the machine's cores refused; sizes declared by a checkpoint, image, IDX header or config.json
 checked before allocating (a forged zip member, a 100,000-deep pickle, a huge HDF5 dataset, a JPEG
-declaring 20000x20000, HESSGAP_MAX_IMAGE_PIXELS); a FIFO or device as a checkpoint; --eps bounded.
-Exit 2, nothing written.
+declaring 20000x20000, HESSGAP_MAX_IMAGE_PIXELS); a FIFO or device as a checkpoint; --eps bounded;
+--out '' and a read-only --out; integer weights for float ones. Exit 2, nothing written. A signal ends a
+measurement with exit 3 and no leftovers.
 """
 import json
 import os
 import shutil
+import signal
 import struct
+import subprocess
+import time
 import zipfile
 import zlib
 
@@ -67,6 +71,49 @@ def test_special_outputs_are_refused(hessgap_bin, tmp_path):
         assert_failed(r, 2, f"cannot write output '{out}': {why}")
     assert sorted(leftovers(tmp_path)) == ["fifo", "null-link"]
     assert os.path.islink(link) and os.readlink(link) == "/dev/null"
+
+
+def test_empty_and_read_only_outputs_are_refused(hessgap_bin, tmp_path):
+    r = run_hg("eval", "--checkpoint", WEIGHTS, *TINY, "--out", "")
+    assert_failed(r, 2, "--out must not be empty")
+    kept = tmp_path / "kept.h5"
+    kept.write_bytes(b"precious")
+    kept.chmod(0o444)
+    r = run_hg("eval", "--checkpoint", WEIGHTS, *TINY, "--out", kept)
+    assert_failed(r, 2, f"cannot write output '{kept}': it exists and is read-only (mode 444)")
+    assert kept.read_bytes() == b"precious" and leftovers(tmp_path) == ["kept.h5"]
+
+
+def test_integer_weights_are_refused_naming_the_tensor(hessgap_bin, tmp_path):
+    tensors = read_safetensors(WEIGHTS)
+    tensors["conv1.weight"] = np.round(tensors["conv1.weight"] * 100).astype(np.int32)
+    ints = tmp_path / "ints.safetensors"
+    write_safetensors(ints, tensors)
+    r = run_hg("eval", "--checkpoint", ints, *TINY, "--out", tmp_path / "e.h5")
+    assert_failed(r, 2, "tensor 'conv1.weight'", "holds Int values", "integer weights are not converted")
+    assert not (tmp_path / "e.h5").exists()
+
+
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1])
+def test_a_signal_ends_a_measurement_without_leftovers(hessgap_bin, tmp_path, signo):
+    """A measuring subcommand interrupted (here during its HVPs) exits 3 and leaves neither the output nor a
+    temporary file; the temporary file's own removal on a signal during the write is the unit test
+    ioAtomicOutput.AFatalSignalRemovesTheTemporaryFile."""
+    out = tmp_path / "t.h5"
+    cmd = [hessgap_bin, "traces", "--checkpoint", str(WEIGHTS),
+           "--data", str(IMAGES), "--batch-size", "4", "--sample-size", "100", "--max-probes", "1000", "--tol", "1e-12",
+           "--verbosity", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    line = ""
+    while not line.startswith("model:"):  # loaded: the HVPs of the first batch follow at once
+        line = proc.stdout.readline()
+        assert line, "hessgap ended before loading its model"
+    time.sleep(1.0)
+    proc.send_signal(signo)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 3, (proc.returncode, rest)
+    assert leftovers(tmp_path) == []
 
 
 def test_threads_beyond_the_cores_are_refused(hessgap_bin):

@@ -3,11 +3,13 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "io_test_util.h"
+#include "util/signals.h"
 
 namespace hessgap::io {
 namespace {
@@ -55,6 +57,48 @@ TEST(ioAtomicOutput, DestructorRemovesUncommittedTemp) {
   }
   EXPECT_FALSE(fs::exists(temp));
   EXPECT_FALSE(fs::exists(path));
+}
+
+TEST(ioAtomicOutput, AFatalSignalRemovesTheTemporaryFile) {
+  // A child process writes, is signalled before it commits, and exits 3 with the temp file gone.
+  for (int signo : {SIGINT, SIGTERM, SIGUSR1}) {
+    const std::string path = tmp_path("signalled-" + std::to_string(signo) + ".bin");
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      signals::install_exit_handlers();
+      AtomicOutput out(path);
+      test::write_bytes(out.temp_path(), "partial");
+      const std::string temp = out.temp_path() + "\n";
+      if (::write(fds[1], temp.data(), temp.size()) != static_cast<ssize_t>(temp.size())) ::_exit(9);
+      ::raise(signo);
+      ::_exit(8);  // not reached: the handler exits
+    }
+    ::close(fds[1]);
+    std::string temp;
+    char c;
+    while (::read(fds[0], &c, 1) == 1 && c != '\n') temp += c;
+    ::close(fds[0]);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "signal " << signo;
+    EXPECT_EQ(WEXITSTATUS(status), signals::kExitInterrupted) << "signal " << signo;
+    ASSERT_FALSE(temp.empty());
+    EXPECT_FALSE(fs::exists(temp)) << temp;
+    EXPECT_FALSE(fs::exists(path));
+  }
+}
+
+TEST(ioAtomicOutput, ReadOnlyOutputIsNotReplaced) {
+  const std::string path = tmp_path("kept.h5");
+  test::write_bytes(path, "precious");
+  ::chmod(path.c_str(), 0444);
+  EXPECT_HAS(error_of([&] { AtomicOutput out(path); }), "exists and is read-only (mode 444)");
+  EXPECT_EQ(test::read_bytes(path), "precious");
+  ::chmod(path.c_str(), 0644);
 }
 
 TEST(ioAtomicOutput, MoveTransfersOwnership) {

@@ -78,6 +78,22 @@ TEST(ioCheckpoint, LoadCopiesWithDtypeConversion) {
   EXPECT_TRUE(net.fc1->weight.requires_grad());
 }
 
+TEST(ioCheckpoint, IntegerValuesForAFloatingWeightAreRefused) {
+  // Float64 into float32 converts (above); int64 into a float weight is no checkpoint of this model.
+  Net net;
+  StateDict sd = net_values(net);
+  for (auto& [name, t] : sd) {
+    if (name == "fc1.weight") t = t.to(torch::kInt32);
+  }
+  try {
+    load_state_dict(net, sd, {});
+    ADD_FAILURE() << "integer weights were loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'fc1.weight'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Int"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ioCheckpoint, StrictErrorListsEverythingOnce) {
   Net net;
   torch::Tensor before = net.fc1->weight.detach().clone();
