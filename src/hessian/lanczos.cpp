@@ -98,7 +98,7 @@ LanczosResult lanczos(const Operator& op, const BlockVector& start, const Lanczo
         break;
       }
     }
-    if (opts.stop && opts.stop(r.alpha, r.beta)) {
+    if (opts.stop && opts.stop(r.alpha, r.beta, b)) {
       r.converged = true;
       break;
     }

@@ -25,9 +25,10 @@ struct LanczosOptions {
   bool keep_basis = true;   // needed for Ritz vectors; SLQ does not need it (the basis still reorthogonalises)
   // Called after each step with (step, newest Ritz values, ascending); throw to stop (a NaN, say).
   std::function<void(int, const std::vector<double>&)> on_step;
-  // Called after each step with T so far (α [j], β [j−1]); returning true stops the run as converged
-  // (the PSD quadrature's own convergence test, say).
-  std::function<bool(const std::vector<double>&, const std::vector<double>&)> stop;
+  // Called after each step with T so far (α [j], β [j−1]) and the norm of the next residual β_j (the
+  // Ritz residual bounds are |β_j s_ji|); returning true stops the run as converged (the PSD quadrature's
+  // own convergence test, say).
+  std::function<bool(const std::vector<double>&, const std::vector<double>&, double)> stop;
 };
 
 struct LanczosResult {

@@ -43,13 +43,20 @@ std::vector<PsdForm> psd_quadratic_forms(HvpEngine& engine, const std::vector<to
     lo.steps = static_cast<int>(std::min<std::int64_t>(opts.steps, v[i].numel()));
     lo.keep_basis = false;
     double previous = 0;
-    lo.stop = [&](const std::vector<double>& alpha, const std::vector<double>& beta) {
+    lo.stop = [&](const std::vector<double>& alpha, const std::vector<double>& beta, double next_beta) {
       const double value = psd_quadrature(alpha, beta, norm2);
       f.change = alpha.size() < 2 ? INFINITY
                                   : std::abs(value - previous) / std::max(std::abs(value), 1e-300);
       if (value == previous && alpha.size() >= 2) f.change = 0;
       previous = value;
-      return opts.tol > 0 && alpha.size() >= 2 && f.change <= opts.tol;
+      if (opts.tol <= 0 || alpha.size() < 2 || f.change > opts.tol) return false;
+      // While every Ritz value is positive the quadrature is the block form α₀‖v‖² at every step, so an
+      // unchanged value proves nothing until the negative end is resolved: the smallest Ritz value must
+      // have converged too (its residual bound |β_j s_j,0| within tol of the spectrum's scale).
+      const RitzPairs rp = ritz_pairs(alpha, beta);
+      const double scale = std::max(std::abs(rp.values.front()), std::abs(rp.values.back()));
+      const double last_component = rp.vectors[static_cast<std::int64_t>(alpha.size()) - 1][0].item<double>();
+      return std::abs(next_beta * last_component) <= opts.tol * std::max(scale, 1e-300);
     };
     const auto run = lanczos([&](const BlockVector& x) { return BlockVector{engine.block_hvp(i, x[0])}; },
                              {v[i]}, lo);

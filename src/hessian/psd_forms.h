@@ -18,7 +18,8 @@ class HvpEngine;
 struct PsdOptions {
   int steps = 30;     // m: at most this many block HVPs per layer (capped at the layer's size)
   // Stop a layer when the quadrature changes by at most tol relative to its value between two
-  // consecutive steps (0: always run m steps or to an exhausted Krylov space).
+  // consecutive steps and the smallest Ritz value has converged (|β_j s_j,0| ≤ tol·max|θ|: the negative
+  // end of the spectrum that v sees is resolved); 0: always run m steps or to an exhausted Krylov space.
   double tol = 1e-4;
   void validate() const;  // throws hessgap::Error naming --psd-steps / --psd-tol
 };

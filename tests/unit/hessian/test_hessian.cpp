@@ -503,3 +503,28 @@ TEST(PsdForms, ToleranceStopsEarlyAndRecordsTheChange) {
   bad.steps = 0;
   EXPECT_THROW(bad.validate(), Error);
 }
+
+TEST(PsdForms, DoesNotStopBeforeTheNegativeEndIsResolved) {
+  // H = A with 29 positive eigenvalues and one negative one that v barely touches: while every Ritz value
+  // is positive the quadrature equals the block form, step after step; stopping on that would miss H⁻.
+  torch::manual_seed(5);
+  auto lambda = torch::linspace(1.0, 10.0, 30, torch::kFloat64);
+  lambda[0] = -8.0;
+  auto U = std::get<0>(torch::linalg_qr(torch::randn({30, 30}, torch::kFloat64)));
+  auto A = U.mm(torch::diag(lambda)).mm(U.t());
+  auto c = torch::ones({30}, torch::kFloat64);
+  c[0] = 0.05;
+  auto v = U.mv(c);
+  auto w = torch::zeros({30}, torch::kFloat64).requires_grad_();
+  HvpEngine engine(0.5 * w.dot(A.mv(w)), {w});
+  PsdOptions opts;
+  opts.steps = 30;
+  opts.tol = 1e-3;
+  const auto f = psd_quadratic_forms(engine, {v}, opts)[0];
+  const double exact = (c * c * lambda.clamp_min(0)).sum().item<double>();
+  const double block = (c * c * lambda).sum().item<double>();
+  EXPECT_NEAR(f.block, block, 1e-10 * std::abs(block));
+  EXPECT_NEAR(f.psd, exact, 1e-6 * exact) << "steps " << f.steps << ", block " << block;  // exact - block = 0.02
+  EXPECT_GT(f.steps, 2);
+  EXPECT_TRUE(f.converged);
+}
