@@ -10,17 +10,13 @@
 
 namespace hessgap::hessian {
 
-namespace {
-
-double dot(const BlockVector& a, const BlockVector& b) {
+double dot64(const BlockVector& a, const BlockVector& b) {
   double s = 0;
   for (double d : dots64(a, b)) s += d;
   return s;
 }
 
-}  // namespace
-
-double norm64(const BlockVector& v) { return std::sqrt(dot(v, v)); }
+double norm64(const BlockVector& v) { return std::sqrt(dot64(v, v)); }
 
 BlockVector axpby(double a, const BlockVector& v, double b, const BlockVector& w) {
   BlockVector out;
@@ -66,11 +62,11 @@ LanczosResult lanczos(const Operator& op, const BlockVector& start, const Lanczo
   std::vector<BlockVector> q = {axpby(1.0 / start_norm, start, 0.0, start)};
   for (int j = 0; j < opts.steps; ++j) {
     BlockVector w = op(q[static_cast<std::size_t>(j)]);
-    const double a = dot(q[static_cast<std::size_t>(j)], w);
+    const double a = dot64(q[static_cast<std::size_t>(j)], w);
     r.alpha.push_back(a);
     for (int pass = 0; pass < 2; ++pass) {
       for (const auto& qi : q) {
-        const double c = dot(qi, w);
+        const double c = dot64(qi, w);
         for (std::size_t i = 0; i < w.size(); ++i) w[i].add_(qi[i], -c);
       }
     }

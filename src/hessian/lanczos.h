@@ -54,7 +54,8 @@ RitzPairs ritz_pairs(const std::vector<double>& alpha, const std::vector<double>
 // Σ_j s_j q_j: the Ritz vector of coefficients s ([j] float64) in the basis (shapes and dtype of q).
 BlockVector combine(const std::vector<BlockVector>& basis, const torch::Tensor& s);
 
-// ‖v‖ with float64 accumulation, and a·v + b·w.
+// ⟨a, b⟩ over all blocks and ‖v‖, with float64 accumulation, and a·v + b·w.
+double dot64(const BlockVector& a, const BlockVector& b);
 double norm64(const BlockVector& v);
 BlockVector axpby(double a, const BlockVector& v, double b, const BlockVector& w);
 

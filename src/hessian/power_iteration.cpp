@@ -11,16 +11,10 @@ namespace hessgap::hessian {
 
 namespace {
 
-double dot(const BlockVector& a, const BlockVector& b) {
-  double s = 0;
-  for (double d : dots64(a, b)) s += d;
-  return s;
-}
-
 // v minus its components along the (unit) vectors found before.
 BlockVector deflate(BlockVector v, const std::vector<PowerPair>& found) {
   for (const auto& p : found) {
-    const double c = dot(p.vector, v);
+    const double c = dot64(p.vector, v);
     for (std::size_t i = 0; i < v.size(); ++i) v[i].add_(p.vector[i], -c);
   }
   return v;
@@ -43,7 +37,7 @@ std::vector<PowerPair> power_iteration(const Operator& op, const PowerOptions& o
     double previous = 0;
     for (int it = 0; it < opts.max_iter; ++it) {
       const BlockVector w = op(p.vector);
-      p.value = dot(p.vector, w);
+      p.value = dot64(p.vector, w);
       p.residual = norm64(axpby(1.0, w, -p.value, p.vector));
       p.iterations = it + 1;
       const bool settled = it > 0 && std::abs(p.value - previous) / (std::abs(previous) + 1e-6) < opts.tol;
