@@ -17,7 +17,8 @@ std::string valid_vocab() {
       if (c == '"' || c == '\\') quoted += '\\';
       quoted += c;
     }
-    json += (id ? "," : "") + std::string("\"") + quoted + "\":" + std::to_string(id++);
+    json += (id ? "," : "") + std::string("\"") + quoted + "\":" + std::to_string(id);
+    ++id;
   };
   for (const char* s : {"<s>", "<pad>", "</s>", "<unk>"}) add(s);
   for (int b = 0; b < 256; ++b) {
