@@ -370,23 +370,30 @@ TEST(TraceEstimators, ExactWhenTheRankIsBelowTheSketch) {
 }
 
 TEST(TraceEstimators, LowerErrorThanHutchinsonOnADecayingSpectrumAtTheSameBudget) {
-  // λ_j = ±1/j^1.5 (indefinite, as a Hessian block), d = 200, 30 products each, 120 independent keys.
-  auto lambda = torch::arange(1, 201, torch::kFloat64).pow(-1.5);
-  lambda.index_put_({torch::indexing::Slice(1, torch::indexing::None, 3)}, -lambda.index({torch::indexing::Slice(1, torch::indexing::None, 3)}));
-  const auto A = matrix_with_spectrum(lambda, 12);
-  const auto hutch = errors_over_seeds(A, TraceEstimator::kHutchinson, 30, 120);
-  const auto hpp = errors_over_seeds(A, TraceEstimator::kHutchPlusPlus, 30, 120);
-  const auto xt = errors_over_seeds(A, TraceEstimator::kXTrace, 30, 120);
-  EXPECT_LT(hpp.rms, 0.5 * hutch.rms) << "Hutch++ " << hpp.rms << " vs Hutchinson " << hutch.rms;
-  EXPECT_LT(xt.rms, 0.5 * hutch.rms) << "XTrace " << xt.rms << " vs Hutchinson " << hutch.rms;
-  EXPECT_LT(xt.rms, hpp.rms * 1.1) << "XTrace " << xt.rms << " vs Hutch++ " << hpp.rms;
-  // Unbiased: the mean error is within 4 standard errors of the mean.
-  for (const auto* e : {&hutch, &hpp, &xt}) EXPECT_LT(std::abs(e->mean), 4 * e->rms / std::sqrt(120.0));
-  // Honest error estimates: the reported standard errors match the realised error within a factor 2.
-  for (const auto* e : {&hutch, &hpp, &xt}) {
-    const double ratio = std::sqrt(e->mean_reported_se2) / e->rms;
-    EXPECT_GT(ratio, 0.5);
-    EXPECT_LT(ratio, 2.0);
+  // λ_j = 1/j^1.5, d = 200: PSD, and indefinite (every third sign flipped, as a Hessian block); 30
+  // products each, 120 independent keys.
+  for (bool indefinite : {false, true}) {
+    SCOPED_TRACE(indefinite ? "indefinite" : "PSD");
+    auto lambda = torch::arange(1, 201, torch::kFloat64).pow(-1.5);
+    if (indefinite) {
+      const auto every_third = torch::indexing::Slice(1, torch::indexing::None, 3);
+      lambda.index_put_({every_third}, -lambda.index({every_third}));
+    }
+    const auto A = matrix_with_spectrum(lambda, 12);
+    const auto hutch = errors_over_seeds(A, TraceEstimator::kHutchinson, 30, 120);
+    const auto hpp = errors_over_seeds(A, TraceEstimator::kHutchPlusPlus, 30, 120);
+    const auto xt = errors_over_seeds(A, TraceEstimator::kXTrace, 30, 120);
+    EXPECT_LT(hpp.rms, 0.5 * hutch.rms) << "Hutch++ " << hpp.rms << " vs Hutchinson " << hutch.rms;
+    EXPECT_LT(xt.rms, 0.5 * hutch.rms) << "XTrace " << xt.rms << " vs Hutchinson " << hutch.rms;
+    EXPECT_LT(xt.rms, hpp.rms * 1.1) << "XTrace " << xt.rms << " vs Hutch++ " << hpp.rms;
+    // Unbiased: the mean error is within 4 standard errors of the mean.
+    for (const auto* e : {&hutch, &hpp, &xt}) EXPECT_LT(std::abs(e->mean), 4 * e->rms / std::sqrt(120.0));
+    // Honest error estimates: the reported standard errors match the realised error within a factor 2.
+    for (const auto* e : {&hutch, &hpp, &xt}) {
+      const double ratio = std::sqrt(e->mean_reported_se2) / e->rms;
+      EXPECT_GT(ratio, 0.5);
+      EXPECT_LT(ratio, 2.0);
+    }
   }
 }
 
