@@ -10,6 +10,7 @@
 #include "data/registry.h"
 #include "io/atomic_output.h"
 #include "io/checkpoint.h"
+#include "models/hf_config.h"
 #include "models/registry.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -39,8 +40,14 @@ Session open_session(const CommonOptions& o) {
            "--threads " << o.threads << " exceeds the " << cores << " cores of this machine (threads per rank; with "
                         << "several ranks per node, cores / ranks is the most that helps)");
   HG_CHECK(o.dtype == "float32" || o.dtype == "float64", "--dtype must be float32 or float64 (got '" << o.dtype << "')");
-  HG_CHECK(o.num_classes >= 0, "--num-classes must be >= 0 (got " << o.num_classes << ")");
+  HG_CHECK(o.num_classes >= 0 && o.num_classes <= models::kMaxLabels,
+           "--num-classes must be between 0 and " << models::kMaxLabels << " (got " << o.num_classes << ")");
   HG_CHECK(o.data.resize >= 0 && o.data.crop >= 0, "--resize and --crop must be >= 0");
+  // A 4096 x 4096 RGB float32 input is 200 MB per image already; larger values only end in bad_alloc.
+  constexpr std::int64_t kMaxSide = 4096;
+  HG_CHECK(o.data.resize <= kMaxSide && o.data.crop <= kMaxSide,
+           "--resize and --crop must be at most " << kMaxSide << " pixels (got " << o.data.resize << " and "
+                                                   << o.data.crop << ")");
   Session s;
   s.plan.batch_size = o.batch_size;
   s.plan.sample_size = o.sample_size;

@@ -116,6 +116,17 @@ def test_a_signal_ends_a_measurement_without_leftovers(hessgap_bin, tmp_path, si
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["--resize", 1000000], "--resize and --crop must be at most 4096 pixels (got 1000000 and 0)"),
+    (["--crop", 100000], "--resize and --crop must be at most 4096 pixels (got 0 and 100000)"),
+    (["--num-classes", 2000000000, "--new-head"], "--num-classes must be between 0 and 1000000 (got 2000000000)"),
+])
+def test_absurd_sizes_in_flags_are_user_errors(hessgap_bin, tmp_path, flags, message):
+    """These ended in an internal error (std::bad_alloc, exit 1) or a LibTorch backtrace."""
+    r = run_hg("eval", "--checkpoint", WEIGHTS, *TINY, *flags, "--out", tmp_path / "e.h5")
+    assert_failed(r, 2, message, out_dir=tmp_path)
+
+
 def test_threads_beyond_the_cores_are_refused(hessgap_bin):
     r = run_hg("eval", "--checkpoint", WEIGHTS, *TINY, "--threads", 1000)
     assert_failed(r, 2, f"--threads 1000 exceeds the {os.cpu_count()} cores")
