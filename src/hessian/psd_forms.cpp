@@ -16,8 +16,10 @@ void PsdOptions::validate() const {
   HG_CHECK(tol >= 0 && std::isfinite(tol), "--psd-tol must be >= 0 (got " << tol << ")");
 }
 
-double psd_quadrature(const std::vector<double>& alpha, const std::vector<double>& beta, double norm2) {
-  const RitzPairs rp = ritz_pairs(alpha, beta);
+namespace {
+
+// ‖v‖² Σ_j (e₁ᵀs_j)² max(θ_j, 0) from T's eigenpairs.
+double psd_quadrature(const RitzPairs& rp, double norm2) {
   const auto s = rp.vectors.accessor<double, 2>();
   double sum = 0;
   for (std::size_t j = 0; j < rp.values.size(); ++j) {
@@ -25,6 +27,12 @@ double psd_quadrature(const std::vector<double>& alpha, const std::vector<double
     sum += w * w * std::max(rp.values[j], 0.0);
   }
   return norm2 * sum;
+}
+
+}  // namespace
+
+double psd_quadrature(const std::vector<double>& alpha, const std::vector<double>& beta, double norm2) {
+  return psd_quadrature(ritz_pairs(alpha, beta), norm2);
 }
 
 std::vector<PsdForm> psd_quadratic_forms(HvpEngine& engine, const std::vector<torch::Tensor>& v,
@@ -44,16 +52,15 @@ std::vector<PsdForm> psd_quadratic_forms(HvpEngine& engine, const std::vector<to
     lo.keep_basis = false;
     double previous = 0;
     lo.stop = [&](const std::vector<double>& alpha, const std::vector<double>& beta, double next_beta) {
-      const double value = psd_quadrature(alpha, beta, norm2);
+      const RitzPairs rp = ritz_pairs(alpha, beta);  // one eigendecomposition for both tests
+      const double value = psd_quadrature(rp, norm2);
       f.change = alpha.size() < 2 ? INFINITY
                                   : std::abs(value - previous) / std::max(std::abs(value), 1e-300);
-      if (value == previous && alpha.size() >= 2) f.change = 0;
       previous = value;
       if (opts.tol <= 0 || alpha.size() < 2 || f.change > opts.tol) return false;
       // While every Ritz value is positive the quadrature is the block form α₀‖v‖² at every step, so an
       // unchanged value proves nothing until the negative end is resolved: the smallest Ritz value must
       // have converged too (its residual bound |β_j s_j,0| within tol of the spectrum's scale).
-      const RitzPairs rp = ritz_pairs(alpha, beta);
       const double scale = std::max(std::abs(rp.values.front()), std::abs(rp.values.back()));
       const double last_component = rp.vectors[static_cast<std::int64_t>(alpha.size()) - 1][0].item<double>();
       return std::abs(next_beta * last_component) <= opts.tol * std::max(scale, 1e-300);

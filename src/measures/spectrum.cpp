@@ -224,13 +224,8 @@ SpectrumResult compute_spectrum(const MeasureContext& ctx, const SpectrumOptions
     operators.emplace_back(params.size());
     std::iota(operators.back().begin(), operators.back().end(), 0);
   }
-  for (const auto& blocks : operators) {
-    std::int64_t dim = 0;
-    for (auto b : blocks) dim += params[static_cast<std::size_t>(b)].numel();
-    if (!opts.per_layer) r.num_params = dim;
-  }
-  if (opts.per_layer) r.num_params = 0;
-  if (!opts.per_layer) {
+  if (!opts.per_layer) {  // one operator: its dimension bounds K (per layer, K is capped at each block's)
+    for (auto b : operators.front()) r.num_params += params[static_cast<std::size_t>(b)].numel();
     HG_CHECK(opts.top_k <= r.num_params, "--top-k " << opts.top_k << " exceeds the " << r.num_params
                                                     << " parameters of the operator");
   }
@@ -252,7 +247,7 @@ SpectrumResult compute_spectrum(const MeasureContext& ctx, const SpectrumOptions
 
   std::string phase;
   int step = 0;
-  std::vector<OperatorSpectrum> results;
+  OperatorSpectrum joint;  // the one operator's result (not --per-layer)
   for (const auto& blocks : operators) {
     std::vector<torch::Tensor> like;
     std::int64_t dim = 0;
@@ -289,19 +284,19 @@ SpectrumResult compute_spectrum(const MeasureContext& ctx, const SpectrumOptions
       }
       return out;
     };
-    results.push_back(analyse(op, like, dim, blocks[0], opts, phase, step, label));
-    if (opts.per_layer) {
-      OperatorSpectrum& o = results.back();
+    OperatorSpectrum o = analyse(op, like, dim, blocks[0], opts, phase, step, label);
+    if (!opts.per_layer) {
+      joint = std::move(o);
+    } else {
       LayerSpectrum l;
       l.layer = names[static_cast<std::size_t>(blocks[0])];
       l.num_params = dim;
-      l.eigenvalues = o.eigenvalues;
-      l.residuals = o.residuals;
+      l.eigenvalues = std::move(o.eigenvalues);
+      l.residuals = std::move(o.residuals);
       l.steps = o.steps;
       l.converged = o.converged;
       l.slq_nodes = std::move(o.slq_nodes);
       l.slq_weights = std::move(o.slq_weights);
-      o.vectors.clear();  // not kept per layer
       r.per_layer.push_back(std::move(l));
       log::info(label + ": top eigenvalue " + std::to_string(r.per_layer.back().eigenvalues.front()));
     }
@@ -309,7 +304,7 @@ SpectrumResult compute_spectrum(const MeasureContext& ctx, const SpectrumOptions
   mine.clear();  // the graphs hold the weights: free them before the landscape moves the weights
 
   if (!opts.per_layer) {
-    OperatorSpectrum& o = results.front();
+    OperatorSpectrum& o = joint;
     r.eigenvalues = o.eigenvalues;
     r.residuals = o.residuals;
     r.ritz_values = o.ritz_values;
@@ -318,8 +313,8 @@ SpectrumResult compute_spectrum(const MeasureContext& ctx, const SpectrumOptions
     r.steps = o.steps;
     r.converged = o.converged;
     r.iterations = o.iterations;
-    r.slq_nodes = o.slq_nodes;
-    r.slq_weights = o.slq_weights;
+    r.slq_nodes = std::move(o.slq_nodes);
+    r.slq_weights = std::move(o.slq_weights);
     if (opts.keep_eigenvectors) {
       for (const auto& y : o.vectors) {
         std::vector<torch::Tensor> cpu;
