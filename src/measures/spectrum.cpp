@@ -165,29 +165,23 @@ OperatorSpectrum analyse(const hessian::Operator& op, const std::vector<torch::T
   return out;
 }
 
-// The sample-weighted mean loss at W + t·y for each t (y over `blocks` of params), all-reduced. The
-// weights are perturbed in place without autograd and restored from a copy afterwards.
-std::vector<double> landscape(const MeasureContext& ctx, const BatchPlan& plan, std::vector<torch::Tensor>& params,
-                              const std::vector<std::int64_t>& blocks, const hessian::BlockVector& y,
-                              const std::vector<double>& ts) {
+// The sample-weighted mean loss at W + t·y for each t (y over `blocks` of params) on this rank's batches
+// (weights: their shares of the samples), all-reduced. The weights are perturbed in place without
+// autograd and restored from a copy afterwards.
+std::vector<double> landscape(const MeasureContext& ctx, const std::vector<std::pair<data::Batch, double>>& batches,
+                              std::vector<torch::Tensor>& params, const std::vector<std::int64_t>& blocks,
+                              const hessian::BlockVector& y, const std::vector<double>& ts) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> saved;
   for (auto b : blocks) saved.push_back(params[static_cast<std::size_t>(b)].detach().clone());
   std::vector<double> loss(ts.size(), 0.0);
-  const double n = static_cast<double>(plan.num_samples());
-  BatchLoopOptions loop;
-  loop.label = "spectrum: landscape";
-  for_each_batch(ctx, plan, loop, [&](std::int64_t, const data::Batch& batch) {
-    for (std::size_t k = 0; k < ts.size(); ++k) {
-      for (std::size_t j = 0; j < blocks.size(); ++j) {
-        auto& w = params[static_cast<std::size_t>(blocks[j])];
-        w.detach().copy_(saved[j] + y[j].to(saved[j].scalar_type()) * ts[k]);
-      }
-      loss[k] += batch_loss(*ctx.model, batch).item<double>() * static_cast<double>(batch.size()) / n;
+  for (std::size_t k = 0; k < ts.size(); ++k) {
+    for (std::size_t j = 0; j < blocks.size(); ++j) {
+      params[static_cast<std::size_t>(blocks[j])].detach().copy_(saved[j] + y[j].to(saved[j].scalar_type()) * ts[k]);
     }
-    for (std::size_t j = 0; j < blocks.size(); ++j) params[static_cast<std::size_t>(blocks[j])].detach().copy_(saved[j]);
-    return std::string();
-  });
+    for (const auto& [batch, weight] : batches) loss[k] += batch_loss(*ctx.model, batch).item<double>() * weight;
+  }
+  for (std::size_t j = 0; j < blocks.size(); ++j) params[static_cast<std::size_t>(blocks[j])].detach().copy_(saved[j]);
   ctx.world->all_reduce_sum(loss.data(), loss.size());
   return loss;
 }
@@ -239,9 +233,11 @@ SpectrumResult compute_spectrum(const MeasureContext& ctx, const SpectrumOptions
     double weight;
   };
   std::vector<Owned> mine;
+  std::vector<std::pair<data::Batch, double>> landscape_batches;  // kept for the landscape: no second read
   for_each_batch(ctx, plan, {}, [&](std::int64_t, const data::Batch& batch) {
     mine.push_back({std::make_unique<hessian::HvpEngine>(batch_loss(*ctx.model, batch), params),
                     static_cast<double>(batch.size()) / n});
+    if (opts.landscape_points > 0) landscape_batches.emplace_back(batch, mine.back().weight);
     return std::string();
   });
 
@@ -327,7 +323,7 @@ SpectrumResult compute_spectrum(const MeasureContext& ctx, const SpectrumOptions
       for (int k = 0; k < N; ++k) {
         r.landscape_t.push_back(-opts.landscape_radius + 2.0 * opts.landscape_radius * k / (N - 1));
       }
-      r.landscape_loss = landscape(ctx, plan, params, operators.front(), o.vectors.front(), r.landscape_t);
+      r.landscape_loss = landscape(ctx, landscape_batches, params, operators.front(), o.vectors.front(), r.landscape_t);
     }
   }
   r.seconds = world.max(clock.seconds());
