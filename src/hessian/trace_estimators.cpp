@@ -69,11 +69,17 @@ double std_error_of(const std::vector<double>& x) {
 
 double item(const torch::Tensor& t) { return t.item<double>(); }
 
+// The checks both sketches start with: a budget of at least minimum_budget(e) and a nonempty operator.
+void check_budget(TraceEstimator e, std::int64_t dim, int budget) {
+  HG_CHECK(budget >= minimum_budget(e), to_string(e) << " needs a budget of at least " << minimum_budget(e)
+                                                     << " products per layer (got " << budget << ")");
+  HG_CHECK(dim >= 1, to_string(e) << ": empty operator");
+}
+
 }  // namespace
 
 SketchedTrace hutchpp_trace(const TensorOperator& A, const ProbeSource& probe, std::int64_t dim, int budget) {
-  HG_CHECK(budget >= 3, "Hutch++ needs a budget of at least 3 products per layer (got " << budget << ")");
-  HG_CHECK(dim >= 1, "Hutch++: empty operator");
+  check_budget(TraceEstimator::kHutchPlusPlus, dim, budget);
   const torch::Tensor first = probe(0);
   ColumnOperator op(A, first);
   const std::int64_t k = std::min<std::int64_t>(budget / 3, dim);
@@ -105,8 +111,7 @@ SketchedTrace hutchpp_trace(const TensorOperator& A, const ProbeSource& probe, s
 }
 
 SketchedTrace xtrace_trace(const TensorOperator& A, const ProbeSource& probe, std::int64_t dim, int budget) {
-  HG_CHECK(budget >= 4, "XTrace needs a budget of at least 4 products per layer (got " << budget << ")");
-  HG_CHECK(dim >= 1, "XTrace: empty operator");
+  check_budget(TraceEstimator::kXTrace, dim, budget);
   const torch::Tensor first = probe(0);
   ColumnOperator op(A, first);
   const std::int64_t k = std::min<std::int64_t>(budget / 2, dim);
