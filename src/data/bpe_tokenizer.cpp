@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <functional>
 #include <limits>
+#include <queue>
 #include <sstream>
 
 #include "data/tokenizer_unicode.h"
@@ -19,8 +21,12 @@ using unicode::is_letter;
 using unicode::is_number;
 using unicode::is_white_space;
 
-// Pieces whose ids are remembered; beyond that new pieces are merged every time (memory stays bounded).
-constexpr std::size_t kMaxCached = 1 << 18;
+// Pieces whose ids are remembered; beyond that new pieces are merged every time. Only pieces of up to
+// 256 bytes are kept (as tokenizers does): the cache stays under ~150 MB even when every piece is
+// hostile (a count bound alone let 64 KiB pieces fill gigabytes; found by fuzz_bpe), and real words
+// are far shorter (SST-2 and MRPC have ~20k distinct pieces).
+constexpr std::size_t kMaxCached = 1 << 16;
+constexpr std::size_t kMaxCachedPieceBytes = 256;
 
 bool is_other_char(char32_t c) { return !is_white_space(c) && !is_letter(c) && !is_number(c); }
 
@@ -167,43 +173,60 @@ BpeTokenizer::BpeTokenizer(const std::string& vocab_json_path, const std::string
 }
 
 std::vector<std::int64_t> BpeTokenizer::bpe(const std::string& piece) const {
-  {
+  const bool cacheable = piece.size() <= kMaxCachedPieceBytes;
+  if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mutex_);
     const auto it = cache_.find(piece);
     if (it != cache_.end()) return it->second;
   }
-  std::vector<std::int64_t> word;
-  word.reserve(piece.size());
-  for (unsigned char b : piece) word.push_back(byte_ids_[b]);
-  // Merge the lowest-ranked adjacent pair everywhere (left to right, non-overlapping) until none is left.
-  while (word.size() > 1) {
-    std::int32_t best = std::numeric_limits<std::int32_t>::max();
-    std::uint64_t best_key = 0;
-    for (std::size_t k = 0; k + 1 < word.size(); ++k) {
-      const std::uint64_t key = (static_cast<std::uint64_t>(word[k]) << 32) | static_cast<std::uint64_t>(word[k + 1]);
-      const auto it = merges_.find(key);
-      if (it != merges_.end() && it->second.rank < best) {
-        best = it->second.rank;
-        best_key = key;
-      }
-    }
-    if (best == std::numeric_limits<std::int32_t>::max()) break;
-    const Merge& m = merges_.at(best_key);
-    const auto left = static_cast<std::int64_t>(best_key >> 32), right = static_cast<std::int64_t>(best_key & 0xFFFFFFFFu);
-    std::vector<std::int64_t> next;
-    next.reserve(word.size());
-    for (std::size_t k = 0; k < word.size(); ++k) {
-      if (k + 1 < word.size() && word[k] == left && word[k + 1] == right) {
-        next.push_back(m.merged);
-        ++k;
-      } else {
-        next.push_back(word[k]);
-      }
-    }
-    word.swap(next);
+  // The symbols as a linked list over the piece's byte positions, and the candidate pairs in a min-heap
+  // ordered by (rank, position): the lowest-ranked pair is merged first, equal ranks left to right, as
+  // tokenizers' Word::merge_all does. O(n log n) in the piece's length (the rescan-per-merge loop of
+  // GPT-2's encoder.py is O(n²): minutes for one hostile megabyte-long "word"). With a merges file that
+  // BPE training wrote (a pair that involves a merged symbol ranks after the merge that made it), both
+  // orders give the same ids.
+  const std::size_t n = piece.size();
+  std::vector<std::int64_t> id(n);
+  std::vector<std::size_t> prev(n), next(n);  // neighbours; >= n (n, or size_t's max for prev) is "none"
+  for (std::size_t k = 0; k < n; ++k) {
+    id[k] = byte_ids_[static_cast<unsigned char>(piece[k])];
+    prev[k] = k - 1;
+    next[k] = k + 1;
   }
-  std::lock_guard<std::mutex> lock(cache_mutex_);
-  if (cache_.size() < kMaxCached) cache_.emplace(piece, word);
+  using Candidate = std::pair<std::int32_t, std::size_t>;  // (rank, left symbol's position)
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap;
+  const auto rank_of = [&](std::size_t left) -> const Merge* {
+    const std::size_t right = next[left];
+    if (right >= n) return nullptr;
+    const auto it = merges_.find((static_cast<std::uint64_t>(id[left]) << 32) | static_cast<std::uint64_t>(id[right]));
+    return it == merges_.end() ? nullptr : &it->second;
+  };
+  const auto offer = [&](std::size_t left) {
+    if (const Merge* m = rank_of(left)) heap.emplace(m->rank, left);
+  };
+  for (std::size_t k = 0; k + 1 < n; ++k) offer(k);
+  std::vector<bool> gone(n, false);
+  while (!heap.empty()) {
+    const auto [rank, left] = heap.top();
+    heap.pop();
+    // Stale entries: the left symbol was absorbed, or it or its right neighbour changed since.
+    if (gone[left]) continue;
+    const Merge* m = rank_of(left);
+    if (m == nullptr || m->rank != rank) continue;
+    const std::size_t right = next[left];
+    id[left] = m->merged;
+    gone[right] = true;
+    next[left] = next[right];
+    if (next[right] < n) prev[next[right]] = left;
+    if (prev[left] < n) offer(prev[left]);
+    offer(left);
+  }
+  std::vector<std::int64_t> word;
+  for (std::size_t k = 0; k < n; k = next[k]) word.push_back(id[k]);
+  if (cacheable) {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (cache_.size() < kMaxCached) cache_.emplace(piece, word);
+  }
   return word;
 }
 
