@@ -99,6 +99,50 @@ class Handle {
   Closer closer_ = nullptr;
 };
 
+// External links are never followed. hessgap writes none, and following one opens another file by a
+// name the file chose: a FIFO there blocks the reader forever (issue #12), a device or a file outside
+// the run is read as if it were part of this one. The callback refuses the traversal and remembers
+// what was asked for, so that the caller can name it (HDF5's own message says only "traversal failed").
+thread_local std::string refused_external_link;
+
+herr_t refuse_external_link(const char*, const char*, const char* child_file, const char* child_object, unsigned*,
+                            hid_t, void*) {
+  refused_external_link = std::string(child_file) + ":" + child_object;
+  return -1;
+}
+
+// Access property lists (link, dataset, group) carrying the callback; made once, never closed.
+hid_t no_external_links(hid_t plist_class) {
+  const hid_t plist = H5Pcreate(plist_class);
+  HG_CHECK(plist >= 0 && H5Pset_elink_cb(plist, refuse_external_link, nullptr) >= 0,
+           "cannot create an HDF5 access property list" << hdf5_detail());
+  return plist;
+}
+hid_t link_access() {
+  static const hid_t plist = no_external_links(H5P_LINK_ACCESS);
+  return plist;
+}
+hid_t dataset_access() {
+  static const hid_t plist = no_external_links(H5P_DATASET_ACCESS);
+  return plist;
+}
+hid_t group_access() {
+  static const hid_t plist = no_external_links(H5P_GROUP_ACCESS);
+  return plist;
+}
+
+std::string where(const std::string& file, const std::string& object);
+
+// Throws when the last HDF5 call failed because it would have followed an external link.
+void refuse_if_external(const std::string& file, const std::string& path) {
+  if (refused_external_link.empty()) return;
+  const std::string target = refused_external_link;
+  refused_external_link.clear();
+  H5Eclear2(H5E_DEFAULT);
+  HG_FAIL(where(file, path) << " is reached through an external link to '" << target
+                            << "'; hessgap does not follow external links");
+}
+
 std::string normalize(const std::string& path) {
   if (path.empty()) return "/";
   return path[0] == '/' ? path : "/" + path;
@@ -376,7 +420,8 @@ void H5File::create_group(const std::string& path_in) {
 namespace {
 Handle open_object(hid_t file, const std::string& file_path, const std::string& path, bool exists) {
   HG_CHECK(exists, "no object " << where(file_path, path));
-  Handle obj(H5Oopen(file, path.c_str(), H5P_DEFAULT), H5Oclose);
+  Handle obj(H5Oopen(file, path.c_str(), link_access()), H5Oclose);
+  if (!obj.ok()) refuse_if_external(file_path, path);
   HG_CHECK(obj.ok(), "cannot open " << where(file_path, path) << hdf5_detail());
   return obj;
 }
@@ -445,7 +490,8 @@ bool H5File::has(const std::string& path_in) const {
     if (end == std::string::npos) end = path.size();
     if (end > begin) {
       prefix += "/" + path.substr(begin, end - begin);
-      htri_t e = H5Lexists(file_, prefix.c_str(), H5P_DEFAULT);
+      htri_t e = H5Lexists(file_, prefix.c_str(), link_access());
+      if (e <= 0) refuse_if_external(path_, prefix);
       if (e <= 0) {
         H5Eclear2(H5E_DEFAULT);
         return false;
@@ -455,7 +501,8 @@ bool H5File::has(const std::string& path_in) const {
   }
   if (prefix.empty()) return true;  // the root
   // A dangling soft link exists as a link but not as an object.
-  htri_t obj = H5Oexists_by_name(file_, prefix.c_str(), H5P_DEFAULT);
+  htri_t obj = H5Oexists_by_name(file_, prefix.c_str(), link_access());
+  if (obj <= 0) refuse_if_external(path_, prefix);  // a refused traversal reads as "does not exist"
   H5Eclear2(H5E_DEFAULT);
   return obj > 0;
 }
@@ -463,8 +510,9 @@ bool H5File::has(const std::string& path_in) const {
 namespace {
 // Via H5Oopen + H5Iget_type rather than H5Oget_info, whose signature changed in HDF5 1.12.
 H5I_type_t object_type(hid_t file, const std::string& path) {
-  Handle obj(H5Oopen(file, path.c_str(), H5P_DEFAULT), H5Oclose);
+  Handle obj(H5Oopen(file, path.c_str(), link_access()), H5Oclose);
   if (!obj.ok()) {
+    refused_external_link.clear();
     H5Eclear2(H5E_DEFAULT);
     return H5I_BADID;
   }
@@ -493,7 +541,8 @@ bool H5File::is_dataset(const std::string& path) const {
 std::vector<std::string> H5File::list(const std::string& group_path) const {
   const std::string path = normalize(group_path);
   HG_CHECK(is_group(path), "no group " << where(path_, path));
-  Handle g(H5Gopen2(file_, path.c_str(), H5P_DEFAULT), H5Gclose);
+  Handle g(H5Gopen2(file_, path.c_str(), group_access()), H5Gclose);
+  if (!g.ok()) refuse_if_external(path_, path);
   HG_CHECK(g.ok(), "cannot open group " << where(path_, path) << hdf5_detail());
   std::vector<std::string> names;
   hsize_t idx = 0;
@@ -508,7 +557,8 @@ std::vector<std::string> H5File::list(const std::string& group_path) const {
 namespace {
 Handle open_dataset(hid_t file, const std::string& file_path, const std::string& path, bool exists) {
   HG_CHECK(exists, "no dataset " << where(file_path, path));
-  Handle d(H5Dopen2(file, path.c_str(), H5P_DEFAULT), H5Dclose);
+  Handle d(H5Dopen2(file, path.c_str(), dataset_access()), H5Dclose);
+  if (!d.ok()) refuse_if_external(file_path, path);
   HG_CHECK(d.ok(), where(file_path, path) << " is not a dataset" << hdf5_detail());
   return d;
 }

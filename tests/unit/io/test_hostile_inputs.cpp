@@ -301,6 +301,63 @@ TEST(ioHostile, Hdf5TensorLargerThanItsFile) {
   EXPECT_HAS(error_of([&] { read_checkpoint(path); }), "declares shape [1099511627776, 1099511627776] of more than 2^63 bytes");
 }
 
+// A checkpoint with one real tensor /tensors/w; `link` adds an external link (HDF5 C API, as h5py's
+// ExternalLink writes it) at `where` to `target_file`:`target_object`.
+std::string h5_with_external_link(const std::string& leaf, const std::string& where, const std::string& target_file,
+                                  const std::string& target_object) {
+  const std::string path = tmp_path(leaf);
+  {
+    H5File f = H5File::create(path);
+    f.set_attr("/", "format", "hessgap-checkpoint");
+    f.set_attr("/", "format_version", int64_t{1});
+    f.create_group("/tensors");
+    f.write("/tensors/w", 1.5, "a real tensor");
+    f.close();
+  }
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  EXPECT_GE(H5Lcreate_external(target_file.c_str(), target_object.c_str(), file, where.c_str(), H5P_DEFAULT,
+                               H5P_DEFAULT),
+            0);
+  H5Fclose(file);
+  return path;
+}
+
+TEST(ioHostile, Hdf5ExternalLinksAreNotFollowed) {
+  // A link to a FIFO: following it blocked forever without a writer. A writer holds this one open with
+  // bytes in it, so that a reader that follows the link fails differently instead of hanging the test.
+  const std::string fifo = tmp_path("elink.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int fd = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "garbage!!", 9), 9);
+  const std::string to_fifo = h5_with_external_link("elink-fifo.h5", "/tensors/x", fifo, "/data");
+  const std::string msg = error_of([&] { read_checkpoint(to_fifo); });
+  ::close(fd);
+  EXPECT_HAS(msg, "'/tensors/x' in HDF5 file '" + to_fifo + "' is reached through an external link to '" + fifo +
+                      ":/data'; hessgap does not follow external links");
+  // A whole group taken from another, valid checkpoint: refused too (the tensors would come from a
+  // file the user never named).
+  const std::string other = h5_with_external_link("elink-other.h5", "/unused", "/nonexistent.h5", "/");
+  const std::string borrowed = tmp_path("elink-group.h5");
+  {
+    H5File f = H5File::create(borrowed);
+    f.set_attr("/", "format", "hessgap-checkpoint");
+    f.set_attr("/", "format_version", int64_t{1});
+    f.close();
+  }
+  const hid_t file = H5Fopen(borrowed.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(H5Lcreate_external(other.c_str(), "/tensors", file, "/tensors", H5P_DEFAULT, H5P_DEFAULT), 0);
+  H5Fclose(file);
+  EXPECT_HAS(error_of([&] { read_checkpoint(borrowed); }),
+             "'/tensors' in HDF5 file '" + borrowed + "' is reached through an external link to '" + other +
+                 ":/tensors'");
+  // The reader's own queries refuse it as well, and the file stays usable for the rest.
+  const H5File f = H5File::open_read(to_fifo);
+  EXPECT_TRUE(f.is_dataset("/tensors/w"));
+  EXPECT_HAS(error_of([&] { (void)f.is_dataset("/tensors/x"); }), "does not follow external links");
+  EXPECT_DOUBLE_EQ(f.read_double("/tensors/w"), 1.5);
+}
+
 // ---- inputs that are not regular files -------------------------------------------------------------
 
 TEST(ioHostile, FifoAndDevicesAreRefusedAtOnce) {
