@@ -6,7 +6,7 @@
 # tests/fuzz/corpus/<target>/regression-<what> so that every later run replays it.
 #
 #   scripts/fuzz.sh [--seconds N] [target ...]   targets: zip image npy mat bpe wordpiece checkpoint config
-#                                                idx glue (default: all)
+#                                                idx glue hdf5 (default: all)
 #
 # Environment: HG_FUZZ_BUILD_DIR (default ./build-fuzz), HG_FUZZ_SECONDS (default 60 per target).
 set -euo pipefail
@@ -19,7 +19,7 @@ if [[ "${1:-}" == "--seconds" ]]; then
   shift 2
 fi
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(zip image npy mat bpe wordpiece checkpoint config idx glue)
+((${#TARGETS[@]})) || TARGETS=(zip image npy mat bpe wordpiece checkpoint config idx glue hdf5)
 
 if ! command -v clang++ >/dev/null; then
   echo "fuzz: clang++ is not installed (Debian: clang-14 libclang-rt-14-dev); scripts/setup.sh test installs it" >&2

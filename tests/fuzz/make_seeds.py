@@ -85,6 +85,22 @@ def torch_seeds():
         put("glue", task.lower() + ".bin", byte + b"".join(lines))
 
 
+def hdf5_seeds():
+    """fuzz_hdf5 reads a program, not a file (see fuzz_hdf5.cpp): byte 0 = root attributes, then ops."""
+    valid_root = bytes([0x15, 1])  # format right, format_version 1, /tensors made
+    f32_vector = bytes([0, 0, 0, 1, 3]) + struct.pack("<3f", 0.5, -1.0, 2.0)  # t0: float32 [3]
+    put("hdf5", "valid.bin", valid_root + f32_vector + bytes([1, 0, 1]))  # + dtype "float64"
+    put("hdf5", "state.bin", valid_root + f32_vector + bytes([5, 0, 0]) + bytes([0, 1, 2, 2, 2, 1]) + bytes(32))
+    put("hdf5", "metadata.bin", valid_root + f32_vector + bytes([4, 1, 3, 4, 2, 1]))
+    put("hdf5", "huge.bin", valid_root + bytes([0, 0, 0, 2, 0xA0, 0xA0]))  # 2^32 x 2^32 float32, unwritten
+    put("hdf5", "links.bin", valid_root + f32_vector + bytes([3, 5, 0, 3, 6, 4, 7, 7, 2, 2]))
+
+
 if __name__ == "__main__":
-    main()
-    torch_seeds()
+    import sys
+    if sys.argv[1:] == ["hdf5"]:  # only these seeds (the others embed zip timestamps: rewriting churns them)
+        hdf5_seeds()
+    else:
+        main()
+        torch_seeds()
+        hdf5_seeds()
