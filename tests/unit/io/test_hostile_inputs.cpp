@@ -268,17 +268,22 @@ TEST(ioHostile, SafetensorsShapeWhoseByteSizeWraps) {
 
 // ---- HDF5 checkpoints ----------------------------------------------------------------------------
 
+// A hessgap checkpoint: the root attributes, and with `tensors` a /tensors group, empty or holding one
+// scalar w = 1.5.
+void write_checkpoint_shell(const std::string& path, bool tensors, bool one_tensor = false) {
+  H5File f = H5File::create(path);
+  f.set_attr("/", "format", "hessgap-checkpoint");
+  f.set_attr("/", "format_version", int64_t{1});
+  if (tensors) f.create_group("/tensors");
+  if (one_tensor) f.write("/tensors/w", 1.5, "a real tensor");
+  f.close();
+}
+
 // A hessgap checkpoint whose one tensor is a chunked dataset of `dims` never written: no storage in
 // the file, read back as fill values.
 std::string h5_declaring(const std::string& leaf, std::vector<hsize_t> dims, std::vector<hsize_t> chunk) {
   const std::string path = tmp_path(leaf);
-  {
-    H5File f = H5File::create(path);
-    f.set_attr("/", "format", "hessgap-checkpoint");
-    f.set_attr("/", "format_version", int64_t{1});
-    f.create_group("/tensors");
-    f.close();
-  }
+  write_checkpoint_shell(path, true);
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
   const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
   const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -301,19 +306,24 @@ TEST(ioHostile, Hdf5TensorLargerThanItsFile) {
   EXPECT_HAS(error_of([&] { read_checkpoint(path); }), "declares shape [1099511627776, 1099511627776] of more than 2^63 bytes");
 }
 
-// A checkpoint with one real tensor /tensors/w; `link` adds an external link (HDF5 C API, as h5py's
+// A FIFO at `path` held open by a writer with a few bytes in it (the descriptor, to close; -1 on
+// failure): a reader that opens it anyway fails on the content instead of hanging the test.
+int fifo_with_a_writer(const std::string& path) {
+  if (::mkfifo(path.c_str(), 0600) != 0) return -1;
+  const int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK);
+  if (fd >= 0 && ::write(fd, "garbage!!", 9) != 9) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// A checkpoint with one real tensor /tensors/w, and an external link (HDF5 C API, as h5py's
 // ExternalLink writes it) at `where` to `target_file`:`target_object`.
 std::string h5_with_external_link(const std::string& leaf, const std::string& where, const std::string& target_file,
                                   const std::string& target_object) {
   const std::string path = tmp_path(leaf);
-  {
-    H5File f = H5File::create(path);
-    f.set_attr("/", "format", "hessgap-checkpoint");
-    f.set_attr("/", "format_version", int64_t{1});
-    f.create_group("/tensors");
-    f.write("/tensors/w", 1.5, "a real tensor");
-    f.close();
-  }
+  write_checkpoint_shell(path, true, true);
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
   EXPECT_GE(H5Lcreate_external(target_file.c_str(), target_object.c_str(), file, where.c_str(), H5P_DEFAULT,
                                H5P_DEFAULT),
@@ -323,13 +333,10 @@ std::string h5_with_external_link(const std::string& leaf, const std::string& wh
 }
 
 TEST(ioHostile, Hdf5ExternalLinksAreNotFollowed) {
-  // A link to a FIFO: following it blocked forever without a writer. A writer holds this one open with
-  // bytes in it, so that a reader that follows the link fails differently instead of hanging the test.
+  // A link to a FIFO: following it blocked forever without a writer.
   const std::string fifo = tmp_path("elink.fifo");
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  const int fd = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK);
+  const int fd = fifo_with_a_writer(fifo);
   ASSERT_GE(fd, 0);
-  ASSERT_EQ(::write(fd, "garbage!!", 9), 9);
   const std::string to_fifo = h5_with_external_link("elink-fifo.h5", "/tensors/x", fifo, "/data");
   const std::string msg = error_of([&] { read_checkpoint(to_fifo); });
   ::close(fd);
@@ -339,12 +346,7 @@ TEST(ioHostile, Hdf5ExternalLinksAreNotFollowed) {
   // file the user never named).
   const std::string other = h5_with_external_link("elink-other.h5", "/unused", "/nonexistent.h5", "/");
   const std::string borrowed = tmp_path("elink-group.h5");
-  {
-    H5File f = H5File::create(borrowed);
-    f.set_attr("/", "format", "hessgap-checkpoint");
-    f.set_attr("/", "format_version", int64_t{1});
-    f.close();
-  }
+  write_checkpoint_shell(borrowed, false);
   const hid_t file = H5Fopen(borrowed.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
   ASSERT_GE(H5Lcreate_external(other.c_str(), "/tensors", file, "/tensors", H5P_DEFAULT, H5P_DEFAULT), 0);
   H5Fclose(file);
@@ -362,12 +364,8 @@ TEST(ioHostile, Hdf5ExternalLinksAreNotFollowed) {
 
 TEST(ioHostile, FifoAndDevicesAreRefusedAtOnce) {
   const std::string fifo = tmp_path("ckpt.fifo");
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  // A writer holds the FIFO open with a few bytes in it, so that a reader that opened it anyway
-  // (before the fix: it blocked forever without a writer) fails on the content instead of hanging.
-  const int fd = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK);
+  const int fd = fifo_with_a_writer(fifo);  // before the fix: a reader blocked forever without a writer
   ASSERT_GE(fd, 0);
-  ASSERT_EQ(::write(fd, "garbage!!", 9), 9);
   const std::string ckpt = error_of([&] { read_checkpoint(fifo); });
   const std::string h5 = error_of([&] { H5File::open_read(fifo); });
   const std::string zip = error_of([&] { ZipReader z(fifo); });
