@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/json_bounded.h"
 
 namespace hessgap::app {
 namespace {
@@ -46,11 +48,14 @@ void append_json_entry(std::vector<std::string>& out, const std::string& key, co
 }
 
 std::vector<std::string> read_config_file(const std::string& path) {
+  require_regular_file(path, "config file");  // a FIFO blocked here forever, a device streamed without end
   std::ifstream in(path);
   HG_CHECK(in.good(), "cannot read config file '" << path << "'");
   nlohmann::json j;
   try {
-    in >> j;
+    j = parse_json_bounded(in, "config file '" + path + "'");
+  } catch (const hessgap::Error&) {
+    throw;
   } catch (const std::exception& e) {
     HG_FAIL("config file '" << path << "' is not valid JSON: " << e.what());
   }

@@ -11,6 +11,7 @@
 #include "io/atomic_output.h"
 #include "job/config_fields.h"
 #include "results/results_file.h"
+#include "util/json_bounded.h"
 #include "util/log.h"
 
 namespace hessgap::app {
@@ -41,7 +42,7 @@ RunFn add_labels_command(CLI::App& app) {
       nlohmann::json config;
       config["data"]["dataset"] = st->data;
       config["output"]["out"] = st->out;
-      info.config_json = config.dump();
+      info.config_json = json_text(config);
       info.world_size = world.size();
       info.backend = world.backend();
       info.data_description = audit.description;

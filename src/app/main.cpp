@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -124,6 +125,12 @@ int main(int argc, char** argv) {
     return hessgap::signals::kExitInterrupted;
   } catch (const hessgap::Error& e) {
     return fail(*world, 2, e.what());
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user gave that the file system refuses (a symbolic-link loop, a name too long, a file
+    // where a folder is expected): bad input, not an internal error. The message names the path(s).
+    std::string msg = "cannot use path '" + e.path1().string() + "'";
+    if (!e.path2().empty()) msg += " (and '" + e.path2().string() + "')";
+    return fail(*world, 2, msg + ": " + e.code().message() + " (" + e.what() + ")");
   } catch (const std::exception& e) {
     return fail(*world, 1, std::string("internal error: ") + e.what());
   }

@@ -52,6 +52,10 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   auto* ck = cmd->add_option("--checkpoint", o.checkpoint,
                              "Model weights: safetensors file, Hugging Face folder or hessgap HDF5 checkpoint");
   if (needs_checkpoint) ck->required();
+  // An empty value used to run on the architecture's random initial weights and exit 0.
+  ck->check([](const std::string& v) {
+    return v.empty() ? std::string("--checkpoint must not be empty (a file or folder of model weights)") : std::string();
+  });
   cmd->add_option("--arch", o.arch, "Architecture (cifar-resnet20|32|44|56|110, resnet18|34|50|101, bert-base, roberta-base, vit-base|b16|b32|l16, hf:FOLDER, mlp[:...], small-cnn[:...]); default: hf:CHECKPOINT for a Hugging Face folder, else cifar-resnet20");
   cmd->add_option("--num-classes", o.num_classes, "Classes of the head (default: the dataset's)");
   cmd->add_flag("--new-head", o.new_head,

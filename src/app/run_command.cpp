@@ -116,6 +116,8 @@ RunFn add_run_command(CLI::App& app) {
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
     const RunFlags& g = *st;
     const auto& methods = g.methods;
+    HG_CHECK(!g.checkpoint.empty(), "--checkpoint must not be empty (a file or folder of model weights)");
+    HG_CHECK(!g.out_dir.empty(), "--out-dir must not be empty (it wrote into the current folder)");
     HG_CHECK(!methods.empty(), "--methods: no method given");
     for (const auto& m : methods) {
       HG_CHECK(m == "plain" || m == "constraint" || m == "constraint-reweight",

@@ -15,6 +15,7 @@
 #include "sweep/spec.h"
 #include "sweep/store.h"
 #include "util/error.h"
+#include "util/json_bounded.h"
 #include "util/log.h"
 #include "util/signals.h"
 
@@ -71,7 +72,7 @@ job::TrainConfig parse_run(const sweep::SweepPoint& point, const sweep::SweepSpe
   try {
     parser.parse(reversed);
   } catch (const CLI::ParseError& e) {
-    HG_FAIL("sweep spec " << spec.path << ": the run " << point.overrides.dump() << " is not a valid train command: "
+    HG_FAIL("sweep spec " << spec.path << ": the run " << json_text(point.overrides) << " is not a valid train command: "
                           << e.what());
   }
   return c;
@@ -110,6 +111,7 @@ RunFn add_sweep_command(CLI::App& app) {
   return [st](comm::Communicator& world, const std::string& command_line) {
     // Everything below up to run_sweep is read-only and the same on every rank: a bad spec fails every rank
     // alike, before any file is touched.
+    HG_CHECK(!st->out_dir.empty(), "--out-dir must not be empty");
     const sweep::SweepSpec spec = sweep::read_spec(st->spec);
     const std::int64_t rpr = st->ranks_per_run > 0 ? st->ranks_per_run : spec.ranks_per_run;
     HG_CHECK(st->max_attempts >= 1, "--max-attempts must be >= 1 (got " << st->max_attempts << ")");
@@ -138,8 +140,8 @@ RunFn add_sweep_command(CLI::App& app) {
         r.invalid = e.what();
       }
       const auto [it, fresh] = seen.emplace(r.run_id, runs.size());
-      HG_CHECK(fresh, "sweep spec " << spec.path << ": the runs " << runs[it->second].overrides.dump() << " and "
-                                    << r.overrides.dump() << " have the same configuration (run " << r.run_id
+      HG_CHECK(fresh, "sweep spec " << spec.path << ": the runs " << json_text(runs[it->second].overrides) << " and "
+                                    << json_text(r.overrides) << " have the same configuration (run " << r.run_id
                                     << "): a grid key that does not change the results?");
       runs.push_back(std::move(r));
     }
@@ -154,7 +156,7 @@ RunFn add_sweep_command(CLI::App& app) {
         for (const auto& r : runs) {
           const sweep::RunState s = store.read_state(r.run_id);
           std::printf("%s  %-8s  %s%s\n", r.run_id.c_str(), r.invalid.empty() ? s.status.c_str() : "invalid",
-                      r.overrides.dump().c_str(), r.invalid.empty() ? "" : ("  (" + r.invalid + ")").c_str());
+                      json_text(r.overrides).c_str(), r.invalid.empty() ? "" : ("  (" + r.invalid + ")").c_str());
         }
         std::printf("%zu runs, %lld rank(s) per run\n", runs.size(), static_cast<long long>(rpr));
         std::fflush(stdout);

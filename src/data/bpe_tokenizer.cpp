@@ -13,6 +13,7 @@
 #include "data/tokenizer_unicode.h"
 #include "util/error.h"
 #include "util/input_file.h"
+#include "util/json_bounded.h"
 
 namespace hessgap::data {
 namespace {
@@ -99,23 +100,23 @@ BpeTokenizer::BpeTokenizer(const std::string& vocab_json_path, const std::string
     : vocab_path_(vocab_json_path), merges_path_(merges_path) {
   nlohmann::json vocab;
   try {
-    vocab = nlohmann::json::parse(read_file(vocab_path_));
+    vocab = parse_json_bounded(read_file(vocab_path_), "vocabulary '" + vocab_path_ + "'");
   } catch (const nlohmann::json::exception& e) {
     HG_FAIL("vocabulary '" << vocab_path_ << "' is not valid JSON: " << e.what());
   }
   HG_CHECK(vocab.is_object() && !vocab.empty(),
            "vocabulary '" << vocab_path_ << "' must be a JSON object {\"token\": id, ...}");
-  std::int64_t max_id = -1;
-  for (const auto& [token, id] : vocab.items()) {
-    HG_CHECK(id.is_number_integer() && id.get<std::int64_t>() >= 0 &&
-                 id.get<std::int64_t>() < std::numeric_limits<std::int32_t>::max(),
-             "vocabulary '" << vocab_path_ << "': token '" << token << "' has id " << id.dump()
-                            << " (expected an integer >= 0)");
-    max_id = std::max(max_id, id.get<std::int64_t>());
-  }
-  tokens_.resize(static_cast<std::size_t>(max_id + 1));
+  // Ids must be dense: each below the number of entries, none repeated (so exactly 0..n-1, as in
+  // every real vocab.json). tokens_ is indexed by id, so an id bounded only by INT32_MAX made one
+  // hostile entry allocate gigabytes (issue #12).
+  const auto entries = static_cast<std::int64_t>(vocab.size());
+  tokens_.resize(static_cast<std::size_t>(entries));
   std::vector<bool> used(tokens_.size(), false);
   for (const auto& [token, id] : vocab.items()) {
+    HG_CHECK(id.is_number_integer() && id.get<std::int64_t>() >= 0 && id.get<std::int64_t>() < entries,
+             "vocabulary '" << vocab_path_ << "': token '" << token << "' has id " << id.dump()
+                            << " (expected an integer >= 0 and below the number of entries, " << entries
+                            << ": vocab.json ids must be dense)");
     const auto k = static_cast<std::size_t>(id.get<std::int64_t>());
     HG_CHECK(!used[k], "vocabulary '" << vocab_path_ << "': id " << k << " is used by both '" << tokens_[k] << "' and '"
                                       << token << "'");

@@ -131,6 +131,10 @@ IdxDataset::IdxDataset(std::string images_path, std::string labels_path, IdxOpti
   HG_CHECK(images.dims[0] == labels.dims[0], "IDX files '" << images_path_ << "' and '" << labels_path_
                                                            << "' disagree: " << images.dims[0] << " images but "
                                                            << labels.dims[0] << " labels");
+  // A 0-pixel image would reach the model and fail in a convolution (exit 1) instead of here.
+  HG_CHECK(images.dims[1] >= 1 && images.dims[2] >= 1,
+           "IDX file '" << images_path_ << "': its header declares images of " << images.dims[1] << "x"
+                        << images.dims[2] << " pixels (expected at least 1x1)");
   height_ = images.dims[1];
   width_ = images.dims[2];
   pixels_ = std::move(images.data);

@@ -7,8 +7,12 @@
 #include <cctype>
 #include <exception>
 #include <filesystem>
+#include <set>
 #include <sstream>
 #include <thread>
+#include <utility>
+
+#include <sys/stat.h>
 
 #include "util/error.h"
 #include "util/log.h"
@@ -44,15 +48,35 @@ bool is_dir(const fs::path& p) {
   return fs::is_directory(p, ec);  // follows symlinks, as os.scandir().is_dir() does
 }
 
-// sorted(os.walk(dir, followlinks=True)), then sorted file names in each folder.
+// sorted(os.walk(dir, followlinks=True)), then sorted file names in each folder; except that a folder
+// already visited (the same (st_dev, st_ino), i.e. the same canonical directory, whichever path or
+// symlink reaches it) is not descended into again. Chosen over "do not follow symlinks into their own
+// ancestors" because that alone still allows an exponential walk without any cycle (d0/{x,y} -> d1,
+// d1/{x,y} -> d2, ...), whereas a visited set bounds the walk by the number of distinct folders: two
+// symlinks to '.' in a class folder made it hang, one gave duplicated samples (issue #12). os.walk
+// would loop there too, so no torchvision behaviour is lost that was ever usable. Children are taken in
+// sorted order (breadth first), so which path of a folder reachable by two is kept is deterministic:
+// the shallowest, then the first in name order.
 void list_images(const std::string& dir, std::vector<std::string>& out) {
+  std::set<std::pair<dev_t, ino_t>> visited;
+  auto first_visit = [&](const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return true;  // let the listing below report the error
+    return visited.insert({st.st_dev, st.st_ino}).second;
+  };
+  first_visit(dir);
   std::vector<std::string> folders{dir};
   for (std::size_t i = 0; i < folders.size(); ++i) {
     std::error_code ec;
+    std::vector<std::string> children;
     for (fs::directory_iterator it(folders[i], ec), end; !ec && it != end; it.increment(ec)) {
-      if (is_dir(it->path())) folders.push_back(folders[i] + "/" + it->path().filename().string());
+      if (is_dir(it->path())) children.push_back(folders[i] + "/" + it->path().filename().string());
     }
     HG_CHECK(!ec, "cannot list folder '" << folders[i] << "': " << ec.message());
+    std::sort(children.begin(), children.end());
+    for (std::string& child : children) {
+      if (first_visit(child)) folders.push_back(std::move(child));
+    }
   }
   std::sort(folders.begin(), folders.end());
   for (const std::string& folder : folders) {
@@ -142,6 +166,8 @@ LoadedImages load_images(const std::vector<std::string>& paths, const ImageTrans
       }
       try {
         inputs[k] = transform(img, k);
+      } catch (const Error& e) {  // e.g. --resize making it too large: name the image
+        errors[k] = std::make_exception_ptr(Error("image '" + paths[k] + "': " + e.what()));
       } catch (...) {
         errors[k] = std::current_exception();
       }

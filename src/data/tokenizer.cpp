@@ -11,6 +11,7 @@
 #include "data/bpe_tokenizer.h"
 #include "data/wordpiece_tokenizer.h"
 #include "util/error.h"
+#include "util/json_bounded.h"
 
 namespace hessgap::data {
 namespace fs = std::filesystem;
@@ -93,7 +94,7 @@ std::optional<bool> config_lowercase(const std::string& folder) {
   HG_CHECK(in, "cannot open '" << path << "'");
   nlohmann::json config;
   try {
-    config = nlohmann::json::parse(in);
+    config = parse_json_bounded(in, "'" + path + "'");
   } catch (const nlohmann::json::exception& e) {
     HG_FAIL("'" << path << "' is not valid JSON: " << e.what());
   }

@@ -6,7 +6,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <string>
 
+#include "data/image.h"
 #include "util/error.h"
 
 namespace hessgap::data {
@@ -159,7 +162,19 @@ Image resize_shorter(const Image& img, int size) {
   const int shorter = w <= h ? w : h;
   const int longer = w <= h ? h : w;
   // torchvision _compute_resized_output_size: int(size * long / short), in double.
-  const int new_long = static_cast<int>(static_cast<double>(static_cast<std::int64_t>(size) * longer) / shorter);
+  const double new_long_d = std::floor(static_cast<double>(static_cast<std::int64_t>(size) * longer) / shorter);
+  // The output is bounded by the same limit as a decoded image (a 1x20000 image resized to a shorter
+  // side of 224 would otherwise allocate 224x4480000 pixels, 3 GB, and more in the passes; issue #12).
+  // The caller (load_images) prefixes the image's path.
+  const std::uint64_t max_pixels = max_image_pixels();
+  HG_CHECK(new_long_d <= static_cast<double>(std::numeric_limits<int>::max()) &&
+               new_long_d * size <= static_cast<double>(max_pixels),
+           "--resize " << size << " would make this " << w << "x" << h << " image "
+                       << (w <= h ? std::to_string(size) : std::to_string(static_cast<std::uint64_t>(new_long_d))) << "x"
+                       << (w <= h ? std::to_string(static_cast<std::uint64_t>(new_long_d)) : std::to_string(size))
+                       << " pixels, more than the limit of " << max_pixels
+                       << " pixels (the environment variable HESSGAP_MAX_IMAGE_PIXELS raises it)");
+  const int new_long = static_cast<int>(new_long_d);
   const int new_w = w <= h ? size : new_long;
   const int new_h = w <= h ? new_long : size;
   if (new_w == w && new_h == h) return img;
@@ -222,6 +237,10 @@ Image apply_geometry(const Image& img, const EvalTransform& t) {
   HG_CHECK(t.resize >= 0 && t.crop >= 0,
            "eval transform: expected resize >= 0 and crop >= 0, got " << t.resize << " and " << t.crop);
   if (t.resize == 0 && t.crop == 0) return img;
+  const std::uint64_t max_pixels = max_image_pixels();
+  HG_CHECK(static_cast<std::uint64_t>(t.crop) * static_cast<std::uint64_t>(t.crop) <= max_pixels,
+           "--crop " << t.crop << " makes images of " << t.crop << "x" << t.crop << " pixels, more than the limit of "
+                     << max_pixels << " pixels (the environment variable HESSGAP_MAX_IMAGE_PIXELS raises it)");
   Image out = t.resize > 0 ? resize_shorter(img, t.resize) : img;
   if (t.crop > 0) out = center_crop(out, t.crop, t.crop);
   return out;

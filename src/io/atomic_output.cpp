@@ -43,6 +43,17 @@ void check_writable_output(const std::string& path) {
   // A FIFO, a device or a socket — /dev/null, /proc/self/fd/1 — would be replaced by a regular file.
   const fs::file_status link = fs::symlink_status(path, ec);
   if (!ec && fs::exists(link)) {
+    if (fs::is_symlink(link)) {
+      // A link that cannot be resolved (a loop: `ln -s loop loop`) reads as "no target" below and was
+      // replaced by the output. Only a dangling link (its target missing) may be.
+      struct stat resolved {};
+      if (::stat(path.c_str(), &resolved) != 0 && errno != ENOENT && errno != ENOTDIR) {
+        const int err = errno;
+        HG_FAIL("cannot write output '" << path << "': it is a symbolic link that cannot be resolved ("
+                                        << std::strerror(err)
+                                        << (err == ELOOP ? ", a loop of links" : "") << ")");
+      }
+    }
     const fs::file_status target = fs::status(path, ec);
     HG_CHECK(fs::is_symlink(link) ? (!fs::exists(target) || fs::is_regular_file(target)) : fs::is_regular_file(link),
              "cannot write output '" << path << "': it is "

@@ -22,6 +22,7 @@
 #include "io/zip_reader.h"
 #include "util/error.h"
 #include "util/input_file.h"
+#include "util/json_bounded.h"
 
 namespace hessgap::io {
 
@@ -95,6 +96,12 @@ StateDict read_tensor_group(const H5File& f, const std::string& group, const std
       const std::string dt = f.attr_string(ds, "dtype");
       auto it = dtype_names().find(dt);
       HG_CHECK(it != dtype_names().end(), what << ": unknown dtype attribute '" << dt << "'");
+      // hessgap writes integer tensors as integer datasets and floating ones as floating datasets; an
+      // attribute that crosses between the two would convert weights (uint64 values became 1.8e19).
+      const bool stored_float = info.kind == DatasetInfo::Kind::Float;
+      HG_CHECK(c10::isFloatingType(it->second) == stored_float,
+               what << ": dtype attribute '" << dt << "' does not match its " << (stored_float ? "floating point" : "integer")
+                    << " data (integer weights are not converted)");
       if (it->second != t.scalar_type()) t = t.to(it->second);
     }
     out.emplace_back(name, std::move(t));
@@ -174,6 +181,8 @@ StateDict read_sharded(const std::string& index, std::map<std::string, std::stri
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+      HG_CHECK(depth < kMaxJsonDepth, "sharded checkpoint index '" << index << "': JSON nested more than "
+                                                                    << kMaxJsonDepth << " levels deep");
       if (event == nlohmann::json::parse_event_t::key && parsed.is_string()) {
         if (depth == 1) top_key = parsed.get<std::string>();
         if (depth == 2 && top_key == "weight_map" && !listed.insert(parsed.get<std::string>()).second &&

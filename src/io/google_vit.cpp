@@ -1,6 +1,8 @@
 #include "io/google_vit.h"
 
+#include <charconv>
 #include <map>
+#include <system_error>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -51,6 +53,7 @@ bool is_google_vit(const NamedTensors& arrays) {
 }
 
 NamedTensors google_vit_to_hf(const NamedTensors& arrays, const std::string& source, std::vector<std::string>* dropped) {
+  constexpr std::size_t kMaxNameLength = 1024;
   static const std::regex kBlock(R"(^Transformer/encoderblock_(\d+)/(.+)$)");
   static const std::set<std::string> kBlockLeaves = {
       "LayerNorm_0/scale", "LayerNorm_0/bias", "LayerNorm_2/scale", "LayerNorm_2/bias",
@@ -73,9 +76,21 @@ NamedTensors google_vit_to_hf(const NamedTensors& arrays, const std::string& sou
       drop.push_back(name);
       continue;
     }
+    // std::regex_match recurses once per character: a 60,000-character name overflowed the stack.
+    // Every known name is under 100 characters.
+    HG_CHECK(name.size() <= kMaxNameLength, "Google ViT checkpoint '" << source << "': unknown array named by "
+                                                                       << name.size() << " characters (more than "
+                                                                       << kMaxNameLength << "), starting '"
+                                                                       << name.substr(0, 64) << "'");
     HG_CHECK(std::regex_match(name, m, kBlock) && kBlockLeaves.count(m[2].str()),
              "Google ViT checkpoint '" << source << "': unknown array '" << name << "'");
-    blocks.insert(std::stoll(m[1].str()));
+    const std::string digits = m[1].str();
+    std::int64_t index = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+    HG_CHECK(ec == std::errc() && end == digits.data() + digits.size(),
+             "Google ViT checkpoint '" << source << "': array '" << name << "' has an out-of-range block index "
+                                       << digits);
+    blocks.insert(index);
   }
   const auto L = static_cast<std::int64_t>(blocks.size());
   HG_CHECK(L > 0 && *blocks.begin() == 0 && *blocks.rbegin() == L - 1,

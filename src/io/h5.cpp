@@ -560,6 +560,16 @@ Handle open_dataset(hid_t file, const std::string& file_path, const std::string&
   Handle d(H5Dopen2(file, path.c_str(), dataset_access()), H5Dclose);
   if (!d.ok()) refuse_if_external(file_path, path);
   HG_CHECK(d.ok(), where(file_path, path) << " is not a dataset" << hdf5_detail());
+  // External raw storage (H5Pset_external) and virtual datasets read their bytes from other files
+  // (a FIFO there blocks forever, a missing VDS source reads as zeros): refused like external links.
+  Handle dcpl(H5Dget_create_plist(d.get()), H5Pclose);
+  HG_CHECK(dcpl.ok(), "cannot read the creation properties of " << where(file_path, path) << hdf5_detail());
+  const int external = H5Pget_external_count(dcpl.get());
+  HG_CHECK(external == 0, where(file_path, path) << " stores its data in another file (external storage); hessgap "
+                                                    "reads only data inside the file");
+  HG_CHECK(H5Pget_layout(dcpl.get()) != H5D_VIRTUAL,
+           where(file_path, path) << " stores its data in another file (a virtual dataset); hessgap reads only data "
+                                     "inside the file");
   return d;
 }
 

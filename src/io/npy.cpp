@@ -7,6 +7,7 @@
 
 #include "io/zip_reader.h"
 #include "util/error.h"
+#include "util/limits.h"
 
 namespace hessgap::io {
 
@@ -105,13 +106,11 @@ torch::Tensor parse_npy(const std::string& bytes, const std::string& what) {
   const NpyHeader h = parse_npy_header(bytes, what);
   std::vector<std::int64_t> shape = h.shape;
   if (h.fortran_order) std::reverse(shape.begin(), shape.end());
-  std::uint64_t numel = 1;
-  for (auto d : shape) {
-    HG_CHECK(d == 0 || numel <= std::numeric_limits<std::uint64_t>::max() / 16 / static_cast<std::uint64_t>(d),
-             what << ": shape too large");
-    numel *= static_cast<std::uint64_t>(d);
-  }
-  const std::uint64_t need = numel * c10::elementSize(h.dtype);
+  // Overflow-checked over the non-zero dimensions too: (2^62, 2^62, 0) holds no data, but LibTorch's
+  // int64 sizes and strides cannot describe it (an internal "numel" overflow before).
+  const auto nbytes = checked_nbytes(shape, c10::elementSize(h.dtype));
+  HG_CHECK(nbytes, what << ": shape " << torch::IntArrayRef(h.shape) << " is too large (its size overflows int64)");
+  const std::uint64_t need = static_cast<std::uint64_t>(*nbytes);
   const std::uint64_t have = bytes.size() - h.data_offset;
   HG_CHECK(have == need, what << ": " << have << " bytes of data, but dtype '" << h.descr << "' and shape "
                               << torch::IntArrayRef(h.shape) << " need " << need

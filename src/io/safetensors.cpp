@@ -12,6 +12,7 @@
 #include "io/atomic_output.h"
 #include "util/error.h"
 #include "util/input_file.h"
+#include "util/json_bounded.h"
 #include "util/limits.h"
 
 namespace hessgap::io {
@@ -128,7 +129,7 @@ TensorFile read_safetensors(const std::string& path) {
 
   json h;
   try {
-    h = json::parse(header);
+    h = parse_json_bounded(header, "safetensors file '" + path + "' header");
   } catch (const json::exception& e) {
     HG_FAIL("safetensors file '" << path << "' has a malformed JSON header: " << e.what());
   }

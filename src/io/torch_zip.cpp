@@ -207,7 +207,17 @@ class Unpickler {
     v->items = std::move(items);
     return v;
   }
-  void memo_put(std::uint64_t idx) { memo_[idx] = top(); }
+  // A new memo entry counts as a value too: 10^8 MEMOIZEs of one dict are 97 kB zipped.
+  void memo_put(std::uint64_t idx) {
+    VP& v = top();
+    auto it = memo_.find(idx);
+    if (it != memo_.end()) {
+      it->second = v;
+      return;
+    }
+    count_value();
+    memo_.emplace(idx, v);
+  }
   void memo_get(std::uint64_t idx) {
     auto it = memo_.find(idx);
     if (it == memo_.end()) fail("memo key " + std::to_string(idx) + " was never stored");
@@ -320,7 +330,7 @@ class Unpickler {
         break;
       }
       case 0x95: take(8); break;  // FRAME: a framing hint only
-      case '(': marks_.push_back(stack_.size()); break;  // MARK
+      case '(': count_value(), marks_.push_back(stack_.size()); break;  // MARK (counted: 10^9 of them are 1 MB zipped)
       case '0': pop(); break;                             // POP
       case '1': pop_mark(); break;                        // POP_MARK
       case '2': push(top()); break;                       // DUP

@@ -15,6 +15,7 @@
 #include "models/registry.h"
 #include "results/results_file.h"
 #include "util/error.h"
+#include "util/json_bounded.h"
 #include "util/log.h"
 
 namespace hessgap::job {
@@ -228,7 +229,7 @@ MeasureOutcome run_measure(comm::Communicator& world, const MeasureConfig& c, co
     results::RunInfo info;
     info.subcommand = c.kind;
     info.command_line = command_line;
-    info.config_json = to_json(c).dump();
+    info.config_json = json_text(to_json(c));
     info.world_size = dev_world->size();
     info.backend = dev_world->backend();
     info.arch = s.model->arch();

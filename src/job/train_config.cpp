@@ -3,10 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <limits>
 
 #include "job/config_fields.h"
 #include "job/train_job.h"
 #include "util/error.h"
+#include "util/json_bounded.h"
 
 
 namespace hessgap::job {
@@ -67,7 +69,7 @@ std::string run_id_of(const TrainConfig& c) {
   j.erase("output");
   j["compute"].erase("verbosity");
   j["compute"].erase("threads");
-  return fnv1a_hex(j.dump());  // nlohmann objects keep their keys sorted: canonical
+  return fnv1a_hex(json_text(j));  // nlohmann objects keep their keys sorted: canonical
 }
 
 void validate(const TrainConfig& f) {
@@ -78,7 +80,17 @@ void validate(const TrainConfig& f) {
   HG_CHECK(f.reweight_noise_rate >= 0 && f.reweight_noise_rate < 1,
            "--reweight-noise-rate must be in [0, 1) (got " << f.reweight_noise_rate << ")");
   HG_CHECK(f.epochs == -1 || f.epochs >= 1, "--epochs must be >= 1 (got " << f.epochs << ")");
-  HG_CHECK(f.lr == -1 || (f.lr > 0 && std::isfinite(f.lr)), "--lr must be > 0 (got " << f.lr << ")");
+  // Learning rate, weight decay and radii become floats in LibTorch's optimizers and projections: beyond
+  // FLT_MAX they ended in "value cannot be converted to type float without overflow".
+  constexpr double kMaxFloat = std::numeric_limits<float>::max();
+  HG_CHECK(f.lr == -1 || (f.lr > 0 && std::isfinite(f.lr) && f.lr <= kMaxFloat),
+           "--lr must be > 0 and at most " << kMaxFloat << " (got " << f.lr << ")");
+  HG_CHECK(std::isfinite(f.weight_decay) && f.weight_decay >= 0 && f.weight_decay <= kMaxFloat,
+           "--weight-decay must be >= 0 and at most " << kMaxFloat << " (got " << f.weight_decay << ")");
+  HG_CHECK(!f.out_dir.empty(), "--out-dir must not be empty");
+  // 0: --crop, else --resize, else 224; bounded like --resize and --crop (larger ended in bad_alloc).
+  HG_CHECK(f.augment_size >= 0 && f.augment_size <= 4096,
+           "--augment-size must be between 1 and 4096 pixels, or 0 for the default (got " << f.augment_size << ")");
   HG_CHECK(f.common.batch_size >= 0, "--batch-size must be >= 1 (got " << f.common.batch_size << ")");
   HG_CHECK(f.reg_method == "none" || f.reg_method == "constraint" || f.reg_method == "penalty",
            "--reg-method must be constraint, penalty or none (got '" << f.reg_method << "')");
@@ -87,7 +99,8 @@ void validate(const TrainConfig& f) {
     for (const auto& [flag, value] : {std::pair<const char*, double>{"--reg-extractor", f.reg_extractor},
                                       {"--reg-predictor", f.reg_predictor}, {"--scale-factor", f.scale_factor},
                                       {"--reg-attention", f.reg_attention}, {"--reg-linear", f.reg_linear}}) {
-      HG_CHECK(value > 0 && std::isfinite(value), flag << " must be > 0 (got " << value << ")");
+      HG_CHECK(value > 0 && std::isfinite(value) && value <= kMaxFloat,
+               flag << " must be > 0 and at most " << kMaxFloat << " (got " << value << ")");
     }
   }
   HG_CHECK(f.augment == "auto" || f.augment == "on" || f.augment == "off",

@@ -35,6 +35,7 @@
 #include "train/reweight.h"
 #include "train/trainer.h"
 #include "util/error.h"
+#include "util/json_bounded.h"
 #include "util/log.h"
 #include "util/rng.h"
 
@@ -160,7 +161,7 @@ torch::Tensor dual_t_matrix(comm::Communicator& world, const TrainConfig& f, con
 
 TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const std::string& command_line,
                        const TrainHooks& hooks) {
-  const std::string config_json = to_json(f).dump();
+  const std::string config_json = json_text(to_json(f));
     CommonOptions common = f.common;
   data::DatasetSpec spec = common.data;
   validate(f);
@@ -242,6 +243,21 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
   if (n_test < test->size()) test = std::make_unique<data::SubsetDataset>(std::move(test), n_test);
   td.test_ids.resize(static_cast<std::size_t>(n_test));
   std::iota(td.test_ids.begin(), td.test_ids.end(), std::int64_t{0});
+  // Every split training uses needs labels: an unlabelled one (GLUE's test.tsv layout, labels -1) ended
+  // in LibTorch's "Target -1 is out of bounds", or a "test accuracy nan" with exit 0. Labels are read
+  // without decoding.
+  auto require_labelled = [](const data::Dataset& d, const std::vector<std::int64_t>& ids, const std::string& role,
+                             const std::string& split) {
+    std::int64_t missing = 0;
+    for (std::int64_t id : ids) missing += d.label(id) < 0 ? 1 : 0;
+    HG_CHECK(missing == 0, role << " needs labelled data, but " << missing << " of the " << ids.size()
+                                << " samples of the '" << split << "' split (" << d.describe()
+                                << ") have none (label -1: a test split whose labels are hidden, as GLUE's test.tsv)");
+  };
+  require_labelled(*s.dataset, td.train_ids, "training", train_spec.split);
+  require_labelled(td.valid != nullptr ? *td.valid : *s.dataset, td.valid_ids, "validation",
+                   td.valid != nullptr ? std::string("val") : train_spec.split);
+  require_labelled(*test, td.test_ids, "testing (--test-split)", test_spec.split);
   // Augmentation: torchvision's RandomResizedCrop + flip with draws keyed by (seed, epoch, sample id), so
   // a sample's crop is the same at any rank count and on a resumed run.
   const auto* folder = dynamic_cast<const data::ImageFolderDataset*>(s.dataset.get());

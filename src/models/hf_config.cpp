@@ -11,6 +11,7 @@
 
 #include "util/error.h"
 #include "util/input_file.h"
+#include "util/json_bounded.h"
 
 namespace hessgap::models {
 namespace {
@@ -114,7 +115,9 @@ TransformerConfig read_hf_config(const std::string& path) {
   HG_CHECK(in.good(), "config " << file << ": cannot open (expected a Hugging Face config.json)");
   json j;
   try {
-    in >> j;
+    j = parse_json_bounded(in, "config " + file);
+  } catch (const Error&) {
+    throw;  // nested too deep: already names the file
   } catch (const std::exception& e) {
     HG_FAIL("config " << file << ": invalid JSON: " << e.what());
   }

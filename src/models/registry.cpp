@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -17,9 +18,13 @@
 #include "models/transformer_text.h"
 #include "models/vit.h"
 #include "util/error.h"
+#include "util/limits.h"
 
 namespace hessgap::models {
 namespace {
+
+// The largest size of one dimension in an --arch spec (in, hidden, c1, ...).
+constexpr std::int64_t kMaxArchDimension = 1'000'000;
 
 const std::vector<std::int64_t> kResNetDepths = {20, 32, 44, 56, 110};
 const std::vector<std::int64_t> kImageNetResNetDepths = {18, 34, 50, 101};
@@ -71,8 +76,37 @@ std::int64_t parse_positive(const std::string& arch, const std::string& key,
   HG_CHECK(used == text.size() && !text.empty() && value >= 1,
            "model '" << arch << "': option " << key << "=" << text
                      << " is not a positive integer");
+  HG_CHECK(value <= kMaxArchDimension, "model '" << arch << "' (--arch): option " << key << "=" << text
+                                                 << " is more than the limit of " << kMaxArchDimension);
   return value;
 }
+
+// The parameter count of a spec model, summed from products of layer sizes (each checked, though
+// with every size <= kMaxArchDimension they fit), refused above kMaxParameters (hf_config.h) before
+// anything is allocated: mlp:hidden=1000000000 tried to allocate 12 TB (issue #12).
+class ParameterCount {
+ public:
+  explicit ParameterCount(const std::string& arch) : arch_(arch) {}
+  // Adds a * b * c parameters.
+  void add(std::int64_t a, std::int64_t b, std::int64_t c = 1) {
+    const auto ab = checked_mul(static_cast<std::uint64_t>(a), static_cast<std::uint64_t>(b));
+    const auto abc = ab ? checked_mul(*ab, static_cast<std::uint64_t>(c)) : std::nullopt;
+    overflow_ = overflow_ || !abc || *abc > kMaxCount || total_ + *abc > kMaxCount;
+    if (!overflow_) total_ += *abc;
+  }
+  void check() const {
+    HG_CHECK(!overflow_ && static_cast<double>(total_) <= kMaxParameters,
+             "model '" << arch_ << "' (--arch): its sizes imply "
+                       << (overflow_ ? std::string("too many") : "about " + std::to_string(total_))
+                       << " parameters, more than the limit of " << kMaxParameters);
+  }
+
+ private:
+  static constexpr std::uint64_t kMaxCount = std::uint64_t{1} << 62;
+  std::string arch_;
+  std::uint64_t total_ = 0;
+  bool overflow_ = false;
+};
 
 }  // namespace
 
@@ -154,6 +188,16 @@ std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num
       }
     }
     if (opts.count("act")) o.activation = parse_activation(opts["act"]);
+    ParameterCount params(arch);
+    std::int64_t width = o.in_features;
+    for (const std::int64_t h : o.hidden) {
+      params.add(width, h);
+      params.add(h, 1);
+      width = h;
+    }
+    params.add(width, num_classes);
+    params.add(num_classes, 1);
+    params.check();
     return std::make_shared<Mlp>(o, num_classes);
   }
   if (base == "small-cnn") {
@@ -162,6 +206,14 @@ std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num
     if (opts.count("in")) o.in_channels = parse_positive(arch, "in", opts["in"]);
     if (opts.count("c1")) o.channels1 = parse_positive(arch, "c1", opts["c1"]);
     if (opts.count("c2")) o.channels2 = parse_positive(arch, "c2", opts["c2"]);
+    ParameterCount params(arch);
+    params.add(o.channels1, o.in_channels, 9);  // conv1 3x3
+    params.add(o.channels1, 2);                 // bn1
+    params.add(o.channels2, o.channels1, 9);    // conv2 3x3
+    params.add(o.channels2, 2);                 // bn2
+    params.add(o.channels2, num_classes);       // fc
+    params.add(num_classes, 1);
+    params.check();
     return std::make_shared<SmallCnn>(o, num_classes);
   }
   HG_FAIL("unknown model architecture '" << arch << "' (known: "

@@ -6,6 +6,7 @@
 #include "comm/communicator.h"
 #include "io/h5.h"
 #include "util/error.h"
+#include "util/json_bounded.h"
 #include "util/log.h"
 #include "util/signals.h"
 
@@ -66,7 +67,7 @@ std::vector<nlohmann::json> overrides_of(const std::vector<SweepRun>& runs) {
 
 std::vector<std::string> configs_of(const std::vector<SweepRun>& runs) {
   std::vector<std::string> out;
-  for (const auto& r : runs) out.push_back(job::to_json(r.config).dump());
+  for (const auto& r : runs) out.push_back(json_text(job::to_json(r.config)));
   return out;
 }
 
@@ -148,7 +149,7 @@ SweepSummary run_sweep(comm::Communicator& world, const SweepStore& store, const
       state.start_time = utc_now();
       state.end_time.clear();
       store.write_state(run.run_id, state);
-      log::info("sweep: run " + run.run_id + " " + run.overrides.dump() + " (attempt " + std::to_string(state.attempts) +
+      log::info("sweep: run " + run.run_id + " " + json_text(run.overrides) + " (attempt " + std::to_string(state.attempts) +
                 " of " + std::to_string(opts.max_attempts) + ", " + std::to_string(group->size()) + " rank(s))");
     }
     const auto t0 = Clock::now();

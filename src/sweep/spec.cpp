@@ -4,6 +4,8 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/json_bounded.h"
 
 namespace hessgap::sweep {
 
@@ -81,24 +83,38 @@ SweepSpec parse_spec(const nlohmann::json& j, const std::string& origin) {
       s.runs.push_back(flag_object(j["runs"][k], "sweep spec " + origin + ": runs[" + std::to_string(k) + "]"));
     }
   }
+  // The number of runs, before anything is expanded: 10 flags of 10 values each ended in bad_alloc.
+  std::int64_t total = 1;
+  for (const auto& [key, values] : s.grid.items()) {
+    const auto n = static_cast<std::int64_t>(values.size());
+    HG_CHECK(n <= kMaxSweepRuns / total,
+             "sweep spec " << origin << ": the grid defines more than " << kMaxSweepRuns
+                           << " runs (the product of its value counts; the limit of one sweep): split it into several sweeps");
+    total *= n;
+  }
+  if (s.grid.empty()) total = 0;
+  HG_CHECK(static_cast<std::int64_t>(s.runs.size()) <= kMaxSweepRuns - total,
+           "sweep spec " << origin << ": " << total << " grid runs and " << s.runs.size() << " explicit runs are more than "
+                         << kMaxSweepRuns << " runs (the limit of one sweep): split it into several sweeps");
   HG_CHECK(!s.grid.empty() || !s.runs.empty(),
            "sweep spec " << origin << ": the grid is empty and there are no runs: nothing to sweep");
   if (j.contains("ranks_per_run")) {
     HG_CHECK(j["ranks_per_run"].is_number_integer() && j["ranks_per_run"].get<std::int64_t>() >= 1,
-             "sweep spec " << origin << ": ranks_per_run must be an integer >= 1 (got " << j["ranks_per_run"].dump() << ")");
+             "sweep spec " << origin << ": ranks_per_run must be an integer >= 1 (got " << json_text(j["ranks_per_run"]) << ")");
     s.ranks_per_run = j["ranks_per_run"].get<std::int64_t>();
   }
   return s;
 }
 
 SweepSpec read_spec(const std::string& path) {
+  refuse_special_file(path, "sweep spec");  // a FIFO blocked here forever, a device streamed without end
   std::ifstream in(path);
   HG_CHECK(in.good(), "cannot read the sweep spec '" << path << "'");
   std::stringstream text;
   text << in.rdbuf();
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text.str());
+    j = parse_json_bounded(text.str(), "sweep spec '" + path + "'");
   } catch (const nlohmann::json::exception& e) {
     HG_FAIL("sweep spec '" << path << "' is not valid JSON: " << e.what());
   }
@@ -156,7 +172,7 @@ std::vector<std::string> to_arguments(const nlohmann::json& flags) {
       if (value.get<bool>()) args.push_back("--" + key);
     } else {
       args.push_back("--" + key);
-      args.push_back(value.is_string() ? value.get<std::string>() : value.dump());
+      args.push_back(value.is_string() ? value.get<std::string>() : json_text(value));
     }
   }
   return args;

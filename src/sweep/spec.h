@@ -21,6 +21,10 @@
 
 namespace hessgap::sweep {
 
+// The most runs one sweep spec may define (grid product plus explicit runs): far above any real sweep,
+// low enough that listing them (--dry-run) takes seconds, not minutes or all the memory.
+constexpr std::int64_t kMaxSweepRuns = 100000;
+
 struct SweepSpec {
   nlohmann::json base = nlohmann::json::object();   // flag -> value
   nlohmann::json grid = nlohmann::json::object();   // flag -> [values], or label -> {name: {flag: value}} (sorted)
@@ -45,6 +49,9 @@ struct SweepPoint {
 // (snake_case accepted; leading dashes dropped). Throws hessgap::Error naming the file and key: unreadable
 // or malformed JSON, an unknown top-level key, an empty grid with no runs, a grid value that is not a
 // non-empty array, a nested value.
+// Also refused: JSON nested deeper than 128 levels, a path that is not a regular file (a FIFO blocked),
+// and a spec of more than kMaxSweepRuns runs (the grid's cartesian product, computed with overflow checks
+// before anything is expanded, plus the explicit runs).
 SweepSpec read_spec(const std::string& path);
 SweepSpec parse_spec(const nlohmann::json& j, const std::string& origin);
 

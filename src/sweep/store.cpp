@@ -16,6 +16,8 @@
 #include "io/atomic_output.h"
 #include "io/h5.h"
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/json_bounded.h"
 #include "util/log.h"
 
 namespace hessgap::sweep {
@@ -49,7 +51,10 @@ nlohmann::json Owner::to_json() const {
 
 namespace {
 
-std::string read_text(const fs::path& p) {
+// `what` names the file in messages. A FIFO (it blocked here forever) or a device is refused first; a
+// file gone meanwhile (a claim released by its holder) reads as "", as before.
+std::string read_text(const fs::path& p, const std::string& what) {
+  refuse_special_file(p.string(), what);
   std::ifstream in(p);
   std::stringstream s;
   s << in.rdbuf();
@@ -87,10 +92,13 @@ void SweepStore::check_identity(const nlohmann::json& identity) const {
   if (!fs::exists(p)) return;
   nlohmann::json existing;
   try {
-    existing = nlohmann::json::parse(read_text(p));
+    existing = parse_json_bounded(read_text(p, "sweep file"), "sweep file '" + p.string() + "'");
   } catch (const nlohmann::json::exception& e) {
     HG_FAIL("--out-dir '" << dir_ << "': sweep.json is not valid JSON (" << e.what() << ")");
   }
+  HG_CHECK(existing.is_object(), "--out-dir '" << dir_ << "': '" << p.string()
+                                               << "' must hold a JSON object with the sweep's spec (got "
+                                               << existing.type_name() << "); is it a sweep folder?");
   HG_CHECK(existing.value("sweep", nlohmann::json()) == identity["sweep"],
            "--out-dir '" << dir_ << "' holds a different sweep (its sweep.json has another base, grid or runs): "
                          << "choose another --out-dir, or rerun that sweep's own spec there");
@@ -105,7 +113,7 @@ void SweepStore::open_or_create(const nlohmann::json& identity) {
   }
   check_identity(identity);
   fs::create_directories(fs::path(dir_) / "runs");
-  if (!fs::exists(fs::path(dir_) / "sweep.json")) write_atomically(fs::path(dir_) / "sweep.json", identity.dump(2) + "\n");
+  if (!fs::exists(fs::path(dir_) / "sweep.json")) write_atomically(fs::path(dir_) / "sweep.json", json_text(identity, 2) + "\n");
 }
 
 RunState SweepStore::read_state(const std::string& run_id) const {
@@ -113,7 +121,8 @@ RunState SweepStore::read_state(const std::string& run_id) const {
   const fs::path p = fs::path(run_dir(run_id)) / "state.json";
   if (!fs::exists(p)) return s;
   try {
-    const auto j = nlohmann::json::parse(read_text(p));
+    const auto j = parse_json_bounded(read_text(p, "run state file"), "run state file '" + p.string() + "'");
+    HG_CHECK(j.is_object(), "run state file '" << p.string() << "' must hold a JSON object (got " << j.type_name() << ")");
     s.status = j.value("status", s.status);
     s.attempts = j.value("attempts", s.attempts);
     s.final = j.value("final", s.final);
@@ -124,7 +133,8 @@ RunState SweepStore::read_state(const std::string& run_id) const {
     s.end_time = j.value("end_time", s.end_time);
     s.seconds = j.value("seconds", s.seconds);
   } catch (const nlohmann::json::exception& e) {
-    HG_FAIL("'" << p.string() << "' is not valid JSON (" << e.what() << ")");
+    HG_FAIL("run state file '" << p.string() << "' is not valid JSON or holds a value of the wrong type (" << e.what()
+                                 << ")");
   }
   return s;
 }
@@ -134,7 +144,7 @@ void SweepStore::write_state(const std::string& run_id, const RunState& s) const
                             {"message", s.message},       {"host", s.host},         {"ranks", s.ranks},
                             {"start_time", s.start_time}, {"end_time", s.end_time}, {"seconds", s.seconds}};
   fs::create_directories(run_dir(run_id));
-  write_atomically(fs::path(run_dir(run_id)) / "state.json", j.dump(2) + "\n");
+  write_atomically(fs::path(run_dir(run_id)) / "state.json", json_text(j, 2) + "\n");
 }
 
 bool SweepStore::stale(const nlohmann::json& claim, const std::string& path) const {
@@ -153,11 +163,22 @@ std::optional<nlohmann::json> SweepStore::live_claim(const std::string& run_id) 
   if (!fs::exists(p)) return std::nullopt;
   nlohmann::json claim;
   try {
-    claim = nlohmann::json::parse(read_text(p));
+    claim = parse_json_bounded(read_text(p, "claim file"), "claim file '" + p.string() + "'");
   } catch (const nlohmann::json::exception&) {
     // Being written right now (created, not yet filled): live unless it is old.
     return age_seconds(p) > lease_seconds_ ? std::nullopt : std::optional<nlohmann::json>(nlohmann::json::object());
   }
+  // Written by Owner::to_json; anything else is not a claim of ours (stale() reads these fields).
+  HG_CHECK(claim.is_object(), "claim file '" << p.string() << "' must hold a JSON object (got " << claim.type_name()
+                                             << "); remove it if no job of this sweep is running that run");
+  for (const char* key : {"host", "job_id", "restart", "since"}) {
+    HG_CHECK(!claim.contains(key) || claim[key].is_string(),
+             "claim file '" << p.string() << "': '" << key << "' must be a string (got " << claim[key].type_name()
+                            << "); remove it if no job of this sweep is running that run");
+  }
+  HG_CHECK(!claim.contains("pid") || claim["pid"].is_number_integer(),
+           "claim file '" << p.string() << "': 'pid' must be an integer (got " << claim["pid"].type_name()
+                          << "); remove it if no job of this sweep is running that run");
   if (stale(claim, p.string())) return std::nullopt;
   return claim;
 }
@@ -168,7 +189,7 @@ bool SweepStore::try_claim(const std::string& run_id, const Owner& owner) const 
   for (int tries = 0; tries < 2; ++tries) {
     const int fd = ::open(p.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, 0644);
     if (fd >= 0) {
-      const std::string text = owner.to_json().dump() + "\n";
+      const std::string text = json_text(owner.to_json()) + "\n";
       const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
       ::close(fd);
       HG_CHECK(ok, "cannot write the claim '" << p.string() << "'");
@@ -178,12 +199,12 @@ bool SweepStore::try_claim(const std::string& run_id, const Owner& owner) const 
     HG_CHECK(errno == EEXIST, "cannot create the claim '" << p.string() << "': " << std::strerror(errno));
     if (live_claim(run_id)) return false;
     // Stale: move it aside under a name of our own (atomic; of two breakers only one finds it), then retry.
-    const std::string text = read_text(p);
+    const std::string text = read_text(p, "claim file");
     const fs::path aside = p.string() + ".stale-" + owner.host + "-" + std::to_string(owner.pid);
     std::error_code ec;
     fs::rename(p, aside, ec);
     if (ec) continue;
-    if (read_text(aside) != text) {
+    if (read_text(aside, "claim file") != text) {
       // Someone claimed it between our check and the rename: give theirs back.
       fs::rename(aside, p, ec);
       return false;
@@ -248,7 +269,7 @@ void SweepStore::rebuild_index(const std::vector<std::string>& run_ids, const st
     start[i] = s.start_time;
     end[i] = s.end_time;
     seconds[i] = s.seconds;
-    over[i] = overrides[i].dump();
+    over[i] = json_text(overrides[i]);
     path[i] = "runs/" + run_ids[i];
     const fs::path run_file = fs::path(run_dir(run_ids[i])) / "run.h5";
     if (s.status == "complete" && fs::exists(run_file)) {
@@ -272,7 +293,9 @@ void SweepStore::rebuild_index(const std::vector<std::string>& run_ids, const st
     // The sweep's spec (base, grid, runs; flag names normalised), as sweep.json holds it.
     std::string spec = "{}";
     try {
-      spec = nlohmann::json::parse(read_text(fs::path(dir_) / "sweep.json")).value("sweep", nlohmann::json::object()).dump();
+      const fs::path sweep_file = fs::path(dir_) / "sweep.json";
+      const nlohmann::json j = parse_json_bounded(read_text(sweep_file, "sweep file"), "sweep file '" + sweep_file.string() + "'");
+      if (j.is_object()) spec = json_text(j.value("sweep", nlohmann::json::object()));
     } catch (const nlohmann::json::exception&) {
     }
     f.set_attr("/", "spec", spec);

@@ -259,3 +259,218 @@ def test_stability_eps_must_be_sane(hessgap_bin, tmp_path):
         r = run_hg("stability", "--checkpoint", WEIGHTS, *TINY, "--repeats", 1, "--eps", eps, "--out", out / "r.h5")
         assert_failed(r, 2, "--eps must be > 0 and at most 1 (the absolute standard deviation of the weight noise)",
                       out_dir=out)
+
+
+# ---- hostile flags, paths and sweep files (second hunt): each was an internal error, a hang, a crash or
+# ---- a silent wrong result ---------------------------------------------------------------------------
+
+TRAIN = ["--checkpoint", WEIGHTS, "--data", IMAGES, "--max-per-class", 1, "--epochs", 1, "--measure-samples", 0,
+         "--verbosity", 0]
+
+
+def _run_text(*args, timeout=120):
+    """run_hg for outputs that may hold bytes that are not UTF-8."""
+    cmd = [os.environ["HESSGAP"]] + [os.fsencode(a) if isinstance(a, bytes) else str(a) for a in args]
+    return subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+@pytest.mark.parametrize("sub,extra", [("eval", []), ("traces", ["--max-probes", 2])])
+def test_empty_checkpoint_is_refused(hessgap_bin, tmp_path, sub, extra):
+    """--checkpoint '' ran on the architecture's random initial weights and exited 0."""
+    out = _out(tmp_path)
+    r = run_hg(sub, "--checkpoint", "", *TINY, *extra, "--out", out / "r.h5")
+    assert_failed(r, 2, "--checkpoint must not be empty", out_dir=out)
+    r = run_hg("run", "--checkpoint", "", "--out-dir", out / "run", "--epochs", 1)
+    assert_failed(r, 2, "--checkpoint must not be empty", out_dir=out)
+
+
+def test_empty_out_dirs_are_refused(hessgap_bin, tmp_path):
+    """train --out-dir '' was a filesystem error (exit 1); run --out-dir '' wrote into the current folder."""
+    r = run_hg("train", *TRAIN, "--out-dir", "", cwd=tmp_path)
+    assert_failed(r, 2, "--out-dir must not be empty", out_dir=tmp_path)
+    r = run_hg("run", "--out-dir", "", "--epochs", 1, cwd=tmp_path)
+    assert_failed(r, 2, "--out-dir must not be empty", out_dir=tmp_path)
+    spec = tmp_path.parent / f"{tmp_path.name}-spec.json"
+    spec.write_text(json.dumps({"base": {"epochs": 1}, "grid": {"seed": [0, 1]}}))
+    r = run_hg("sweep", spec, "--out-dir", "", "--dry-run", cwd=tmp_path)
+    assert_failed(r, 2, "--out-dir must not be empty", out_dir=tmp_path)
+
+
+def test_fifo_config_file_is_refused(hessgap_bin, tmp_path):
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    r = run_hg("eval", "--config", fifo, *TINY, timeout=60)  # it blocked forever before
+    assert_failed(r, 2, f"config file '{fifo}' is not a regular file: it is a FIFO")
+
+
+def _failed_sweep(tmp_path):
+    """A sweep folder (sweep.json, runs/<id>/state.json) whose one run failed at once (a missing checkpoint)."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"base": {"checkpoint": str(tmp_path / "missing.safetensors"), "data": str(IMAGES),
+                                         "max-per-class": 1, "epochs": 1, "measure-samples": 0, "verbosity": 0},
+                                "grid": {"seed": [0]}}))
+    out = tmp_path / "sweep"
+    r = run_hg("sweep", spec, "--out-dir", out, "--max-attempts", 1)
+    assert r.rc == 4, r
+    (run,) = (out / "runs").iterdir()
+    assert (run / "state.json").is_file()
+    return spec, out, run
+
+
+def test_fifo_sweep_files_are_refused(hessgap_bin, tmp_path):
+    fifo = tmp_path / "spec.fifo"
+    os.mkfifo(fifo)
+    r = run_hg("sweep", fifo, "--out-dir", tmp_path / "d", "--dry-run", timeout=60)
+    assert_failed(r, 2, f"sweep spec '{fifo}' is not a regular file: it is a FIFO")
+    spec, out, run = _failed_sweep(tmp_path)
+    for name, args in (("state.json", ["--dry-run"]), ("claim", []), ("sweep.json", ["--dry-run"])):
+        path = (out if name == "sweep.json" else run) / name
+        if path.exists():
+            path.unlink()
+        os.mkfifo(path)
+        r = run_hg("sweep", spec, "--out-dir", out, *args, timeout=60)
+        assert_failed(r, 2, f"'{path}' is not a regular file: it is a FIFO")
+        path.unlink()
+        if name == "state.json":
+            path.write_text('{"status": "failed", "attempts": 1, "final": true}')
+
+
+def test_malformed_sweep_files_are_refused_naming_them(hessgap_bin, tmp_path):
+    spec, out, run = _failed_sweep(tmp_path)
+    sweep_json = out / "sweep.json"
+    good = sweep_json.read_text()
+    sweep_json.write_text("[]")  # json type_error 306 before
+    r = run_hg("sweep", spec, "--out-dir", out, "--dry-run")
+    assert_failed(r, 2, f"'{sweep_json}' must hold a JSON object")
+    sweep_json.write_text(good)
+    claim = run / "claim"
+    for text, message in (('{"host":5,"pid":1}', "'host' must be a string"), ('{"pid":"x"}', "'pid' must be an integer"),
+                          ("[1,2]", "must hold a JSON object")):
+        claim.write_text(text)
+        r = run_hg("sweep", spec, "--out-dir", out)
+        assert_failed(r, 2, f"claim file '{claim}'", message)
+    claim.unlink()
+    state = run / "state.json"
+    state.write_text("[" * 100000 + "]" * 100000)
+    r = run_hg("sweep", spec, "--out-dir", out, "--dry-run")
+    assert_failed(r, 2, f"run state file '{state}': JSON nested more than 128 levels deep")
+
+
+def test_deeply_nested_sweep_spec_is_an_error_not_a_crash(hessgap_bin, tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"grid": {"seed": [0]}, "ranks_per_run": ' + "[" * 10**6 + "]" * 10**6 + "}")
+    r = run_hg("sweep", spec, "--out-dir", tmp_path / "d", "--dry-run")  # exit 139 before
+    assert_failed(r, 2, f"sweep spec '{spec}': JSON nested more than 128 levels deep")
+
+
+def test_sweep_grids_are_bounded(hessgap_bin, tmp_path):
+    """6 flags of 10 values took minutes in --dry-run, 10 of them ended in bad_alloc."""
+    for flags in (6, 10, 40):
+        spec = tmp_path / f"spec{flags}.json"
+        spec.write_text(json.dumps({"grid": {f"flag-{k}": list(range(10)) for k in range(flags)}}))
+        r = run_hg("sweep", spec, "--out-dir", tmp_path / "d", "--dry-run", timeout=60)
+        assert_failed(r, 2, f"sweep spec '{spec}': the grid defines more than 100000 runs")
+        assert r.seconds < 20, r
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--augment-size", 100000], "--augment-size must be between 1 and 4096 pixels, or 0 for the default (got 100000)"),
+    (["--augment-size", 2147483647], "--augment-size must be between 1 and 4096"),
+    (["--augment-size", -1], "--augment-size must be between 1 and 4096"),
+    (["--weight-decay", -1], "--weight-decay must be >= 0"),
+    (["--weight-decay", "nan"], "--weight-decay must be >= 0"),
+    (["--weight-decay", "1e308", "--optimizer", "adam"], "--weight-decay must be >= 0 and at most 3.40282e+38"),
+    (["--lr", "1e39"], "--lr must be > 0 and at most 3.40282e+38"),
+    (["--reg-method", "constraint", "--reg-extractor", "1e39"], "--reg-extractor must be > 0 and at most 3.40282e+38"),
+])
+def test_train_flags_are_checked_before_libtorch(hessgap_bin, tmp_path, flags, message):
+    out = tmp_path / "o"
+    r = run_hg("train", *TRAIN, *flags, "--out-dir", out)
+    assert_failed(r, 2, message, out_dir=tmp_path)
+
+
+@pytest.mark.parametrize("value", ["1000000000", "99999999999999999999"])
+def test_max_length_is_bounded(hessgap_bin, tmp_path, value):
+    out = _out(tmp_path)
+    r = run_hg("eval", "--checkpoint", WEIGHTS, *TINY, "--max-length", value, "--out", out / "r.h5")
+    assert r.rc == 2, r
+    assert "--max-length" in r.output, r
+    assert leftovers(out) == []
+
+
+def test_filesystem_errors_on_user_paths_are_user_errors(hessgap_bin, tmp_path):
+    """A symbolic-link loop, a name over 4096 characters, a file where a folder is expected: 'internal error:
+    filesystem error' (exit 1) before."""
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    long_name = str(tmp_path / ("a" * 5000))
+    for flag in ("--checkpoint", "--data"):
+        for path in (loop, long_name):
+            args = {"--checkpoint": WEIGHTS, "--data": IMAGES}
+            args[flag] = path
+            r = run_hg("eval", "--checkpoint", args["--checkpoint"], "--data", args["--data"], "--verbosity", 0)
+            assert r.rc == 2 and "internal error" not in r.output, r
+    r = run_hg("eval", "--checkpoint", WEIGHTS, *TINY, "--data-format", "glue", "--tokenizer", loop)
+    assert r.rc == 2 and "internal error" not in r.output, r
+    for out_dir in (afile / "x", loop / "x", long_name):
+        r = run_hg("train", *TRAIN, "--out-dir", out_dir)
+        assert r.rc == 2 and "internal error" not in r.output, r
+    r = run_hg("train", *TRAIN, "--out-dir", loop / "x")
+    assert_failed(r, 2, f"'{loop}")
+    assert sorted(leftovers(tmp_path)) == ["afile", "loop"]
+
+
+@pytest.fixture(scope="module")
+def glue_unlabelled(tmp_path_factory):
+    """MRPC/{train,dev,test}.tsv (labelled train and dev; test in GLUE's test layout: index, no labels), an
+    unlabelled copy as the training split of MRPC-u, bert-tiny and a 1000-token BERT vocabulary."""
+    root = tmp_path_factory.mktemp("glue-u")
+    mrpc = SOURCE_DIR / "tests" / "fixtures" / "text" / "glue" / "MRPC" / "train_head.tsv"
+    lines = mrpc.read_text(encoding="utf-8-sig").splitlines()[:41]
+    test = ["index\t#1 ID\t#2 ID\t#1 String\t#2 String"] + ["\t".join([str(i)] + l.split("\t")[1:])
+                                                               for i, l in enumerate(lines[1:])]
+    labelled, unlabelled = root / "MRPC", root / "u" / "MRPC"
+    for folder, train in ((labelled, lines), (unlabelled, test)):
+        folder.mkdir(parents=True)
+        (folder / "train.tsv").write_text("\n".join(train) + "\n", encoding="utf-8")
+        (folder / "dev.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (folder / "test.tsv").write_text("\n".join(test) + "\n", encoding="utf-8")
+    tok = root / "tok"
+    tok.mkdir()
+    vocab = (SOURCE_DIR / "tests" / "fixtures" / "text" / "bert-base-uncased" / "vocab.txt").read_text().splitlines()
+    (tok / "vocab.txt").write_text("\n".join(vocab[:1000]) + "\n")
+    return labelled, unlabelled, tok
+
+
+@pytest.mark.parametrize("which,flags,message", [
+    ("unlabelled", [], "training needs labelled data"),
+    ("labelled", ["--test-split", "test"], "testing (--test-split) needs labelled data"),
+])
+def test_training_on_unlabelled_glue_splits_is_refused(hessgap_bin, tmp_path, glue_unlabelled, which, flags, message):
+    """'Target -1 is out of bounds' (exit 1) before, or 'test accuracy nan' and exit 0."""
+    labelled, unlabelled, tok = glue_unlabelled
+    data = labelled if which == "labelled" else unlabelled
+    split = "test" if flags else "train"
+    r = run_hg("train", "--checkpoint", SOURCE_DIR / "tests" / "fixtures" / "hf" / "bert-tiny", "--new-head",
+               "--data", data, "--data-format", "glue", "--tokenizer", tok, "--max-length", 32, "--epochs", 1,
+               "--measure-samples", 0, "--verbosity", 0, *flags, "--out-dir", tmp_path / "o")
+    assert r.rc == 2, r
+    assert message in r.output and f"'{split}' split" in r.output and str(data / f"{split}.tsv") in r.output, r
+
+
+def test_paths_that_are_not_utf8_are_kept(hessgap_bin, tmp_path):
+    """json type_error 316 (invalid UTF-8 byte) when the configuration was dumped: exit 1, nothing written."""
+    base = os.fsencode(tmp_path)
+    out = base + b"/o\xff.h5"
+    r = _run_text("eval", "--checkpoint", WEIGHTS, *TINY, "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert os.path.isfile(out)
+    data = base + b"/bad\xffdir"
+    shutil.copytree(IMAGES, os.fsdecode(data))
+    r = _run_text("eval", "--checkpoint", WEIGHTS, "--data", data, "--max-per-class", 1, "--batch-size", 2,
+                  "--sample-size", 4, "--sample-rule", "exact", "--verbosity", 0, "--out", base + b"/d.h5")
+    assert r.returncode == 0, r.stdout + r.stderr

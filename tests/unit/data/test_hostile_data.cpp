@@ -8,14 +8,21 @@
 #include <zlib.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "data/bpe_tokenizer.h"
 #include "data/glue.h"
 #include "data/idx_dataset.h"
 #include "data/image.h"
+#include "data/image_folder.h"
 #include "data/mat_file.h"
 #include "data/npy.h"
+#include "data/tokenizer.h"
+#include "data/tokenizer_unicode.h"
+#include "data/transforms.h"
 #include "data/wordpiece_tokenizer.h"
 #include "test_helpers.h"
 #include "tests/support/error_of.h"
@@ -146,6 +153,140 @@ TEST(DataHostile, FifoAndDeviceInputsAreRefusedAtOnce) {
   EXPECT_NE(vocab.find("vocabulary '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << vocab;
   const std::string dev = error_of([&] { read_idx("/dev/zero", 3); });
   EXPECT_NE(dev.find("IDX file '/dev/zero' is not a regular file: it is a character device"), std::string::npos) << dev;
+}
+
+
+// A byte-level BPE vocabulary (the 256 byte symbols and RoBERTa's specials, ids 0..259) as a JSON
+// object body without its braces, for tests to add entries to.
+std::string small_bpe_vocab_members() {
+  nlohmann::json vocab = nlohmann::json::object();
+  vocab["<s>"] = 0;
+  vocab["<pad>"] = 1;
+  vocab["</s>"] = 2;
+  vocab["<unk>"] = 3;
+  for (int b = 0; b < 256; ++b) {
+    std::string sym;
+    unicode::utf8_append(sym, BpeTokenizer::byte_symbol(static_cast<std::uint8_t>(b)));
+    vocab[sym] = 4 + b;
+  }
+  const std::string text = vocab.dump();
+  return text.substr(1, text.size() - 2);
+}
+
+std::string nested_brackets(std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+TEST(DataHostile, DeeplyNestedJsonIsRefusedNamingTheFile) {
+  const std::string dir = fresh_dir("deep");
+  // vocab.json: before, parsed and then printed by the error message (stack overflow, exit 139).
+  std::ofstream(dir + "/vocab.json") << "{" << small_bpe_vocab_members() << ", \"zz\": " << nested_brackets(1000000)
+                                     << "}";
+  std::ofstream(dir + "/merges.txt") << "#version: 0.2\n";
+  std::string msg = error_of([&] { BpeTokenizer(dir + "/vocab.json", dir + "/merges.txt"); });
+  EXPECT_NE(msg.find("vocabulary '" + dir + "/vocab.json': JSON nested more than 128 levels deep"), std::string::npos)
+      << msg.substr(0, 300);
+  // tokenizer_config.json of a WordPiece folder.
+  const std::string wp = fresh_dir("wordpiece");
+  std::filesystem::copy_file(source_path("tests/fixtures/text/bert-base-uncased/vocab.txt"), wp + "/vocab.txt");
+  std::ofstream(wp + "/tokenizer_config.json") << "{\"do_lower_case\": " << nested_brackets(1000000) << "}";
+  msg = error_of([&] { open_tokenizer(TokenizerSpec{wp}); });
+  EXPECT_NE(msg.find("'" + wp + "/tokenizer_config.json': JSON nested more than 128 levels deep"), std::string::npos)
+      << msg.substr(0, 300);
+  // 100 levels is fine (and then refused for what it is).
+  std::ofstream(wp + "/tokenizer_config.json") << "{\"do_lower_case\": " << nested_brackets(100) << "}";
+  msg = error_of([&] { open_tokenizer(TokenizerSpec{wp}); });
+  EXPECT_NE(msg.find("do_lower_case must be true or false"), std::string::npos) << msg.substr(0, 300);
+}
+
+TEST(DataHostile, BpeVocabularyIdsMustBeDense) {
+  const std::string dir = fresh_dir("bpe");
+  std::ofstream(dir + "/merges.txt") << "#version: 0.2\na b\n";
+  // Before: tokens_ was sized by the largest id (2147483646: std::bad_alloc; 200000000: 6.5 GB).
+  for (const char* id : {"5000000", "2147483646", "261"}) {
+    SCOPED_TRACE(id);
+    std::ofstream(dir + "/vocab.json") << "{" << small_bpe_vocab_members() << ", \"ab\": " << id << "}";
+    const std::string msg = error_of([&] { BpeTokenizer(dir + "/vocab.json", dir + "/merges.txt"); });
+    EXPECT_NE(msg.find("vocabulary '" + dir + "/vocab.json': token 'ab' has id " + id), std::string::npos) << msg;
+    EXPECT_NE(msg.find("below the number of entries, 261"), std::string::npos) << msg;
+  }
+  // The dense one loads.
+  std::ofstream(dir + "/vocab.json") << "{" << small_bpe_vocab_members() << ", \"ab\": 260}";
+  const BpeTokenizer tok(dir + "/vocab.json", dir + "/merges.txt");
+  EXPECT_EQ(tok.id_to_token(260), "ab");
+}
+
+TEST(DataHostile, ResizeBeyondThePixelLimitIsRefusedNamingTheImage) {
+  // A 32x32 JPEG under a limit of 2000 pixels: decoding passes (1024), --resize 64 would make 4096.
+  // (The same as a 1x20000 image with --resize 224 under the default limit: 12 GB before.)
+  const std::string root = fresh_dir("resize");
+  std::filesystem::create_directories(root + "/plane");
+  std::filesystem::copy_file(assets_path("cifar10-test-100/airplane/0000.jpg"), root + "/plane/0.jpg");
+  ::setenv("HESSGAP_MAX_IMAGE_PIXELS", "2000", 1);
+  ImageFolderOptions options;
+  options.num_threads = 1;
+  options.transform.resize = 64;
+  const std::string msg = error_of([&] { ImageFolderDataset(root, options).get_batch({0}); });
+  options.transform.resize = 40;  // 1600 pixels: fine
+  const Batch ok = ImageFolderDataset(root, options).get_batch({0});
+  options.transform.resize = 0;
+  options.transform.crop = 50;  // 2500 pixels
+  const std::string crop = error_of([&] { ImageFolderDataset(root, options).get_batch({0}); });
+  // A 1x30 image to 2x60 and to 40x1200 (the long side, computed in double, also bounded).
+  Image thin;
+  thin.width = 1;
+  thin.height = 30;
+  thin.channels = 3;
+  thin.pixels.assign(90, 7);
+  const Image two = resize_shorter(thin, 2);
+  const std::string tall = error_of([&] { resize_shorter(thin, 40); });
+  ::unsetenv("HESSGAP_MAX_IMAGE_PIXELS");
+  EXPECT_NE(msg.find("image '" + root + "/plane/0.jpg': --resize 64 would make this 32x32 image 64x64 pixels, more "
+                     "than the limit of 2000 pixels"),
+            std::string::npos) << msg;
+  EXPECT_NE(msg.find("HESSGAP_MAX_IMAGE_PIXELS"), std::string::npos) << msg;
+  EXPECT_EQ(ok.inputs.sizes(), (std::vector<std::int64_t>{1, 3, 40, 40}));
+  EXPECT_NE(crop.find("image '" + root + "/plane/0.jpg': --crop 50 makes images of 50x50 pixels, more than the "
+                      "limit of 2000"),
+            std::string::npos) << crop;
+  EXPECT_EQ(two.width, 2);
+  EXPECT_EQ(two.height, 60);
+  EXPECT_NE(tall.find("--resize 40 would make this 1x30 image 40x1200 pixels"), std::string::npos) << tall;
+}
+
+TEST(DataHostile, IdxImagesOfZeroPixelsAreRefused) {
+  const std::string dir = fresh_dir("idx0");
+  write_bytes(dir + "/images", idx_header({2, 0, 0}));
+  std::vector<std::uint8_t> labels = idx_header({2});
+  labels.push_back(0);
+  labels.push_back(1);
+  write_bytes(dir + "/labels", labels);
+  std::string msg = error_of([&] { IdxDataset(dir + "/images", dir + "/labels"); });
+  EXPECT_NE(msg.find("IDX file '" + dir + "/images': its header declares images of 0x0 pixels (expected at least 1x1)"),
+            std::string::npos) << msg;
+  write_bytes(dir + "/images", idx_header({2, 5, 0}));
+  msg = error_of([&] { IdxDataset(dir + "/images", dir + "/labels"); });
+  EXPECT_NE(msg.find("images of 5x0 pixels"), std::string::npos) << msg;
+}
+
+TEST(DataHostile, ImageFolderSymlinkLoopsAreWalkedOnce) {
+  // Two links to '.' in a class folder made the walk exponential (a hang); one link, as here, listed
+  // each image once per level until ELOOP. A folder reached again is not descended into.
+  const std::string root = fresh_dir("loop");
+  std::filesystem::create_directories(root + "/a");
+  std::filesystem::create_directories(root + "/c/sub");
+  const std::string jpg = assets_path("cifar10-test-100/airplane/0000.jpg");
+  std::filesystem::copy_file(jpg, root + "/a/x.jpg");
+  std::filesystem::copy_file(jpg, root + "/c/y.jpg");
+  std::filesystem::copy_file(jpg, root + "/c/sub/z.jpg");
+  std::filesystem::create_directory_symlink(".", root + "/c/x");
+  std::filesystem::create_directory_symlink("..", root + "/c/sub/up");
+  std::filesystem::create_directory_symlink("sub", root + "/c/w");  // the same folder as c/sub
+  ImageFolderOptions options;
+  options.num_threads = 1;
+  const ImageFolderDataset ds(root, options);
+  ASSERT_EQ(ds.size(), 3);
+  EXPECT_EQ(ds.file(0), root + "/a/x.jpg");
+  EXPECT_EQ(ds.file(1), root + "/c/y.jpg");
+  EXPECT_EQ(ds.file(2), root + "/c/sub/z.jpg");  // by c/sub, first in name order, not c/w
 }
 
 }  // namespace

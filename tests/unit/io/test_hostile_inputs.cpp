@@ -9,12 +9,15 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "io/atomic_output.h"
 #include "io/checkpoint.h"
+#include "io/google_vit.h"
 #include "io/h5.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -377,6 +380,178 @@ TEST(ioHostile, FifoAndDevicesAreRefusedAtOnce) {
              "checkpoint '/dev/zero' is not a regular file: it is a character device");
   EXPECT_HAS(error_of([&] { read_safetensors("/dev/null"); }),
              "safetensors file '/dev/null' is not a regular file: it is a character device");
+}
+
+// ---- hostile-input hunt, round 2 -------------------------------------------------------------------
+
+TEST(ioHostile, PickleMarksAndMemoEntriesAreBoundedInValues) {
+  // 10^9 MARKs ended in std::bad_alloc; 10^8 MEMOIZEs of one dict took 5.7 GB (97 kB zipped). Each
+  // now counts against the 10^7-value limit.
+  std::string pkl = B("\x80\x02") + std::string(10'000'001, '(') + "}.";
+  std::string path = write_zip("marks.pt", {deflated("a/data.pkl", pkl)});
+  EXPECT_LT(test::read_bytes(path).size(), 100'000u);
+  std::string msg = error_of([&] { read_checkpoint(path); });
+  EXPECT_HAS(msg, "torch.save file '" + path + "' (a/data.pkl)");
+  EXPECT_HAS(msg, "builds more than 10000000 values");
+  pkl = B("\x80\x02}") + std::string(10'000'001, '\x94') + ".";
+  path = write_zip("memo.pt", {deflated("a/data.pkl", pkl)});
+  EXPECT_LT(test::read_bytes(path).size(), 100'000u);
+  msg = error_of([&] { read_checkpoint(path); });
+  EXPECT_HAS(msg, "torch.save file '" + path + "' (a/data.pkl)");
+  EXPECT_HAS(msg, "builds more than 10000000 values");
+}
+
+// A hessgap checkpoint whose tensor /tensors/w (432 float32) is created with `dcpl`.
+std::string h5_with_dcpl(const std::string& leaf, hid_t dcpl) {
+  const std::string path = tmp_path(leaf);
+  write_checkpoint_shell(path, true);
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  const hsize_t n = 432;
+  const hid_t space = H5Screate_simple(1, &n, nullptr);
+  const hid_t d = H5Dcreate2(file, "/tensors/w", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  EXPECT_GE(d, 0);
+  H5Dclose(d), H5Sclose(space), H5Fclose(file);
+  return path;
+}
+
+TEST(ioHostile, Hdf5ExternalStorageAndVirtualDatasetsAreRefused) {
+  // Raw data kept in another file (h5py's external=[...]): read through, it could be a FIFO (blocked
+  // forever) or /dev/zero. Before: the other file's bytes were read as the tensor.
+  const std::string raw = tmp_path("raw.bin");
+  test::write_bytes(raw, floats(432));
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  ASSERT_GE(H5Pset_external(dcpl, raw.c_str(), 0, 1728), 0);
+  const std::string ext = h5_with_dcpl("external.h5", dcpl);
+  H5Pclose(dcpl);
+  EXPECT_HAS(error_of([&] { read_checkpoint(ext); }),
+             "'/tensors/w' in HDF5 file '" + ext + "' stores its data in another file (external storage); hessgap "
+             "reads only data inside the file");
+  const H5File f = H5File::open_read(ext);
+  EXPECT_HAS(error_of([&] { (void)f.info("/tensors/w"); }), "(external storage)");
+  // A virtual dataset whose source is missing. Before: read silently as zeros.
+  dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  const hsize_t n = 432;
+  const hid_t vspace = H5Screate_simple(1, &n, nullptr), src = H5Screate_simple(1, &n, nullptr);
+  ASSERT_GE(H5Pset_virtual(dcpl, vspace, "/nonexistent-source.h5", "/data", src), 0);
+  const std::string vds = h5_with_dcpl("virtual.h5", dcpl);
+  H5Sclose(vspace), H5Sclose(src), H5Pclose(dcpl);
+  EXPECT_HAS(error_of([&] { read_checkpoint(vds); }),
+             "'/tensors/w' in HDF5 file '" + vds + "' stores its data in another file (a virtual dataset)");
+}
+
+TEST(ioHostile, Hdf5DtypeAttributeDoesNotConvertIntegersToFloats) {
+  // uint64 max values with dtype "float32" became 1.8e19 weights. Before: converted.
+  for (const char* dt : {"float32", "float64"}) {
+    SCOPED_TRACE(dt);
+    const std::string path = tmp_path("int-as-float.h5");
+    write_checkpoint_shell(path, true);
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hsize_t n = 4;
+    const std::uint64_t data[4] = {UINT64_MAX, UINT64_MAX, 1, 2};
+    const hid_t space = H5Screate_simple(1, &n, nullptr);
+    const hid_t d = H5Dcreate2(file, "/tensors/w", H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(d, 0);
+    ASSERT_GE(H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), 0);
+    H5Dclose(d), H5Sclose(space), H5Fclose(file);
+    {
+      // The attribute, written through the C API as a fixed-length string.
+      const hid_t f2 = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+      const hid_t ds = H5Dopen2(f2, "/tensors/w", H5P_DEFAULT);
+      const hid_t t = H5Tcopy(H5T_C_S1);
+      H5Tset_size(t, std::string(dt).size());
+      const hid_t as = H5Screate(H5S_SCALAR);
+      const hid_t a = H5Acreate2(ds, "dtype", t, as, H5P_DEFAULT, H5P_DEFAULT);
+      ASSERT_GE(H5Awrite(a, t, dt), 0);
+      H5Aclose(a), H5Sclose(as), H5Tclose(t), H5Dclose(ds), H5Fclose(f2);
+    }
+    const std::string msg = error_of([&] { read_checkpoint(path); });
+    EXPECT_HAS(msg, "tensor 'w' in checkpoint '" + path + "': dtype attribute '" + dt +
+                        "' does not match its integer data (integer weights are not converted)");
+  }
+  // And floating data labelled as integers.
+  const std::string path = tmp_path("float-as-int.h5");
+  {
+    H5File f = H5File::create(path);
+    f.set_attr("/", "format", "hessgap-checkpoint");
+    f.set_attr("/", "format_version", int64_t{1});
+    f.create_group("/tensors");
+    f.write("/tensors/w", std::vector<float>{1.5f, 2.5f}, {2}, "a tensor");
+    f.set_attr("/tensors/w", "dtype", "int64");
+    f.close();
+  }
+  EXPECT_HAS(error_of([&] { read_checkpoint(path); }),
+             "dtype attribute 'int64' does not match its floating point data");
+}
+
+TEST(ioHostile, GoogleVitArrayNamesAreBounded) {
+  const torch::Tensor t = torch::zeros({2});
+  // 60,000 characters overflowed the stack in std::regex_match.
+  const std::string long_name = "Transformer/encoderblock_0/" + std::string(60'000, 'a');
+  std::string msg = error_of([&] {
+    (void)google_vit_to_hf({{"Transformer/encoder_norm/scale", t}, {long_name, t}}, "vit.npz");
+  });
+  EXPECT_HAS(msg, "Google ViT checkpoint 'vit.npz': unknown array named by 60027 characters (more than 1024)");
+  // A block index beyond int64. Before: "internal error: stoll".
+  const std::string big = "Transformer/encoderblock_99999999999999999999/LayerNorm_0/scale";
+  msg = error_of([&] { (void)google_vit_to_hf({{"Transformer/encoder_norm/scale", t}, {big, t}}, "vit.npz"); });
+  EXPECT_HAS(msg, "Google ViT checkpoint 'vit.npz': array '" + big +
+                      "' has an out-of-range block index 99999999999999999999");
+}
+
+std::string npy_bytes(const std::string& dict, const std::string& data) {
+  std::string header = dict;
+  while ((10 + header.size() + 1) % 64) header += ' ';
+  header += '\n';
+  std::string out = B("\x93NUMPY\x01\x00");
+  u16(out, header.size());
+  return out + header + data;
+}
+
+TEST(ioHostile, NpyShapeWithAZeroAndHugeDimensions) {
+  // No elements, but sizes LibTorch cannot hold. Before: "numel: integer multiplication overflow".
+  for (const char* order : {"True", "False"}) {
+    SCOPED_TRACE(order);
+    const std::string npy = npy_bytes(std::string("{'descr': '<f4', 'fortran_order': ") + order +
+                                          ", 'shape': (4611686018427387904, 4611686018427387904, 0), }",
+                                      "");
+    const std::string path = write_zip("zero.npz", {stored("w.npy", npy)});
+    const std::string msg = error_of([&] { read_npz(path); });
+    EXPECT_HAS(msg, "array 'w' in npz archive '" + path + "': shape [4611686018427387904, 4611686018427387904, 0] "
+                    "is too large");
+  }
+}
+
+TEST(ioHostile, OutputThatIsASymlinkLoopIsRefused) {
+  // `ln -s loop loop; --out loop`: the link was replaced by the results file.
+  const std::string loop = tmp_path("loop");
+  ASSERT_EQ(::symlink(loop.c_str(), loop.c_str()), 0);
+  EXPECT_HAS(error_of([&] { check_writable_output(loop); }),
+             "cannot write output '" + loop + "': it is a symbolic link that cannot be resolved");
+  EXPECT_HAS(error_of([&] { AtomicOutput out(loop); }), "a loop of links");
+  struct stat st {};
+  EXPECT_EQ(::lstat(loop.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  // A dangling link is still replaced, as before.
+  const std::string dangling = tmp_path("dangling");
+  ASSERT_EQ(::symlink((loop + "-missing").c_str(), dangling.c_str()), 0);
+  check_writable_output(dangling);
+}
+
+TEST(ioHostile, DeeplyNestedJsonIsRefused) {
+  // 10^6 nested arrays in a safetensors header's metadata parsed, then overflowed the stack in dump().
+  const std::string header = "{\"__metadata__\":{\"a\":" + std::string(1'000'000, '[') + std::string(1'000'000, ']') + "}}";
+  std::string bytes;
+  u64(bytes, header.size());
+  std::string path = tmp_path("deep.safetensors");
+  test::write_bytes(path, bytes + header);
+  EXPECT_HAS(error_of([&] { read_safetensors(path); }),
+             "safetensors file '" + path + "' header: JSON nested more than 128 levels deep");
+  // A sharded checkpoint index as well.
+  path = tmp_path("model.safetensors.index.json");
+  test::write_bytes(path, "{\"metadata\":{\"a\":" + std::string(200, '[') + std::string(200, ']') +
+                              "},\"weight_map\":{}}");
+  EXPECT_HAS(error_of([&] { read_checkpoint(path); }),
+             "sharded checkpoint index '" + path + "': JSON nested more than 128 levels deep");
 }
 
 }  // namespace

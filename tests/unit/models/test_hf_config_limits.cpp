@@ -11,6 +11,7 @@
 #include <string>
 
 #include "models/hf_config.h"
+#include "models/registry.h"
 #include "tests/support/error_of.h"
 
 namespace hessgap::models {
@@ -94,6 +95,37 @@ TEST(HfConfigLimits, FifoConfigIsRefusedAtOnce) {
   const std::string msg = error_of([&] { read_hf_config(fifo); });
   ::close(fd);
   EXPECT_NE(msg.find("config '" + fifo + "' is not a regular file: it is a FIFO"), std::string::npos) << msg;
+}
+
+
+TEST(HfConfigLimits, DeeplyNestedJsonIsRefusedNamingTheFile) {
+  // Before: parsed, then printed by the error message: a stack overflow (exit 139).
+  const std::string file = scratch("config.json");
+  const std::string msg = bert_with(file, R"("hidden_size": )" + std::string(1000000, '[') + std::string(1000000, ']'));
+  EXPECT_NE(msg.find("config " + file + ": JSON nested more than 128 levels deep"), std::string::npos)
+      << msg.substr(0, 300);
+}
+
+TEST(HfConfigLimits, ArchSpecSizesAreBounded) {
+  struct Case {
+    std::string arch, expected;
+  };
+  const Case cases[] = {
+      {"mlp:in=3072,hidden=1000000000", "option hidden=1000000000 is more than the limit of 1000000"},
+      {"small-cnn:c1=1000000000", "option c1=1000000000 is more than the limit of 1000000"},
+      {"mlp:in=9223372036854775807", "option in=9223372036854775807 is more than the limit of 1000000"},
+      {"small-cnn:c1=1000000,c2=1000000", "parameters, more than the limit of 2e+10"},
+      {"mlp:in=1000000,hidden=1000000-1000000-1000000", "parameters, more than the limit of 2e+10"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.arch);
+    const std::string msg = error_of([&] { make_model(c.arch, 10); });
+    EXPECT_NE(msg.find("model '" + c.arch + "' (--arch): "), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.expected), std::string::npos) << msg;
+  }
+  // Wide in one place but small in parameters is fine.
+  EXPECT_EQ(error_of([] { make_model("mlp:in=1000000,hidden=2", 10); }), "(no error)");
+  EXPECT_EQ(error_of([] { make_model("small-cnn:c1=1000,c2=3", 10); }), "(no error)");
 }
 
 }  // namespace
