@@ -48,11 +48,11 @@ Session open_session(const CommonOptions& o) {
   HG_CHECK(o.data.resize <= kMaxSide && o.data.crop <= kMaxSide,
            "--resize and --crop must be at most " << kMaxSide << " pixels (got " << o.data.resize << " and "
                                                    << o.data.crop << ")");
-  // GLUE: tokens per example. The limit of a config.json's max_position_embeddings; larger values only
+  // GLUE: tokens per example, bounded as a config.json's max_position_embeddings is; larger values only
   // ended in bad_alloc (1e9: 32 GB of ids) or a saturated "Storage size calculation overflowed".
-  constexpr std::int64_t kMaxLength = 1 << 20;
-  HG_CHECK(o.data.max_length <= kMaxLength,
-           "--max-length must be at most " << kMaxLength << " tokens (got " << o.data.max_length << ")");
+  HG_CHECK(o.data.max_length <= models::kMaxPositionEmbeddings,
+           "--max-length must be at most " << models::kMaxPositionEmbeddings << " tokens (got " << o.data.max_length
+                                           << ")");
   Session s;
   s.plan.batch_size = o.batch_size;
   s.plan.sample_size = o.sample_size;
