@@ -41,4 +41,8 @@ Image decode_image(const std::string& path);
 constexpr std::uint64_t kDefaultMaxImagePixels = 100'000'000;
 std::uint64_t max_image_pixels();
 
+// The largest side a flag may ask images to be resized or cropped to (--resize, --crop, --augment-size):
+// a 4096 x 4096 RGB float32 input is 200 MB per image already; larger values only ended in bad_alloc.
+constexpr std::int64_t kMaxImageSide = 4096;
+
 }  // namespace hessgap::data

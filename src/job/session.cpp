@@ -7,6 +7,7 @@
 
 #include "comm/communicator.h"
 #include "data/dataset.h"
+#include "data/image.h"
 #include "data/registry.h"
 #include "io/atomic_output.h"
 #include "io/checkpoint.h"
@@ -43,10 +44,8 @@ Session open_session(const CommonOptions& o) {
   HG_CHECK(o.num_classes >= 0 && o.num_classes <= models::kMaxLabels,
            "--num-classes must be between 0 and " << models::kMaxLabels << " (got " << o.num_classes << ")");
   HG_CHECK(o.data.resize >= 0 && o.data.crop >= 0, "--resize and --crop must be >= 0");
-  // A 4096 x 4096 RGB float32 input is 200 MB per image already; larger values only end in bad_alloc.
-  constexpr std::int64_t kMaxSide = 4096;
-  HG_CHECK(o.data.resize <= kMaxSide && o.data.crop <= kMaxSide,
-           "--resize and --crop must be at most " << kMaxSide << " pixels (got " << o.data.resize << " and "
+  HG_CHECK(o.data.resize <= data::kMaxImageSide && o.data.crop <= data::kMaxImageSide,
+           "--resize and --crop must be at most " << data::kMaxImageSide << " pixels (got " << o.data.resize << " and "
                                                    << o.data.crop << ")");
   // GLUE: tokens per example, bounded as a config.json's max_position_embeddings is; larger values only
   // ended in bad_alloc (1e9: 32 GB of ids) or a saturated "Storage size calculation overflowed".

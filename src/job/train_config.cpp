@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "data/image.h"
 #include "job/config_fields.h"
 #include "job/train_job.h"
 #include "util/error.h"
@@ -89,8 +90,9 @@ void validate(const TrainConfig& f) {
            "--weight-decay must be >= 0 and at most " << kMaxFloat << " (got " << f.weight_decay << ")");
   HG_CHECK(!f.out_dir.empty(), "--out-dir must not be empty");
   // 0: --crop, else --resize, else 224; bounded like --resize and --crop (larger ended in bad_alloc).
-  HG_CHECK(f.augment_size >= 0 && f.augment_size <= 4096,
-           "--augment-size must be between 1 and 4096 pixels, or 0 for the default (got " << f.augment_size << ")");
+  HG_CHECK(f.augment_size >= 0 && f.augment_size <= data::kMaxImageSide,
+           "--augment-size must be between 1 and " << data::kMaxImageSide << " pixels, or 0 for the default (got "
+                                                   << f.augment_size << ")");
   HG_CHECK(f.common.batch_size >= 0, "--batch-size must be >= 1 (got " << f.common.batch_size << ")");
   HG_CHECK(f.reg_method == "none" || f.reg_method == "constraint" || f.reg_method == "penalty",
            "--reg-method must be constraint, penalty or none (got '" << f.reg_method << "')");
