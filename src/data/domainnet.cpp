@@ -17,6 +17,7 @@
 #include "data/image_folder.h"
 #include "data/npy.h"
 #include "util/error.h"
+#include "util/excerpt.h"
 #include "util/input_file.h"
 
 namespace hessgap::data {
@@ -153,7 +154,7 @@ DomainNetDataset::DomainNetDataset(std::string root, DomainNetOptions options)
   for (std::int64_t i = 0; i < n; ++i) {
     const auto it = class_id.find(names[static_cast<std::size_t>(i)]);
     HG_CHECK(it != class_id.end(), "DomainNet labels file '" << labels_file << "', line " << i + 1 << ": class '"
-                                                             << names[static_cast<std::size_t>(i)]
+                                                             << excerpt(names[static_cast<std::size_t>(i)])
                                                              << "' is not in '" << classes_file << "'");
     true_.push_back(it->second);
     files_.push_back(dir_ + "/" + image_name(i));

@@ -6,6 +6,7 @@
 
 #include "data/tokenizer_unicode.h"
 #include "util/error.h"
+#include "util/excerpt.h"
 #include "util/input_file.h"
 
 namespace hessgap::data {
@@ -110,7 +111,7 @@ std::vector<GlueExample> read_glue_tsv(const std::string& path, const std::strin
     for (std::size_t k = 0; k < candidates.size(); ++k) {
       expected << (k ? " or " : "") << "'" << join(candidates[k].header) << "'";
     }
-    HG_FAIL("GLUE file '" << path << "' line 1: header '" << join(header) << "' is not a " << task
+    HG_FAIL("GLUE file '" << path << "' line 1: header '" << excerpt(join(header)) << "' is not a " << task
                           << " header (expected tab-separated " << expected.str() << ")");
   }
 
@@ -132,7 +133,7 @@ std::vector<GlueExample> read_glue_tsv(const std::string& path, const std::strin
     if (layout->label >= 0) {
       const std::string& label = fields[static_cast<std::size_t>(layout->label)];
       const auto at = std::find(spec.label_values.begin(), spec.label_values.end(), label);
-      HG_CHECK(at != spec.label_values.end(), "GLUE file '" << path << "' line " << line_no << ": label '" << label
+      HG_CHECK(at != spec.label_values.end(), "GLUE file '" << path << "' line " << line_no << ": label '" << excerpt(label)
                                                              << "' in column '"
                                                              << layout->header[static_cast<std::size_t>(layout->label)]
                                                              << "' (expected " << join(spec.label_values) << ")");

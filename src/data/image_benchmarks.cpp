@@ -13,6 +13,7 @@
 #include "data/mat_file.h"
 #include "data/sampler.h"
 #include "util/error.h"
+#include "util/excerpt.h"
 #include "util/input_file.h"
 #include "util/rng.h"
 
@@ -92,7 +93,7 @@ std::vector<IdLine> read_id_lines(const std::string& title, const std::string& p
     const std::string rest = trim(text.substr(cut));
     bool ok = !head.empty() && !rest.empty() && head.size() <= 18;
     for (char c : head) ok = ok && std::isdigit(static_cast<unsigned char>(c));
-    HG_CHECK(ok, title << ": '" << path << "', line " << no << ": expected '" << format << "', found '" << text << "'");
+    HG_CHECK(ok, title << ": '" << path << "', line " << no << ": expected '" << format << "', found '" << excerpt(text) << "'");
     out.push_back({no, std::stoll(head), rest});
   }
   return out;
@@ -242,10 +243,10 @@ ImageList read_aircraft(const std::string& root_in, const std::string& split) {
   for (const auto& [no, text] : read_lines(title, list)) {
     const std::size_t space = text.find(' ');
     HG_CHECK(space != std::string::npos, title << ": '" << list << "', line " << no
-                                               << ": expected '<image id> <variant>', found '" << text << "'");
+                                               << ": expected '<image id> <variant>', found '" << excerpt(text) << "'");
     const std::string variant = trim(text.substr(space + 1));
     const auto it = by_name.find(variant);
-    HG_CHECK(it != by_name.end(), title << ": '" << list << "', line " << no << ": variant '" << variant
+    HG_CHECK(it != by_name.end(), title << ": '" << list << "', line " << no << ": variant '" << excerpt(variant)
                                         << "' is not in '" << dir << "/variants.txt'");
     out.files.push_back(images.require(text.substr(0, space) + ".jpg", "line " + std::to_string(no) + " of '" + list + "'"));
     out.labels.push_back(it->second);
@@ -269,13 +270,13 @@ ImageList read_cub200(const std::string& root_in, const std::string& split, doub
     char* end = nullptr;
     const long long c = std::strtoll(l.value.c_str(), &end, 10);
     HG_CHECK(*end == '\0' && c >= 1 && c <= k, title << ": '" << labels_file << "', line " << l.line << ": class id '"
-                                                      << l.value << "' is not in 1.." << k << " (classes.txt)");
+                                                      << excerpt(l.value) << "' is not in 1.." << k << " (classes.txt)");
     label_of[l.id] = c - 1;
   }
   const std::string split_file = dir + "/train_test_split.txt";
   for (const IdLine& l : read_id_lines(title, split_file, "<image id> <1 train | 0 test>")) {
     HG_CHECK(l.value == "0" || l.value == "1", title << ": '" << split_file << "', line " << l.line
-                                                     << ": expected 1 (train) or 0 (test), found '" << l.value << "'");
+                                                     << ": expected 1 (train) or 0 (test), found '" << excerpt(l.value) << "'");
     is_train[l.id] = l.value == "1";
   }
   const std::string images_file = dir + "/images.txt";

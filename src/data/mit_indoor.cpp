@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "util/error.h"
+#include "util/excerpt.h"
 #include "util/input_file.h"
 #include "util/rng.h"
 
@@ -45,7 +46,7 @@ MitIndoorDataset::MitIndoorDataset(std::string root, std::string split, MitIndoo
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (line.empty()) continue;
       const auto it = by_name.find(line);
-      HG_CHECK(it != by_name.end(), "MIT-Indoor list '" << list << "', line " << no + 1 << ": image '" << line
+      HG_CHECK(it != by_name.end(), "MIT-Indoor list '" << list << "', line " << no + 1 << ": image '" << excerpt(line)
                                                         << "' is not in '" << root_ << "/Images'");
       entries.push_back(it->second);
       lines.push_back(no);

@@ -100,7 +100,7 @@ NormalizeStats normalize_stats(const std::string& name) {
 
 std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
   HG_CHECK(std::isfinite(spec.noise_rate) && spec.noise_rate >= 0.0 && spec.noise_rate <= 1.0,
-           "label noise rate must be in [0, 1] (got " << spec.noise_rate << ")");
+           "--label-noise must be in [0, 1] (got " << spec.noise_rate << ")");
   HG_CHECK(spec.limit >= 0, "dataset '" << spec.path << "': the subset size (--subset) must be >= 0, 0 for all (got "
                                         << spec.limit << ")");
   if (spec.noise_rate == 0.0) return open_clean(spec);
@@ -114,6 +114,16 @@ std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
     clean.label_source = "true";
   }
   std::unique_ptr<Dataset> base = open_clean(clean);
+  // Noise relabels clean labels: on a split without them (GLUE's test.tsv layout, labels -1) it failed at the
+  // first relabelled sample ("sample 2 has label -1"), naming neither the flag nor the file. Labels are read
+  // without decoding.
+  std::int64_t unlabelled = 0;
+  for (std::int64_t i = 0; i < base->size(); ++i) unlabelled += base->label(i) < 0 ? 1 : 0;
+  HG_CHECK(unlabelled == 0, "--label-noise " << spec.noise_rate << " needs labelled data, but the '" << spec.split
+                                             << "' split of dataset '" << spec.path << "' is unlabelled: " << unlabelled
+                                             << " of its " << base->size() << " samples have no label (-1: a test "
+                                             << "split whose labels are hidden, as GLUE's test.tsv; " << base->describe()
+                                             << ")");
   const LabelNoiseOptions options = label_noise_options(spec);
   std::vector<std::int64_t> ids(static_cast<std::size_t>(base->size()));
   std::iota(ids.begin(), ids.end(), std::int64_t{0});

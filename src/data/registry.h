@@ -108,8 +108,8 @@ NormalizeStats normalize_stats(const std::string& name);
 // data::NoisyLabelDataset when noise_rate > 0 (data::source_dataset finds the innermost).
 // Throws hessgap::Error for an unknown kind, split, normalize name or noise mode, a path that does not
 // hold the expected files, resize/crop given for "idx", pad/grey_to_rgb given for a kind other than
-// "idx", a negative pad or limit, a limit above the split's size, and every error of the dataset's
-// constructor.
+// "idx", a negative pad or limit, a limit above the split's size, a noise rate outside [0, 1], label noise
+// on a split with unlabelled samples (label -1), and every error of the dataset's constructor.
 std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec);
 
 // Whether a kind's "train" split already excludes a validation split of its own ("val"): DomainNet,

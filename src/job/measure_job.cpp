@@ -11,6 +11,7 @@
 #include "data/label_noise.h"
 #include "data/subset_dataset.h"
 #include "job/config_fields.h"
+#include "job/data_checks.h"
 #include "models/classifier.h"
 #include "models/registry.h"
 #include "results/results_file.h"
@@ -199,6 +200,8 @@ MeasureOutcome run_measure(comm::Communicator& world, const MeasureConfig& c, co
   c.validate(world.size());
   Session s = open_session(c.common);
   // Everything read and checked before the first collective, so that a bad input fails every rank alike.
+  require_samples(*s.dataset, c.common.data, "hessgap " + c.kind);
+  require_positions(*s.model, c.common.data);
   measures::DistanceOptions distance;
   std::map<std::string, torch::Tensor> init;
   if (c.kind == "measures") {

@@ -88,6 +88,11 @@ void validate(const TrainConfig& f) {
            "--lr must be > 0 and at most " << kMaxFloat << " (got " << f.lr << ")");
   HG_CHECK(std::isfinite(f.weight_decay) && f.weight_decay >= 0 && f.weight_decay <= kMaxFloat,
            "--weight-decay must be >= 0 and at most " << kMaxFloat << " (got " << f.weight_decay << ")");
+  // Epochs, made optimizer steps by round(warm-up x steps per epoch), an int64: 1e308 (or inf) became INT64_MIN
+  // steps and an error of the schedule that named no flag. A million epochs is far beyond any run.
+  constexpr double kMaxWarmUpEpochs = 1e6;
+  HG_CHECK(std::isfinite(f.warm_up) && f.warm_up >= 0 && f.warm_up <= kMaxWarmUpEpochs,
+           "--warm-up must be >= 0 and at most " << kMaxWarmUpEpochs << " epochs (got " << f.warm_up << ")");
   HG_CHECK(!f.out_dir.empty(), "--out-dir must not be empty");
   // 0: --crop, else --resize, else 224; bounded like --resize and --crop (larger ended in bad_alloc).
   HG_CHECK(f.augment_size >= 0 && f.augment_size <= data::kMaxImageSide,

@@ -12,6 +12,7 @@
 #include "train/dual_t.h"
 #include "hessian/quadratic_forms.h"
 #include "measures/measure_context.h"
+#include "job/data_checks.h"
 #include "job/session.h"
 #include "results/results_file.h"
 #include "comm/communicator.h"
@@ -194,6 +195,8 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
   common.data = train_spec;
   if (common.batch_size == 0) common.batch_size = 32;  // replaced below for text
   Session s = open_session(common);
+  require_samples(*s.dataset, train_spec, "training");
+  require_positions(*s.model, train_spec);
   models::Classifier& model = *s.model;
   const Family family = family_of(model);
   const bool text = family == Family::kText;
@@ -212,6 +215,7 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
     test_spec.tokenizer = common.checkpoint;  // as open_session does for the training split
   }
   std::unique_ptr<data::Dataset> test = data::open_dataset(test_spec);
+  require_samples(*test, test_spec, "testing (--test-split " + test_spec.split + ")");
   HG_CHECK(test->num_classes() <= model.num_classes(), "the test split has " << test->num_classes()
                                                                              << " classes, the model " << model.num_classes());
 

@@ -148,7 +148,7 @@ def test_noisy_labels_are_the_same_at_any_rank_count(hessgap_bin, tmp_path, smal
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--label-noise", 1.5], "label noise rate must be in [0, 1]"),
+    (["--label-noise", 1.5], "--label-noise must be in [0, 1] (got 1.5)"),
     (["--label-noise", 0.2, "--noise-mode", "pairwise"], "unknown label noise mode 'pairwise'"),
 ])
 def test_label_noise_errors(hessgap_bin, tmp_path, small_images, flags, message):

@@ -384,6 +384,9 @@ def test_sweep_grids_are_bounded(hessgap_bin, tmp_path):
     (["--weight-decay", "1e308", "--optimizer", "adam"], "--weight-decay must be >= 0 and at most 3.40282e+38"),
     (["--lr", "1e39"], "--lr must be > 0 and at most 3.40282e+38"),
     (["--reg-method", "constraint", "--reg-extractor", "1e39"], "--reg-extractor must be > 0 and at most 3.40282e+38"),
+    # Epochs, rounded into int64 optimizer steps: INT64_MIN warm-up steps and a schedule error naming no flag before.
+    (["--warm-up", "1e308"], "--warm-up must be >= 0 and at most 1e+06 epochs (got 1e+308)"),
+    (["--warm-up", "inf"], "--warm-up must be >= 0 and at most 1e+06 epochs (got inf)"),
 ])
 def test_train_flags_are_checked_before_libtorch(hessgap_bin, tmp_path, flags, message):
     out = tmp_path / "o"
@@ -474,3 +477,95 @@ def test_paths_that_are_not_utf8_are_kept(hessgap_bin, tmp_path):
     r = _run_text("eval", "--checkpoint", WEIGHTS, "--data", data, "--max-per-class", 1, "--batch-size", 2,
                   "--sample-size", 4, "--sample-rule", "exact", "--verbosity", 0, "--out", base + b"/d.h5")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ---- messages that named neither the flag nor the file (third hunt) ------------------------------------
+
+BERT_TINY = SOURCE_DIR / "tests" / "fixtures" / "hf" / "bert-tiny"  # 40 position embeddings
+
+
+def _glue(*args, sub="eval"):
+    return run_hg(sub, "--checkpoint", BERT_TINY, "--new-head", "--data-format", "glue", "--verbosity", 0, *args)
+
+
+def test_empty_splits_are_refused_naming_data_and_the_file(hessgap_bin, tmp_path, glue_unlabelled):
+    """'the dataset is empty' (measures) or 'training: no training samples', naming neither --data nor a file."""
+    labelled, _, tok = glue_unlabelled
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    (idx / "t10k-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", 0, 28, 28))
+    (idx / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", 0))
+    out = _out(tmp_path)
+    r = run_hg("eval", "--checkpoint", WEIGHTS, "--data", idx, "--data-format", "idx", "--pad", 2, "--grey-to-rgb",
+               "--normalize", "cifar10", "--num-classes", 10, "--verbosity", 0, "--out", out / "r.h5")
+    assert_failed(r, 2, f"hessgap eval needs samples, but --data '{idx}' holds none",
+                  str(idx / "t10k-images-idx3-ubyte"), "0 images", out_dir=out)
+    # A GLUE split with its header only: measured, trained on, and tested on.
+    mrpc = tmp_path / "g" / "MRPC"
+    mrpc.mkdir(parents=True)
+    header = (labelled / "train.tsv").read_text(encoding="utf-8").splitlines()[0]
+    (mrpc / "dev.tsv").write_text(header + "\n", encoding="utf-8")
+    (mrpc / "train.tsv").write_text(header + "\n", encoding="utf-8")
+    r = _glue("--data", mrpc, "--split", "dev", "--tokenizer", tok, "--max-length", 32, "--max-probes", 2,
+              "--out", out / "r.h5", sub="traces")
+    assert_failed(r, 2, f"hessgap traces needs samples, but --data '{mrpc}' holds none", str(mrpc / "dev.tsv"),
+                  out_dir=out)
+    train = ["--data", mrpc, "--tokenizer", tok, "--max-length", 32, "--epochs", 1, "--measure-samples", 0,
+             "--out-dir", tmp_path / "o"]
+    r = _glue(*train, sub="train")
+    assert_failed(r, 2, f"training needs samples, but --data '{mrpc}' holds none", str(mrpc / "train.tsv"))
+    shutil.copy(labelled / "train.tsv", mrpc / "train.tsv")
+    r = _glue(*train, sub="train")
+    assert_failed(r, 2, f"testing (--test-split dev) needs samples, but --data '{mrpc}' holds none",
+                  str(mrpc / "dev.tsv"))
+
+
+@pytest.mark.parametrize("sub", ["eval", "labels"])
+def test_label_noise_on_an_unlabelled_split_names_the_flag_and_the_file(hessgap_bin, tmp_path, glue_unlabelled, sub):
+    """'label noise (flip): sample 2 has label -1 (expected 0 or 1)' before."""
+    labelled, _, tok = glue_unlabelled
+    args = ["--data", labelled, "--data-format", "glue", "--split", "test", "--tokenizer", tok, "--max-length", 32,
+            "--label-noise", 0.5, "--verbosity", 0]
+    if sub == "eval":
+        args = ["--checkpoint", BERT_TINY, "--new-head", *args, "--out", tmp_path / "r.h5"]
+    r = run_hg(sub, *args)
+    assert_failed(r, 2, "--label-noise 0.5 needs labelled data, but the 'test' split", f"'{labelled}' is unlabelled",
+                  "40 of its 40 samples have no label", str(labelled / "test.tsv"), out_dir=tmp_path)
+
+
+@pytest.mark.parametrize("sub", ["eval", "labels"])
+def test_label_noise_rate_names_the_flag(hessgap_bin, tmp_path, sub):
+    """'label noise rate must be in [0, 1] (got -1)' before."""
+    for rate in ("-1", "1.5", "nan"):
+        args = ["--data", IMAGES, "--max-per-class", 1, "--label-noise", rate, "--verbosity", 0]
+        if sub == "eval":
+            args = ["--checkpoint", WEIGHTS, *args, "--out", tmp_path / "r.h5"]
+        r = run_hg(sub, *args)
+        assert_failed(r, 2, f"--label-noise must be in [0, 1] (got {rate})", out_dir=tmp_path)
+
+
+@pytest.mark.parametrize("sub,value", [("eval", 41), ("eval", 100000), ("train", 41)])
+def test_max_length_beyond_the_models_positions_names_the_flag(hessgap_bin, tmp_path, glue_unlabelled, sub, value):
+    """'model hf:...: sequence length 41 exceeds the 40 available positions' (at the first batch) before."""
+    labelled, _, tok = glue_unlabelled
+    args = ["--data", labelled, "--tokenizer", tok, "--max-length", value]
+    extra = (["--epochs", 1, "--measure-samples", 0, "--out-dir", tmp_path / "o"] if sub == "train"
+             else ["--split", "dev", "--out", tmp_path / "r.h5"])
+    r = _glue(*args, *extra, sub=sub)
+    assert_failed(r, 2, f"--max-length {value} exceeds the 40 token positions of model hf:{BERT_TINY}",
+                  "give --max-length 40 or less", out_dir=tmp_path if sub == "eval" else None)
+    if value == 41:  # the model's 40 positions themselves are fine
+        r = _glue(*args[:-1], 40, "--split", "dev", "--sample-size", 4, "--out", tmp_path / "r.h5")
+        assert r.rc == 0, r
+
+
+def test_a_huge_glue_header_is_quoted_shortened(hessgap_bin, tmp_path, glue_unlabelled):
+    """A header of 1,000,000 columns was printed whole (3 MB of message)."""
+    _, _, tok = glue_unlabelled
+    mrpc = tmp_path / "MRPC"
+    mrpc.mkdir()
+    (mrpc / "dev.tsv").write_text("\t".join(["x"] * 1000000) + "\n", encoding="utf-8")
+    r = _glue("--data", mrpc, "--split", "dev", "--tokenizer", tok, "--max-length", 32)
+    assert_failed(r, 2, f"GLUE file '{mrpc / 'dev.tsv'}' line 1: header 'x, x, x", "x,... (2999998 bytes)' is not a "
+                  "mrpc header")
+    assert len(r.output) < 2000, r

@@ -19,6 +19,7 @@
 #include "data/image.h"
 #include "data/image_folder.h"
 #include "data/mat_file.h"
+#include "data/registry.h"
 #include "data/npy.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_unicode.h"
@@ -26,6 +27,7 @@
 #include "data/wordpiece_tokenizer.h"
 #include "test_helpers.h"
 #include "tests/support/error_of.h"
+#include "util/excerpt.h"
 
 namespace hessgap::data {
 namespace {
@@ -287,6 +289,63 @@ TEST(DataHostile, ImageFolderSymlinkLoopsAreWalkedOnce) {
   EXPECT_EQ(ds.file(0), root + "/a/x.jpg");
   EXPECT_EQ(ds.file(1), root + "/c/y.jpg");
   EXPECT_EQ(ds.file(2), root + "/c/sub/z.jpg");  // by c/sub, first in name order, not c/w
+}
+
+TEST(DataHostile, FileContentInMessagesIsShortened) {
+  // A GLUE header of 10^6 columns was quoted whole: 3 MB of message.
+  const std::string dir = fresh_dir("glue");
+  std::string header;
+  for (int k = 0; k < 1000000; ++k) header += k ? "\tx" : "x";
+  {
+    std::ofstream(dir + "/wide.tsv") << header << "\n";
+  }
+  std::string msg = error_of([&] { read_glue_tsv(dir + "/wide.tsv", "sst2"); });
+  EXPECT_LT(msg.size(), 1000u) << msg.substr(0, 1000);
+  EXPECT_NE(msg.find("GLUE file '" + dir + "/wide.tsv' line 1: header 'x, x, x"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("x,... (2999998 bytes)' is not a sst2 header"), std::string::npos) << msg;
+  // A label field of 100,000 bytes, the same.
+  {
+    std::ofstream(dir + "/label.tsv") << "sentence\tlabel\nfine\t" << std::string(100000, '7') << "\n";
+  }
+  msg = error_of([&] { read_glue_tsv(dir + "/label.tsv", "sst2"); });
+  EXPECT_LT(msg.size(), 1000u) << msg.substr(0, 1000);
+  EXPECT_NE(msg.find("line 2: label '" + std::string(200, '7') + "... (100000 bytes)' in column 'label'"),
+            std::string::npos) << msg;
+  // Short text whole; a cut that would fall inside a UTF-8 sequence backs off to its start.
+  EXPECT_EQ(excerpt("label"), "label");
+  EXPECT_EQ(excerpt(std::string(200, 'a')), std::string(200, 'a'));
+  const std::string text = std::string(199, 'a') + "\xC3\xA9zz";  // U+00E9 in bytes 199-200
+  EXPECT_EQ(excerpt(text), std::string(199, 'a') + "... (203 bytes)");
+}
+
+TEST(DataHostile, LabelNoiseErrorsNameTheFlagAndTheFile) {
+  DatasetSpec spec;
+  spec.kind = "imagefolder";
+  spec.path = assets_path("cifar10-test-100");
+  spec.max_per_class = 1;
+  for (double rate : {-1.0, 1.5}) {
+    spec.noise_rate = rate;
+    const std::string msg = error_of([&] { open_dataset(spec); });
+    EXPECT_NE(msg.find("--label-noise must be in [0, 1] (got " + std::string(rate < 0 ? "-1" : "1.5") + ")"),
+              std::string::npos) << msg;
+  }
+  // GLUE's test layout has no labels (-1): before, "label noise (flip): sample 2 has label -1 (expected 0 or 1)".
+  const std::string dir = fresh_dir("glue") + "/SST-2";
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir + "/test.tsv") << "index\tsentence\n0\ta fine film\n1\tdull\n2\tgood\n";
+  }
+  spec = DatasetSpec{};
+  spec.kind = "glue";
+  spec.path = dir;
+  spec.split = "test";
+  spec.tokenizer = source_path("tests/fixtures/text/bert-base-uncased");
+  spec.noise_rate = 0.5;
+  const std::string msg = error_of([&] { open_dataset(spec); });
+  EXPECT_NE(msg.find("--label-noise 0.5 needs labelled data, but the 'test' split of dataset '" + dir +
+                     "' is unlabelled: 3 of its 3 samples have no label"),
+            std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir + "/test.tsv"), std::string::npos) << msg;
 }
 
 }  // namespace
