@@ -97,10 +97,21 @@ Session open_session(const CommonOptions& o) {
   if (arch.empty()) {
     arch = hf_folder && fs::exists(fs::path(o.checkpoint) / "config.json") ? "hf:" + o.checkpoint : "cifar-resnet20";
   }
+  // A transformer is built from its config.json, which a hostile file can size at tens of GB within
+  // every bound: its checkpoint is read and compared with the config first, so that a config that does
+  // not describe the weights is refused before the model it describes is allocated.
+  io::StateDict weights;
+  const auto config = o.checkpoint.empty() ? std::nullopt : models::transformer_config_of(arch);
+  const bool preread = config.has_value();
+  if (preread) {
+    weights = io::read_checkpoint(o.checkpoint);
+    models::check_checkpoint_fits_config(*config, weights, o.checkpoint);
+  }
   torch::manual_seed(o.seed);  // the initial draw (a --new-head head keeps it)
   s.model = models::make_model(arch, classes);
   if (!o.checkpoint.empty()) {
-    const WeightsLoad loaded = load_weights(*s.model, o.checkpoint, "--checkpoint", o.new_head);
+    const WeightsLoad loaded =
+        load_weights(*s.model, o.checkpoint, "--checkpoint", o.new_head, preread ? &weights : nullptr);
     s.checkpoint_path = loaded.resolved_path;
     s.load_notes = loaded.notes;
     if (!loaded.new_head.empty()) {
@@ -129,12 +140,12 @@ void require_finite(const models::Classifier& model, const std::string& path, co
 }
 
 WeightsLoad load_weights(models::Classifier& model, const std::string& path, const std::string& flag,
-                         bool allow_new_head) {
+                         bool allow_new_head, io::StateDict* preread) {
   WeightsLoad out;
   io::detect_checkpoint_format(path, &out.resolved_path);
   // As the source library's loader would: prefixes, dropped pretraining heads, config checks,
   // ViT position embeddings for the model's image size. Then strict loading.
-  io::StateDict state = io::read_checkpoint(path);
+  io::StateDict state = preread != nullptr ? std::move(*preread) : io::read_checkpoint(path);
   models::AdaptOptions ao;
   ao.source = path;
   const models::CheckpointAdaptation adapted = models::adapt_checkpoint(model, state, ao);

@@ -11,6 +11,7 @@
 #include <torch/types.h>
 
 #include "data/registry.h"
+#include "io/checkpoint.h"
 #include "measures/measure_context.h"
 
 namespace hessgap::data {
@@ -84,8 +85,9 @@ struct WeightsLoad {
 // may be missing or of another size and keeps the model's values; at least one tensor must load.
 // `flag` (with its dashes: "--checkpoint", "--init-checkpoint") names the flag in messages and logs. Not
 // collective. Throws hessgap::Error naming the file and the tensors at fault.
+// `preread`: the checkpoint's tensors when the caller has read them already (moved from), else nullptr.
 WeightsLoad load_weights(models::Classifier& model, const std::string& path, const std::string& flag,
-                         bool allow_new_head);
+                         bool allow_new_head, io::StateDict* preread = nullptr);
 
 // Throws hessgap::Error naming `flag`, the file and the first tensor (parameter or buffer) of `model` that
 // holds a NaN or an infinity, with how many of its values do ("pass --allow-nonfinite to use it anyway").

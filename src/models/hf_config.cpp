@@ -32,6 +32,17 @@ std::int64_t get_int(const json& j, const std::string& key, const std::string& f
 
 }  // namespace
 
+double parameter_estimate(const TransformerConfig& c) {
+  const double D = static_cast<double>(c.hidden_size), F = static_cast<double>(c.intermediate_size);
+  const double embeddings =
+      c.model_type == "vit"
+          ? D * static_cast<double>(c.num_channels * c.patch_size * c.patch_size) +
+                D * std::pow(static_cast<double>(c.image_size / c.patch_size), 2)
+          : D * static_cast<double>(c.vocab_size + c.max_position_embeddings + c.type_vocab_size);
+  return embeddings + static_cast<double>(c.num_hidden_layers) * (4 * D * D + 2 * D * F) +
+         D * static_cast<double>(c.num_labels);
+}
+
 void validate(const TransformerConfig& c) {
   const std::string& f = c.source;
   HG_CHECK(c.model_type == "bert" || c.model_type == "roberta" || c.model_type == "vit",
@@ -88,14 +99,7 @@ void validate(const TransformerConfig& c) {
   // Each value within its bound can still multiply into an absurd model (vocabulary 10M x hidden
   // 65536): the parameter count they imply is bounded too. Doubles: no overflow, and an estimate
   // is all that is needed.
-  const double D = static_cast<double>(c.hidden_size), F = static_cast<double>(c.intermediate_size);
-  const double embeddings =
-      c.model_type == "vit"
-          ? D * static_cast<double>(c.num_channels * c.patch_size * c.patch_size) +
-                D * std::pow(static_cast<double>(c.image_size / c.patch_size), 2)
-          : D * static_cast<double>(c.vocab_size + c.max_position_embeddings + c.type_vocab_size);
-  const double params = embeddings + static_cast<double>(c.num_hidden_layers) * (4 * D * D + 2 * D * F) +
-                        D * static_cast<double>(c.num_labels);
+  const double params = parameter_estimate(c);
   HG_CHECK(params <= kMaxParameters, "config " << f << ": its sizes (hidden_size " << c.hidden_size
                                                << ", num_hidden_layers " << c.num_hidden_layers << ", intermediate_size "
                                                << c.intermediate_size << ", "

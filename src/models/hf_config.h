@@ -74,6 +74,10 @@ constexpr double kMaxParameters = 2e10;
 // Checks the invariants listed above (read_hf_config calls it; the constructors do too).
 void validate(const TransformerConfig& config);
 
+// About how many parameters `config` implies (embeddings, layers' weight matrices, head; biases and
+// norms left out), as a double: no overflow for any sizes, and an estimate is all the limits need.
+double parameter_estimate(const TransformerConfig& config);
+
 // Checks that the tensors of a checkpoint (named as the model names them, with the "vit." /
 // "bert." / "roberta." prefix) agree with `config`, field by field, so that a config.json that does
 // not describe the weights is reported as such rather than as a list of shape mismatches:

@@ -100,6 +100,7 @@ class ParameterCount {
                        << (overflow_ ? std::string("too many") : "about " + std::to_string(total_))
                        << " parameters, more than the limit of " << kMaxParameters);
   }
+  double total() const { return static_cast<double>(total_); }
 
  private:
   static constexpr std::uint64_t kMaxCount = std::uint64_t{1} << 62;
@@ -133,11 +134,48 @@ std::shared_ptr<Classifier> build_transformer(const TransformerConfig& config,
   return std::make_shared<TextTransformer>(config, num_classes, arch);
 }
 
+// make_model's memory check: float32 parameters beyond this machine's physical memory would end in
+// bad_alloc or the OOM killer part way through initialisation.
+void require_fits_memory(double parameters, const std::string& what) {
+  const double bytes = parameters * 4.0;
+  const std::uint64_t memory = physical_memory_bytes();
+  HG_CHECK(memory == 0 || bytes <= static_cast<double>(memory),
+           what << " implies about " << parameters << " parameters (" << bytes / 1e9 << " GB as float32), more than this "
+                << "machine's " << static_cast<double>(memory) / 1e9 << " GB of memory");
+}
+
+std::shared_ptr<Classifier> build_checked_transformer(const TransformerConfig& config, std::int64_t num_classes,
+                                                      const std::string& arch) {
+  TransformerConfig sized = config;
+  sized.num_labels = num_classes;
+  require_fits_memory(parameter_estimate(sized), "model '" + arch + "' (config " + config.source + ")");
+  return build_transformer(config, num_classes, arch);
+}
+
 }  // namespace
 
 std::shared_ptr<Classifier> make_hf_model(const std::string& path, std::int64_t num_classes) {
   const auto config = read_hf_config(path);
-  return build_transformer(config, num_classes > 0 ? num_classes : config.num_labels, "hf:" + path);
+  return build_checked_transformer(config, num_classes > 0 ? num_classes : config.num_labels, "hf:" + path);
+}
+
+std::optional<TransformerConfig> transformer_config_of(const std::string& arch) {
+  const auto colon = arch.find(':');
+  const std::string base = arch.substr(0, colon);
+  const std::string rest = colon == std::string::npos ? "" : arch.substr(colon + 1);
+  if (base == "bert-base" || base == "roberta-base" || base.rfind("vit-", 0) == 0) {
+    HG_CHECK(colon == std::string::npos, "model '" << arch << "' takes no options");
+    return base == "bert-base" ? bert_base_config() : base == "roberta-base" ? roberta_base_config() : vit_config(base);
+  }
+  if (base == "hf" || base == "bert" || base == "roberta" || base == "vit") {
+    HG_CHECK(!rest.empty(), "model '" << arch << "': expected " << base << ":<config.json or Hugging Face folder>");
+    auto config = read_hf_config(rest);
+    HG_CHECK(base == "hf" || config.model_type == base,
+             "model '" << arch << "': " << config.source << " has model_type '" << config.model_type << "', not '"
+                       << base << "'");
+    return config;
+  }
+  return std::nullopt;
 }
 
 std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num_classes) {
@@ -159,22 +197,7 @@ std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num
       return std::make_shared<ResNet>(d, num_classes);
     }
   }
-  if (base == "bert-base" || base == "roberta-base" || base.rfind("vit-", 0) == 0) {
-    HG_CHECK(colon == std::string::npos, "model '" << arch << "' takes no options");
-    const auto config = base == "bert-base"      ? bert_base_config()
-                        : base == "roberta-base" ? roberta_base_config()
-                                                 : vit_config(base);
-    return build_transformer(config, num_classes, arch);
-  }
-  if (base == "hf" || base == "bert" || base == "roberta" || base == "vit") {
-    HG_CHECK(!rest.empty(), "model '" << arch << "': expected " << base
-                                      << ":<config.json or Hugging Face folder>");
-    const auto config = read_hf_config(rest);
-    HG_CHECK(base == "hf" || config.model_type == base,
-             "model '" << arch << "': " << config.source << " has model_type '"
-                       << config.model_type << "', not '" << base << "'");
-    return build_transformer(config, num_classes, arch);
-  }
+  if (auto config = transformer_config_of(arch)) return build_checked_transformer(*config, num_classes, arch);
   if (base == "mlp") {
     auto opts = parse_options(arch, rest, {"in", "hidden", "act"});
     MlpOptions o;
@@ -198,6 +221,7 @@ std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num
     params.add(width, num_classes);
     params.add(num_classes, 1);
     params.check();
+    require_fits_memory(params.total(), "model '" + arch + "' (--arch)");
     return std::make_shared<Mlp>(o, num_classes);
   }
   if (base == "small-cnn") {
@@ -214,6 +238,7 @@ std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num
     params.add(o.channels2, num_classes);       // fc
     params.add(num_classes, 1);
     params.check();
+    require_fits_memory(params.total(), "model '" + arch + "' (--arch)");
     return std::make_shared<SmallCnn>(o, num_classes);
   }
   HG_FAIL("unknown model architecture '" << arch << "' (known: "
@@ -252,7 +277,50 @@ std::string shape_str(torch::IntArrayRef shape) {
   return os.str();
 }
 
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+bool all_start_with(const NamedTensors& state, const std::string& prefix) {
+  if (state.empty()) return false;
+  for (const auto& [name, t] : state) {
+    if (!starts_with(name, prefix)) return false;
+  }
+  return true;
+}
+
+// As from_pretrained loads a base-model checkpoint (BertModel, ViTModel, ...: no name starts with
+// "<model_type>.", some with "embeddings." or "encoder.") into a *ForSequenceClassification: the prefix
+// goes on every name outside the head. Returns how many names changed.
+std::size_t add_base_model_prefix(const TransformerConfig& config, const std::string& head_prefix,
+                                  NamedTensors& state) {
+  const std::string p = config.model_type + ".";
+  bool has_prefix = false, base_model = false;
+  for (const auto& [name, t] : state) {
+    has_prefix = has_prefix || starts_with(name, p);
+    base_model = base_model || starts_with(name, "embeddings.") || starts_with(name, "encoder.");
+  }
+  std::size_t n = 0;
+  if (has_prefix || !base_model) return n;
+  for (auto& [name, t] : state) {
+    if (!starts_with(name, head_prefix)) {
+      name = p + name;
+      ++n;
+    }
+  }
+  return n;
+}
+
 }  // namespace
+
+void check_checkpoint_fits_config(const TransformerConfig& config, const NamedTensors& state,
+                                  const std::string& source) {
+  NamedTensors named = state;  // the names change; the tensors are shared, not copied
+  if (all_start_with(named, "module.")) {
+    for (auto& item : named) item.first.erase(0, 7);
+  }
+  // The head prefix only keeps head tensors out of the renaming; the checks look at no head tensor.
+  add_base_model_prefix(config, "classifier.", named);
+  check_config_against_weights(config, named, source);
+}
 
 CheckpointAdaptation adapt_checkpoint(const Classifier& model,
                                       std::vector<std::pair<std::string, torch::Tensor>>& state,
@@ -273,14 +341,7 @@ CheckpointAdaptation adapt_checkpoint(const Classifier& model,
     }
     if (n > 0) out.notes.push_back("renamed '" + from + "*' to '" + to + "*' (" + std::to_string(n) + " tensors; " + why + ")");
   };
-  auto all_start_with = [&](const std::string& prefix) {
-    if (state.empty()) return false;
-    for (const auto& [name, t] : state) {
-      if (!starts_with(name, prefix)) return false;
-    }
-    return true;
-  };
-  if (all_start_with("module.")) rename_prefix("module.", "", "a DataParallel checkpoint");
+  if (all_start_with(state, "module.")) rename_prefix("module.", "", "a DataParallel checkpoint");
 
   const TransformerConfig* config = nullptr;
   if (const auto* vit = dynamic_cast<const VisionTransformer*>(&model)) config = &vit->config();
@@ -293,19 +354,7 @@ CheckpointAdaptation adapt_checkpoint(const Classifier& model,
 
   if (config != nullptr) {
     const std::string p = config->model_type + ".";
-    bool has_prefix = false, base_model = false;
-    for (const auto& [name, t] : state) {
-      has_prefix = has_prefix || starts_with(name, p);
-      base_model = base_model || starts_with(name, "embeddings.") || starts_with(name, "encoder.");
-    }
-    if (!has_prefix && base_model) {
-      std::size_t n = 0;
-      for (auto& [name, t] : state) {
-        if (!starts_with(name, model.head_prefix())) {
-          name = p + name;
-          ++n;
-        }
-      }
+    if (const std::size_t n = add_base_model_prefix(*config, model.head_prefix(), state); n > 0) {
       out.notes.push_back("added the prefix '" + p + "' to " + std::to_string(n) +
                           " tensors (a base-model checkpoint, as Hugging Face's from_pretrained does)");
     }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,24 @@ namespace hessgap::models {
 // Throws hessgap::Error for an unknown name (listing the known ones), an unknown or malformed
 // option, or num_classes < 1.
 std::shared_ptr<Classifier> make_model(const std::string& arch, std::int64_t num_classes);
+
+// Before allocating, make_model refuses a model whose parameters (float32) would not fit in this
+// machine's physical memory, naming the sizes: a config.json within every bound of hf_config.h may
+// still imply tens of GB (issue #12).
+
+// The Hugging Face configuration `arch` stands for (bert-base, roberta-base, vit-*, and
+// hf: / bert: / roberta: / vit:<path>, read from its config.json), or nullopt for the other
+// architectures. Nothing is allocated. Errors: as make_model's for these names.
+std::optional<TransformerConfig> transformer_config_of(const std::string& arch);
+
+// Checks a checkpoint against the config a model is about to be built from, before it is built:
+// the tensor names as adapt_checkpoint will see them (a DataParallel "module." prefix removed, the
+// "<model_type>." prefix added to a base-model checkpoint), then check_config_against_weights. So a
+// config.json that does not describe the weights is refused without first allocating the model it
+// describes. Errors: as check_config_against_weights (naming the field, `source` and the tensor).
+void check_checkpoint_fits_config(const TransformerConfig& config,
+                                  const std::vector<std::pair<std::string, torch::Tensor>>& state,
+                                  const std::string& source);
 
 // The base names accepted by make_model, in the order above, without the transformers (which
 // are slow to build; see hf_architectures).

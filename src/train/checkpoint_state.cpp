@@ -4,6 +4,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include <cmath>
 #include <map>
 #include <sstream>
 #include <type_traits>
@@ -86,6 +87,12 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::M
       HG_CHECK(it->second.sizes() == p.value().sizes(), "optimizer state: '" << n << "." << field << "' has shape "
                                                                               << it->second.sizes() << ", the parameter "
                                                                               << p.value().sizes());
+      // A damaged moment would turn every later update into NaN (a negative second moment: its root).
+      HG_CHECK(it->second.is_floating_point() && torch::isfinite(it->second).all().item<bool>() &&
+                   (field == "exp_avg" || field == "momentum_buffer" || (it->second >= 0).all().item<bool>()),
+               "optimizer state: '" << n << "." << field << "' holds "
+                                    << (it->second.is_floating_point() ? "non-finite or (a second moment) negative values"
+                                                                       : "integers, not floating-point values"));
       ++used;
       return it->second.to(p.value().device(), p.value().scalar_type()).clone();
     };
@@ -100,7 +107,14 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::M
     }
     auto step = by_name.find(n + ".step");
     if (step == by_name.end()) continue;
-    const std::int64_t steps = step->second.item<std::int64_t>();
+    const torch::Tensor& st = step->second;
+    HG_CHECK(st.numel() == 1 && st.dim() <= 1 && !st.is_complex() && st.scalar_type() != torch::kBool,
+             "optimizer state: '" << n << ".step' has shape " << st.sizes() << ", expected one count");
+    const double steps_value = st.to(torch::kFloat64).item<double>();
+    HG_CHECK(std::isfinite(steps_value) && steps_value == std::floor(steps_value) && steps_value >= 0 &&
+                 steps_value <= 9.0e15,
+             "optimizer state: '" << n << ".step' holds " << steps_value << ", expected a count >= 0");
+    const auto steps = static_cast<std::int64_t>(steps_value);
     ++used;
     torch::Tensor m = fetch("exp_avg", true), v = fetch("exp_avg_sq", true), vmax = fetch("max_exp_avg_sq", false);
     auto set = [&](auto s) {

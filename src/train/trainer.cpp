@@ -185,11 +185,99 @@ NamedTensors trainer_state(std::int64_t next_epoch, std::int64_t step, const Ear
   return out;
 }
 
-torch::Tensor find(const NamedTensors& state, const std::string& name, const std::string& path) {
-  for (const auto& [n, t] : state) {
-    if (n == name) return t;
+// What a resume takes from /state/trainer of last.h5, checked against what trainer_state writes: a file
+// damaged or edited by hand must be refused naming the entry, not resume into LibTorch errors, a NaN
+// early-stopping best or a history that does not add up (issue #12).
+struct ResumeState {
+  std::int64_t next_epoch = 0, step = 0;
+  double es_best = 0;
+  std::int64_t es_best_epoch = -1, es_seen = 0, es_since_best = 0;
+  std::vector<StepRecord> steps;
+  std::vector<EpochRecord> epochs;
+};
+
+ResumeState read_resume_state(const NamedTensors& state, const std::string& path, std::int64_t epochs) {
+  auto bad = [&](const std::string& name, const std::string& why) {
+    HG_FAIL("--resume: checkpoint '" << path << "': trainer state '" << name << "' " << why
+                                     << " (damaged or not written by hessgap train; remove the --out-dir to start over)");
+  };
+  // The entry as a float64 CPU tensor of `rank` dimensions (`cols` columns for rank 2).
+  auto get = [&](const std::string& name, std::int64_t rank, std::int64_t cols = 0) -> torch::Tensor {
+    const torch::Tensor* found = nullptr;
+    for (const auto& [n, t] : state) {
+      if (n == name) found = &t;
+    }
+    if (found == nullptr || !found->defined()) bad(name, "is missing");
+    const torch::Tensor& t = *found;
+    if (t.is_complex() || t.scalar_type() == torch::kBool) bad(name, "is not a real number array");
+    std::ostringstream shape;
+    shape << t.sizes();
+    if (t.dim() != rank || (rank == 2 && t.size(1) != cols)) {
+      bad(name, "has shape " + shape.str() + ", expected " +
+                    (rank == 0 ? std::string("a scalar") : rank == 1 ? std::string("a vector")
+                                                                     : "[n, " + std::to_string(cols) + "]"));
+    }
+    return t.to(torch::kCPU, torch::kFloat64).contiguous();
+  };
+  // A count: finite, integer-valued, within [lo, hi].
+  auto count = [&](const std::string& name, double v, double lo, double hi) -> std::int64_t {
+    if (!std::isfinite(v) || v != std::floor(v) || v < lo || v > hi) {
+      std::ostringstream os;
+      os << "holds " << v << ", expected an integer in [" << lo << ", " << hi << "]";
+      bad(name, os.str());
+    }
+    return static_cast<std::int64_t>(v);
+  };
+  constexpr double kMaxCount = 9.0e15;  // exact in a double
+  ResumeState r;
+  r.next_epoch = count("next_epoch", get("next_epoch", 0).item<double>(), 1, static_cast<double>(epochs));
+  r.step = count("global_step", get("global_step", 0).item<double>(), 0, kMaxCount);
+
+  const torch::Tensor es = get("early_stopping", 1);
+  if (es.size(0) != 4) bad("early_stopping", "holds " + std::to_string(es.size(0)) + " values, expected 4");
+  const auto e = es.accessor<double, 1>();
+  if (std::isnan(e[0])) bad("early_stopping", "holds a NaN best value");
+  r.es_best = e[0];
+  r.es_seen = count("early_stopping[2] (epochs seen)", e[2], 0, static_cast<double>(r.next_epoch));
+  r.es_best_epoch = count("early_stopping[1] (best epoch)", e[1], -1, static_cast<double>(r.es_seen - 1));
+  r.es_since_best = count("early_stopping[3] (epochs since the best)", e[3], 0, static_cast<double>(r.es_seen));
+
+  const torch::Tensor steps = get("steps", 2, 5);
+  if (steps.size(0) != r.step) {
+    bad("steps", "has " + std::to_string(steps.size(0)) + " rows for global_step " + std::to_string(r.step));
   }
-  HG_FAIL("checkpoint '" << path << "': trainer state '" << name << "' is missing");
+  const auto sa = steps.accessor<double, 2>();
+  for (std::int64_t i = 0; i < steps.size(0); ++i) {
+    const std::string row = "steps[" + std::to_string(i) + "]";
+    StepRecord rec;
+    rec.step = count(row + " (step)", sa[i][0], static_cast<double>(i), static_cast<double>(i));
+    rec.epoch = count(row + " (epoch)", sa[i][1], 0, static_cast<double>(r.next_epoch - 1));
+    rec.loss = sa[i][2];
+    rec.accuracy = sa[i][3];
+    rec.lr = sa[i][4];
+    if (!std::isfinite(rec.lr)) bad(row, "holds a non-finite learning rate");
+    r.steps.push_back(rec);
+  }
+  const torch::Tensor hist = get("epochs", 2, 9);
+  if (hist.size(0) != r.next_epoch) {
+    bad("epochs", "has " + std::to_string(hist.size(0)) + " rows for next_epoch " + std::to_string(r.next_epoch));
+  }
+  const auto ea = hist.accessor<double, 2>();
+  for (std::int64_t i = 0; i < hist.size(0); ++i) {
+    const std::string row = "epochs[" + std::to_string(i) + "]";
+    EpochRecord rec;
+    rec.epoch = count(row + " (epoch)", ea[i][0], static_cast<double>(i), static_cast<double>(i));
+    rec.lr = ea[i][1];
+    rec.train_loss = ea[i][2];
+    rec.train_accuracy = ea[i][3];
+    rec.train_accuracy_batch_mean = ea[i][4];
+    rec.val_loss = ea[i][5];
+    rec.val_accuracy = ea[i][6];
+    rec.seconds = ea[i][7];
+    rec.projected = count(row + " (projected)", ea[i][8], 0, kMaxCount);
+    r.epochs.push_back(rec);
+  }
+  return r;
 }
 
 }  // namespace
@@ -272,34 +360,17 @@ TrainResult fine_tune(models::Classifier& model, const TrainData& data, const Tr
     io::LoadOptions lo;
     lo.source = last_path;
     io::load_state_dict(model, weights, lo);
-    load_optimizer_state(*optimizer, model, io::read_checkpoint_section(last_path, "optimizer"));
-    const NamedTensors state = io::read_checkpoint_section(last_path, "trainer");
-    start_epoch = find(state, "next_epoch", last_path).item<std::int64_t>();
-    step = find(state, "global_step", last_path).item<std::int64_t>();
-    const torch::Tensor es = find(state, "early_stopping", last_path);
-    stopping.restore(es[0].item<double>(), static_cast<std::int64_t>(es[1].item<double>()),
-                     static_cast<std::int64_t>(es[2].item<double>()), static_cast<std::int64_t>(es[3].item<double>()));
-    const torch::Tensor steps = find(state, "steps", last_path);
-    for (std::int64_t i = 0; i < steps.size(0); ++i) {
-      auto r = steps[i];
-      result.steps.push_back({static_cast<std::int64_t>(r[0].item<double>()), static_cast<std::int64_t>(r[1].item<double>()),
-                              r[2].item<double>(), r[3].item<double>(), r[4].item<double>()});
+    try {
+      load_optimizer_state(*optimizer, model, io::read_checkpoint_section(last_path, "optimizer"));
+    } catch (const Error& e) {
+      HG_FAIL("--resume: checkpoint '" << last_path << "': " << e.what());
     }
-    const torch::Tensor epochs = find(state, "epochs", last_path);
-    for (std::int64_t i = 0; i < epochs.size(0); ++i) {
-      auto r = epochs[i];
-      EpochRecord e;
-      e.epoch = static_cast<std::int64_t>(r[0].item<double>());
-      e.lr = r[1].item<double>();
-      e.train_loss = r[2].item<double>();
-      e.train_accuracy = r[3].item<double>();
-      e.train_accuracy_batch_mean = r[4].item<double>();
-      e.val_loss = r[5].item<double>();
-      e.val_accuracy = r[6].item<double>();
-      e.seconds = r[7].item<double>();
-      e.projected = static_cast<std::int64_t>(r[8].item<double>());
-      result.epochs.push_back(e);
-    }
+    const ResumeState rs = read_resume_state(io::read_checkpoint_section(last_path, "trainer"), last_path, opts.epochs);
+    start_epoch = rs.next_epoch;
+    step = rs.step;
+    stopping.restore(rs.es_best, rs.es_best_epoch, rs.es_seen, rs.es_since_best);
+    result.steps = rs.steps;
+    result.epochs = rs.epochs;
     result.resumed_at_epoch = start_epoch;
     log::info("resuming at epoch " + std::to_string(start_epoch + 1) + " from " + last_path);
   } else {

@@ -5,6 +5,8 @@
 #include <limits>
 #include <string>
 
+#include <unistd.h>
+
 #include "util/error.h"
 
 namespace hessgap {
@@ -50,6 +52,13 @@ std::uint64_t limit_from_env(const char* name, std::uint64_t fallback) {
   }
   HG_CHECK(ok, "environment variable " << name << "='" << s << "' is not a positive integer");
   return v;
+}
+
+std::uint64_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return 0;
+  const auto bytes = checked_mul(static_cast<std::uint64_t>(pages), static_cast<std::uint64_t>(page));
+  return bytes ? *bytes : 0;
 }
 
 }  // namespace hessgap

@@ -25,4 +25,7 @@ std::optional<std::int64_t> checked_nbytes(const std::vector<std::int64_t>& dims
 // variable) for anything else.
 std::uint64_t limit_from_env(const char* name, std::uint64_t fallback);
 
+// This machine's physical memory in bytes (sysconf), or 0 when it cannot be told.
+std::uint64_t physical_memory_bytes();
+
 }  // namespace hessgap

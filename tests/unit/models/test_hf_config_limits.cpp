@@ -13,6 +13,7 @@
 #include "models/hf_config.h"
 #include "models/registry.h"
 #include "tests/support/error_of.h"
+#include "util/limits.h"
 
 namespace hessgap::models {
 namespace {
@@ -126,6 +127,51 @@ TEST(HfConfigLimits, ArchSpecSizesAreBounded) {
   // Wide in one place but small in parameters is fine.
   EXPECT_EQ(error_of([] { make_model("mlp:in=1000000,hidden=2", 10); }), "(no error)");
   EXPECT_EQ(error_of([] { make_model("small-cnn:c1=1000,c2=3", 10); }), "(no error)");
+}
+
+// The checkpoint is compared with the config before the model is built (the check a hostile config.json
+// that sizes the model at tens of GB needs): names as adapt_checkpoint sees them, so a base-model and a
+// DataParallel checkpoint are checked too. The tensors are small; no model is built.
+TEST(HfConfigLimits, CheckpointIsComparedWithTheConfigBeforeBuilding) {
+  const std::string file = scratch("config.json");
+  ASSERT_EQ(bert_with(file, R"("vocab_size": 9000000)"), "(no error)");
+  const TransformerConfig config = read_hf_config(file);
+  const torch::Tensor words = torch::zeros({10, 32});
+  for (const std::string prefix : {"bert.", "", "module.bert.", "module."}) {
+    SCOPED_TRACE("prefix '" + prefix + "'");
+    const std::vector<std::pair<std::string, torch::Tensor>> state = {
+        {prefix + "embeddings.word_embeddings.weight", words},
+        {prefix + "encoder.layer.0.intermediate.dense.weight", torch::zeros({8, 32})}};
+    const std::string msg = error_of([&] { check_checkpoint_fits_config(config, state, "ckpt.safetensors"); });
+    EXPECT_NE(msg.find("config " + file + ": vocab_size 9000000 disagrees with checkpoint ckpt.safetensors: tensor "
+                       "'bert.embeddings.word_embeddings.weight' has shape [10, 32] (vocab_size 10)"),
+              std::string::npos)
+        << msg;
+  }
+  // The names are normalised on a copy: the caller's state keeps its own.
+  std::vector<std::pair<std::string, torch::Tensor>> base = {{"embeddings.word_embeddings.weight", torch::zeros({9, 32})}};
+  EXPECT_NE(error_of([&] { check_checkpoint_fits_config(config, base, "b"); }), "(no error)");
+  EXPECT_EQ(base[0].first, "embeddings.word_embeddings.weight");
+  // transformer_config_of: the configs of the transformer names, nothing for the others.
+  EXPECT_EQ(transformer_config_of("hf:" + file)->vocab_size, 9000000);
+  EXPECT_EQ(transformer_config_of("bert-base")->vocab_size, 30522);
+  EXPECT_FALSE(transformer_config_of("cifar-resnet20").has_value());
+  EXPECT_FALSE(transformer_config_of("mlp:in=3").has_value());
+}
+
+// A model whose float32 parameters exceed this machine's memory is refused before allocating, within
+// the parameter limit (before: bad_alloc or the OOM killer part way through initialisation).
+TEST(HfConfigLimits, ModelsBeyondPhysicalMemoryAreRefused) {
+  const double memory = static_cast<double>(physical_memory_bytes());
+  ASSERT_GT(memory, 0);
+  if (memory >= 40e9) GTEST_SKIP() << "this machine has " << memory / 1e9 << " GB: a 40 GB model would fit";
+  const std::string msg = error_of([] { make_model("mlp:in=1000000,hidden=10000", 10); });
+  EXPECT_NE(msg.find("model 'mlp:in=1000000,hidden=10000' (--arch) implies about 1.0000"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("GB of memory"), std::string::npos) << msg;
+  const std::string file = scratch("config.json");
+  ASSERT_EQ(bert_with(file, R"("vocab_size": 9000000, "hidden_size": 2048, "num_attention_heads": 8)"), "(no error)");
+  const std::string hf = error_of([&] { make_model("hf:" + file, 2); });
+  EXPECT_NE(hf.find("model 'hf:" + file + "' (config " + file + ") implies about"), std::string::npos) << hf;
 }
 
 }  // namespace
