@@ -105,8 +105,8 @@ std::unique_ptr<Dataset> open_dataset(const DatasetSpec& spec) {
                                         << spec.limit << ")");
   if (spec.noise_rate == 0.0) return open_clean(spec);
   HG_CHECK(spec.noise_mode == "auto" || spec.noise_mode == "symmetric" || spec.noise_mode == "flip",
-           "unknown label noise mode '" << spec.noise_mode << "' (expected auto, symmetric or flip)");
-  HG_CHECK(spec.noise_chunk >= -1, "label noise chunk must be >= 0, or -1 for auto (got " << spec.noise_chunk << ")");
+           "--noise-mode must be auto, symmetric or flip (got '" << spec.noise_mode << "')");
+  HG_CHECK(spec.noise_chunk >= -1, "--noise-chunk must be >= 0, or -1 for auto (got " << spec.noise_chunk << ")");
   DatasetSpec clean = spec;
   if (spec.kind == "domainnet") {
     HG_CHECK(spec.label_source != "weak", "dataset '" << spec.path << "': synthetic label noise on DomainNet goes on "

@@ -11,6 +11,7 @@
 #include "util/error.h"
 #include "util/input_file.h"
 #include "util/limits.h"
+#include "util/signals.h"
 
 namespace hessgap::io {
 
@@ -189,7 +190,13 @@ std::vector<std::string> read_string_data(hid_t stored_type, std::size_t n, Read
   if (H5Tis_variable_str(stored_type) > 0) {
     Handle mem = make_string_type(true, 0, cset);
     std::vector<char*> buf(std::max<std::size_t>(n, 1), nullptr);
-    HG_CHECK(read(mem.get(), buf.data()) >= 0, "cannot read strings of " << what << hdf5_detail());
+    herr_t status = -1;
+    {
+      // Variable-length strings live in the file's global heap, whose object sizes libhdf5 1.10 trusts.
+      signals::CrashGuard guard("reading " + what, "libhdf5");
+      status = read(mem.get(), buf.data());
+    }
+    HG_CHECK(status >= 0, "cannot read strings of " << what << hdf5_detail());
     for (std::size_t i = 0; i < n; ++i) out.emplace_back(buf[i] ? buf[i] : "");
     // Variable-length data is allocated by HDF5; free it with the matching allocator.
     for (std::size_t i = 0; i < n; ++i) {
@@ -199,7 +206,12 @@ std::vector<std::string> read_string_data(hid_t stored_type, std::size_t n, Read
     std::size_t size = H5Tget_size(stored_type);
     Handle mem = make_string_type(false, size, cset);
     std::vector<char> buf(std::max<std::size_t>(n * size, 1), '\0');
-    HG_CHECK(read(mem.get(), buf.data()) >= 0, "cannot read strings of " << what << hdf5_detail());
+    herr_t status = -1;
+    {
+      signals::CrashGuard guard("reading " + what, "libhdf5");
+      status = read(mem.get(), buf.data());
+    }
+    HG_CHECK(status >= 0, "cannot read strings of " << what << hdf5_detail());
     for (std::size_t i = 0; i < n; ++i) {
       const char* s = buf.data() + i * size;
       std::size_t len = 0;
@@ -642,8 +654,12 @@ void H5File::read_numeric(const std::string& path_in, void* out, int which, std:
            "cannot read " << where(path_, path) << ": it has shape " << shape_str(info.shape) << " ("
                           << info.numel() << " elements), expected " << count << " elements");
   if (count == 0) return;
-  HG_CHECK(H5Dread(d.get(), native_type(which), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0,
-           "cannot read " << where(path_, path) << " as " << which_name(which) << hdf5_detail());
+  herr_t status = -1;
+  {
+    signals::CrashGuard guard("reading " + where(path_, path), "libhdf5");
+    status = H5Dread(d.get(), native_type(which), H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+  }
+  HG_CHECK(status >= 0, "cannot read " << where(path_, path) << " as " << which_name(which) << hdf5_detail());
 }
 
 template <class T>
@@ -769,8 +785,12 @@ void H5File::attr_numeric(const std::string& object_path, const std::string& nam
   hssize_t n = H5Sget_simple_extent_npoints(space.get());
   HG_CHECK(n == 1, "cannot read attribute '" << name << "' on " << where(path_, path) << " as a scalar: it holds "
                                              << n << " values");
-  HG_CHECK(H5Aread(a.get(), native_type(which), out) >= 0,
-           "cannot read attribute '" << name << "' on " << where(path_, path) << hdf5_detail());
+  herr_t status = -1;
+  {
+    signals::CrashGuard guard("reading attribute '" + name + "' on " + where(path_, path), "libhdf5");
+    status = H5Aread(a.get(), native_type(which), out);
+  }
+  HG_CHECK(status >= 0, "cannot read attribute '" << name << "' on " << where(path_, path) << hdf5_detail());
 }
 
 double H5File::attr_double(const std::string& object_path, const std::string& name) const {

@@ -35,6 +35,28 @@ void unregister_cleanup_file(int slot);
 // Sets the flag as if `signo` had arrived (tests; a controller that wants its groups to stop).
 void request_stop(int signo);
 
+// A scope around a call into a system library that parses an untrusted file. libhdf5 1.10 trusts the
+// object sizes recorded in a global heap: one flipped byte in a variable-length string attribute makes
+// H5Aread copy past the heap (SIGSEGV in H5HG_read), which no check of ours can see beforehand. A SIGSEGV
+// or SIGBUS inside the scope removes the registered files, writes "error: <what>: <library> crashed on its
+// contents (a damaged or hostile file)" to stderr and exits with 2 (bad input) instead of dumping core
+// behind Open MPI's backtrace; under mpirun the other ranks are ended as for any failed rank. Nestable
+// (the innermost message wins); the previous handlers come back on leaving. Main thread only. Keep our own
+// code out of the scope: a bug there would be reported as a bad file. `what` names the file; messages
+// longer than 1 KB are cut.
+class CrashGuard {
+ public:
+  CrashGuard(const std::string& what, const char* library);
+  ~CrashGuard();
+  CrashGuard(const CrashGuard&) = delete;
+  CrashGuard& operator=(const CrashGuard&) = delete;
+
+ private:
+  bool outermost_;
+  char previous_[1024];
+  int previous_length_;
+};
+
 // What the trainer throws when a stop was requested: not a hessgap::Error (nothing is wrong with the
 // input). Carries the signal number.
 struct Interrupted {

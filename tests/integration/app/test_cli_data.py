@@ -149,7 +149,8 @@ def test_noisy_labels_are_the_same_at_any_rank_count(hessgap_bin, tmp_path, smal
 
 @pytest.mark.parametrize("flags,message", [
     (["--label-noise", 1.5], "--label-noise must be in [0, 1] (got 1.5)"),
-    (["--label-noise", 0.2, "--noise-mode", "pairwise"], "unknown label noise mode 'pairwise'"),
+    (["--label-noise", 0.2, "--noise-mode", "pairwise"], "--noise-mode must be auto, symmetric or flip (got 'pairwise')"),
+    (["--label-noise", 0.2, "--noise-chunk", -5], "--noise-chunk must be >= 0, or -1 for auto (got -5)"),
 ])
 def test_label_noise_errors(hessgap_bin, tmp_path, small_images, flags, message):
     r = run_hg("labels", "--data", small_images, *flags, "--out", tmp_path / "x.h5")

@@ -133,3 +133,27 @@ def test_damaged_optimizer_state_is_refused_on_resume(hessgap_bin, stopped_run, 
     run = _edit(out, tmp_path / "out", f"state/optimizer/{param}.{field}", value)
     r = run_hg(*_train_args(data, run), timeout=300)
     assert_failed(r, 2, f"--resume: checkpoint '{run / 'last.h5'}': optimizer state: '{param}.{field}' {message}")
+
+
+# ---- a checkpoint that crashes libhdf5 ------------------------------------------------------------------
+
+def test_a_corrupted_global_heap_is_a_bad_file_not_a_crash(hessgap_bin, tmp_path):
+    """libhdf5 1.10 trusts the object sizes of a global heap: a size set to 2^40 in the heap holding a
+    variable-length string attribute made H5Aread segfault (exit 139 behind Open MPI's backtrace)."""
+    if os.environ.get("HG_SANITIZED"):
+        pytest.skip("AddressSanitizer's memcpy interceptor reports libhdf5's overrunning copy before it faults")
+    path = tmp_path / "ckpt.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "hessgap-checkpoint"  # h5py writes str attributes as variable-length strings
+        f["tensors/w"] = np.zeros(3, dtype=np.float32)
+    data = bytearray(path.read_bytes())
+    gcol = data.find(b"GCOL")
+    assert gcol >= 0 and data[gcol + 32:gcol + 50] == b"hessgap-checkpoint"
+    data[gcol + 24 + 5] = 1  # the first heap object's size += 2^40
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    out.mkdir()
+    for np_ in (None, 2):
+        r = run_hg("convert", "--in", path, "--out", out / "w.safetensors", np_=np_, timeout=120)
+        assert_failed(r, 2, f"reading attribute 'format' on '/' in HDF5 file '{path}': libhdf5 crashed on its "
+                            "contents (a damaged or hostile file)", out_dir=out)
