@@ -7,6 +7,10 @@
 #
 #   scripts/fuzz.sh [--seconds N] [target ...]   targets: zip image npy mat bpe wordpiece checkpoint config
 #                                                idx glue hdf5 (default: all)
+#   scripts/fuzz.sh --build-only [cmake-target ...]
+#                                                configure and build those targets of the project (all:
+#                                                the harnesses and scripts/sanitize.sh's unit tests), run
+#                                                nothing
 #
 # Environment: HG_FUZZ_BUILD_DIR (default ./build-fuzz), HG_FUZZ_SECONDS (default 60 per target).
 set -euo pipefail
@@ -14,12 +18,16 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${HG_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 SECONDS_EACH="${HG_FUZZ_SECONDS:-60}"
-if [[ "${1:-}" == "--seconds" ]]; then
+BUILD_ONLY=0
+if [[ "${1:-}" == "--build-only" ]]; then
+  BUILD_ONLY=1
+  shift
+elif [[ "${1:-}" == "--seconds" ]]; then
   SECONDS_EACH="$2"
   shift 2
 fi
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(zip image npy mat bpe wordpiece checkpoint config idx glue hdf5)
+((${#TARGETS[@]} || BUILD_ONLY)) || TARGETS=(zip image npy mat bpe wordpiece checkpoint config idx glue hdf5)
 
 if ! command -v clang++ >/dev/null; then
   echo "fuzz: clang++ is not installed (Debian: clang-14 libclang-rt-14-dev); scripts/setup.sh test installs it" >&2
@@ -32,7 +40,16 @@ mkdir -p "$BUILD"
 cmake -S "$ROOT/tests/fuzz" -B "$BUILD" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo "${LAUNCHER[@]}" >"$BUILD/configure.log" 2>&1 ||
   { cat "$BUILD/configure.log"; exit 1; }
-cmake --build "$BUILD" -j "${HG_JOBS:-$(nproc)}" >"$BUILD/build.log" 2>&1 || { tail -50 "$BUILD/build.log"; exit 1; }
+# Only what is asked for: the harnesses when fuzzing (the sanitized unit tests share their objects).
+BUILD_TARGETS=()
+if ((BUILD_ONLY)); then
+  for t in "${TARGETS[@]}"; do BUILD_TARGETS+=(--target "$t"); done
+else
+  for t in "${TARGETS[@]}"; do BUILD_TARGETS+=(--target "fuzz_$t"); done
+fi
+cmake --build "$BUILD" -j "${HG_JOBS:-$(nproc)}" "${BUILD_TARGETS[@]}" >"$BUILD/build.log" 2>&1 ||
+  { tail -50 "$BUILD/build.log"; exit 1; }
+((BUILD_ONLY)) && exit 0
 
 # Inputs over 2 GiB of memory or 10 s are findings too; leaks are reported (ASan's leak checker).
 OPTIONS=(-rss_limit_mb=2048 -timeout=10)
