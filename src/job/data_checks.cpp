@@ -16,9 +16,7 @@ void require_positions(const models::Classifier& model, const data::DatasetSpec&
   const auto* text = dynamic_cast<const models::TextTransformer*>(&model);
   if (spec.kind != "glue" || text == nullptr) return;
   const models::TransformerConfig& config = text->config();
-  // As TextTransformer::forward_ids counts them: RoBERTa's position ids start after pad_token_id.
-  const std::int64_t positions = text->is_roberta() ? config.max_position_embeddings - config.pad_token_id - 1
-                                                    : config.max_position_embeddings;
+  const std::int64_t positions = text->available_positions();
   HG_CHECK(spec.max_length <= positions,
            "--max-length " << spec.max_length << " exceeds the " << positions << " token positions of model "
                            << model.arch() << " (max_position_embeddings " << config.max_position_embeddings

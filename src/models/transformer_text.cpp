@@ -152,8 +152,7 @@ torch::Tensor TextTransformer::forward_ids(const torch::Tensor& input_ids,
            "model " << arch_ << ": inputs must be [B,T] integer token ids");
   const auto B = input_ids.size(0), T = input_ids.size(1);
   const auto ids = input_ids.to(torch::kLong);
-  const auto max_pos = roberta_ ? config_.max_position_embeddings - config_.pad_token_id - 1
-                                : config_.max_position_embeddings;
+  const std::int64_t max_pos = available_positions();
   HG_CHECK(T <= max_pos, "model " << arch_ << ": sequence length " << T << " exceeds the "
                                    << max_pos << " available positions");
   auto check_shape = [&](const torch::Tensor& t, const char* what) {

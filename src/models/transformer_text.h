@@ -63,6 +63,11 @@ class TextTransformer : public Classifier {
   std::string head_prefix() const override { return "classifier."; }
   const TransformerConfig& config() const { return config_; }
   bool is_roberta() const { return roberta_; }
+  // The longest sequence forward accepts: max_position_embeddings, less pad_token_id + 1 for RoBERTa
+  // (whose position ids start after the padding id).
+  std::int64_t available_positions() const {
+    return roberta_ ? config_.max_position_embeddings - config_.pad_token_id - 1 : config_.max_position_embeddings;
+  }
 
  private:
   struct Layer {
