@@ -30,6 +30,7 @@ enum : std::uint32_t {
   mxUINT8 = 9, mxINT16 = 10, mxUINT16 = 11, mxINT32 = 12, mxUINT32 = 13, mxINT64 = 14, mxUINT64 = 15,
 };
 constexpr int kMaxDepth = 64;
+constexpr std::int64_t kMaxElements = std::int64_t{1} << 40;  // per array; beyond any real annotation file
 
 const char* class_name_of(std::uint32_t c, bool logical) {
   if (logical) return "logical";
@@ -220,8 +221,9 @@ class Reader {
       const auto d = static_cast<std::int32_t>(uint_at(dims.data + 4 * k, 4));
       HG_CHECK(d >= 0, origin << ": negative dimension " << d);
       a.dims.push_back(d);
+      // Checked before multiplying: 2^40 times a 31-bit dimension would overflow.
+      HG_CHECK(d == 0 || numel <= kMaxElements / d, origin << ": implausible array size");
       numel *= d;
-      HG_CHECK(numel <= (std::int64_t{1} << 40), origin << ": implausible array size");
     }
     const Element name = next(pos, end, origin);
     HG_CHECK(name.type == miINT8 || name.type == miUINT8 || name.type == miUTF8, origin << ": corrupt array name");
@@ -266,7 +268,12 @@ class Reader {
           a.fields.emplace_back(s, strnlen(s, width));
         }
         const auto nf = static_cast<std::int64_t>(a.fields.size());
-        HG_CHECK(numel * nf * 8 <= end - pos, origin << ": truncated struct array (" << numel << " elements)");
+        // Each field value needs an 8-byte tag; divided rather than multiplied (numel * nf can overflow).
+        HG_CHECK(nf == 0 || numel <= (end - pos) / (nf * 8),
+                 origin << ": truncated struct array (" << numel << " elements)");
+        // A struct without fields holds no values, whatever its dimensions: nothing to read (and a
+        // 2^40-element one would otherwise spin through empty iterations).
+        if (nf == 0) break;
         a.elements.reserve(static_cast<std::size_t>(numel * nf));
         for (std::int64_t i = 0; i < numel; ++i) {
           for (std::int64_t k = 0; k < nf; ++k) {

@@ -194,6 +194,45 @@ TEST(MatFile, Errors) {
   EXPECT_ERROR_HAS(read_mat_file(dir + "/text.mat"), "is not a Level 5 MAT-file");
 }
 
+// A little-endian Level 5 MAT-file holding one miMATRIX variable 's' of class `cls` with `dims`, and
+// `tail` (the class data) after its name. Built by hand: no writer produces these hostile headers.
+std::vector<std::uint8_t> hand_mat(std::uint32_t cls, const std::vector<std::int32_t>& dims,
+                                   const std::vector<std::uint32_t>& tail) {
+  std::vector<std::uint32_t> w{6, 8, cls, 0, 5, static_cast<std::uint32_t>(4 * dims.size())};
+  for (std::int32_t d : dims) w.push_back(static_cast<std::uint32_t>(d));
+  if (dims.size() % 2 == 1) w.push_back(0);  // padding to 8 bytes
+  w.push_back((1u << 16) | 1u);              // small element: miINT8, 1 byte: the name 's'
+  w.push_back('s');
+  w.insert(w.end(), tail.begin(), tail.end());
+  std::vector<std::uint32_t> all{14, static_cast<std::uint32_t>(4 * w.size())};
+  all.insert(all.end(), w.begin(), w.end());
+  std::vector<std::uint8_t> out(128, ' ');
+  out[124] = 0x00; out[125] = 0x01; out[126] = 'I'; out[127] = 'M';
+  for (std::uint32_t v : all) {
+    for (int b = 0; b < 4; ++b) out.push_back(static_cast<std::uint8_t>(v >> (8 * b)));
+  }
+  return out;
+}
+
+// Found by fuzz_mat in CI: a struct of 2^40 elements without fields looped 2^40 times over nothing;
+// dimensions whose product passes 2^63 wrapped to a negative element count.
+TEST(MatFile, HostileDimensions) {
+  const std::string dir = fresh_dir("mat-dims");
+  const std::int32_t big = 1 << 20;
+  // field-name width 1 (a small miINT32 element), then an empty miINT8 names element.
+  write_bytes(dir + "/empty_struct.mat", hand_mat(2, {big, big}, {(4u << 16) | 5u, 1, 1, 0}));
+  const std::vector<MatArray> vars = read_mat_file(dir + "/empty_struct.mat");
+  ASSERT_EQ(vars.size(), 1u);
+  EXPECT_EQ(vars[0].type, MatArray::Type::kStruct);
+  EXPECT_EQ(vars[0].dims, (std::vector<std::int64_t>{big, big}));
+  EXPECT_TRUE(vars[0].fields.empty());
+  EXPECT_TRUE(vars[0].elements.empty());
+  write_bytes(dir + "/wrap.mat", hand_mat(1, {big, big, 0x7FFFFFFF}, {}));  // a cell
+  EXPECT_ERROR_HAS(read_mat_file(dir + "/wrap.mat"), "variable s: implausible array size");
+  write_bytes(dir + "/large.mat", hand_mat(1, {big, big, 2}, {}));
+  EXPECT_ERROR_HAS(read_mat_file(dir + "/large.mat"), "variable s: implausible array size");
+}
+
 // ---------------------------------------------------------------- FGVC-Aircraft
 
 // <dir>/fgvc-aircraft-2013b/data/...: 4 variants, train 3, val 2, test 3 images. Returns the archive root.
