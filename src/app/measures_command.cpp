@@ -27,6 +27,9 @@ RunFn add_measures_command(CLI::App& app) {
                   "Measure the head around zero or around its value in --init-checkpoint (init); auto: init for text "
                   "models (BERT, RoBERTa), zero for image models, as the references do");
   cmd->add_option("--train-size", c->train_size, "n of the bound: number of training samples")->required();
+  cmd->add_flag("--shard-batch", c->shard_batch,
+                "Every rank takes a shard of every batch's samples and adds its share of the forms (--mode joint "
+                "and block; for batches too large for one device, or more ranks than batches)");
   return measure_command(c, [](const job::MeasureOutcome& o) { print_distance(*o.distance); });
 }
 

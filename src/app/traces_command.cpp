@@ -27,6 +27,9 @@ RunFn add_traces_command(CLI::App& app) {
   cmd->add_option("--min-probes", t.min_probes, "Probes before a stopping rule may fire");
   cmd->add_option("--max-probes", t.max_probes, "Probe limit per batch (the reference's maxIter)");
   cmd->add_option("--probe-ranks", c->traces.probe_ranks, "Ranks sharing the probes of one batch (must divide the rank count)");
+  cmd->add_flag("--shard-batch", c->shard_batch,
+                "Every rank takes a shard of every batch's samples and the probe values are summed over the ranks "
+                "(for batches too large for one device, or more ranks than batches); not with --probe-ranks");
   const RunFn run = measure_command(c, [](const job::MeasureOutcome& o) { print_traces(*o.traces); });
   return [c, scope, run](comm::Communicator& world, const std::string& command_line) {
     // The sketching estimators work per layer: their scope unless the user chose one (then validate() says).

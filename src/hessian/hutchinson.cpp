@@ -119,39 +119,46 @@ LayerTraces TraceAccumulator::result() const {
 
 namespace {
 
-// Values of probe k for every active layer (NaN for the others).
-std::vector<double> probe_values(HvpEngine& engine, const TraceOptions& opts, std::int64_t batch_id,
-                                 std::int64_t k, const TraceAccumulator& acc) {
-  const auto& params = engine.params();
+// Values of probe k for every active layer (NaN for the others). `engine` null: an empty shard of a
+// batch, whose Hessian is zero (0 for the active layers, no probe drawn).
+std::vector<double> probe_values(HvpEngine* engine, const std::vector<torch::Tensor>& params,
+                                 const TraceOptions& opts, std::int64_t batch_id, std::int64_t k,
+                                 const TraceAccumulator& acc) {
   const std::size_t L = params.size();
   std::vector<double> values(L, std::numeric_limits<double>::quiet_NaN());
-  if (opts.scope == ProbeScope::kJoint) {
+  if (engine == nullptr) {
+    for (std::size_t i = 0; i < L; ++i) {
+      if (acc.active(i)) values[i] = 0.0;
+    }
+  } else if (opts.scope == ProbeScope::kJoint) {
     std::vector<torch::Tensor> z(L);
     for (std::size_t i = 0; i < L; ++i) {
       z[i] = draw_probe(params[i], opts.distribution, opts.seed, batch_id, k, static_cast<std::int64_t>(i));
     }
-    values = dots64(z, engine.hvp(z));
+    values = dots64(z, engine->hvp(z));
   } else {
     for (std::size_t i = 0; i < L; ++i) {
       if (!acc.active(i)) continue;
       auto z = draw_probe(params[i], opts.distribution, opts.seed, batch_id, k, static_cast<std::int64_t>(i));
-      values[i] = dot64(z, engine.block_hvp(i, z));
+      values[i] = dot64(z, engine->block_hvp(i, z));
     }
   }
   return values;
 }
 
-}  // namespace
-
-namespace {
-
 // Hutch++ / XTrace on every layer's block with the budget max_probes; probe j of layer i is the same
-// keyed draw as Hutchinson's probe j of that layer.
-LayerTraces sketched_traces(HvpEngine& engine, const TraceOptions& opts, std::int64_t batch_id) {
-  const auto& params = engine.params();
+// keyed draw as Hutchinson's probe j of that layer. `shards` non-null: the engine holds one shard of
+// the batch (null: an empty one) and every block product is summed over the shards' ranks, so each
+// rank runs the same sketch on the whole batch's block.
+LayerTraces sketched_traces(HvpEngine* engine, const std::vector<torch::Tensor>& params, const TraceOptions& opts,
+                            std::int64_t batch_id, comm::Communicator* shards) {
   LayerTraces out;
   for (std::size_t i = 0; i < params.size(); ++i) {
-    const TensorOperator op = [&](const torch::Tensor& x) { return engine.block_hvp(i, x); };
+    const TensorOperator op = [&](const torch::Tensor& x) {
+      torch::Tensor y = engine != nullptr ? engine->block_hvp(i, x).contiguous() : torch::zeros_like(x);
+      if (shards != nullptr) shards->all_reduce_sum(y);
+      return y;
+    };
     const ProbeSource probe = [&](std::int64_t j) {
       return draw_probe(params[i], opts.distribution, opts.seed, batch_id, j, static_cast<std::int64_t>(i));
     };
@@ -174,7 +181,7 @@ LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::in
     HG_CHECK(group.size() == 1, "--estimator " << to_string(opts.estimator)
                                                << " computes a batch on one rank: use --probe-ranks 1");
     const long before = engine.products();
-    LayerTraces out = sketched_traces(engine, opts, batch_id);
+    LayerTraces out = sketched_traces(&engine, engine.params(), opts, batch_id, nullptr);
     out.hvps_computed = engine.products() - before;
     return out;
   }
@@ -189,7 +196,7 @@ LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::in
     // the same number of rounds and reaches all_gather the same number of times.
     const std::int64_t k = round * P + r;
     if (k < opts.max_probes) {
-      mine = probe_values(engine, opts, batch_id, k, acc);
+      mine = probe_values(&engine, engine.params(), opts, batch_id, k, acc);
     } else {
       std::fill(mine.begin(), mine.end(), std::numeric_limits<double>::quiet_NaN());
     }
@@ -201,6 +208,36 @@ LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::in
   }
   LayerTraces out = acc.result();
   out.hvps_computed = engine.products() - hvps_before;
+  return out;
+}
+
+LayerTraces estimate_traces_sharded(HvpEngine* engine, const std::vector<torch::Tensor>& params,
+                                    const TraceOptions& opts, std::int64_t batch_id, comm::Communicator& shards) {
+  HG_ASSERT(engine == nullptr || engine->num_layers() == params.size(), "estimate_traces_sharded: layer count");
+  const long before = engine != nullptr ? engine->products() : 0;
+  auto products = [&] { return engine != nullptr ? engine->products() - before : 0L; };
+  if (opts.estimator != TraceEstimator::kHutchinson) {
+    LayerTraces out = sketched_traces(engine, params, opts, batch_id, &shards);
+    out.hvps_computed = products();
+    return out;
+  }
+  const std::size_t L = params.size();
+  const auto P = static_cast<std::size_t>(shards.size());
+  TraceAccumulator acc(L, opts);
+  std::vector<double> gathered(L * P), sum(L);
+  for (std::int64_t k = 0; !acc.done(); ++k) {
+    const std::vector<double> mine = probe_values(engine, params, opts, batch_id, k, acc);
+    // Gathered and summed in rank order rather than all-reduced: every rank then holds bitwise the
+    // same sums, whatever MPI's reduction order, so all take the same stopping decision.
+    shards.all_gather(mine.data(), L, gathered.data());
+    std::fill(sum.begin(), sum.end(), 0.0);
+    for (std::size_t q = 0; q < P; ++q) {
+      for (std::size_t i = 0; i < L; ++i) sum[i] += gathered[q * L + i];
+    }
+    acc.add(sum);
+  }
+  LayerTraces out = acc.result();
+  out.hvps_computed = products();
   return out;
 }
 

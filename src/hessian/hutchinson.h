@@ -75,6 +75,17 @@ struct LayerTraces {
 LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::int64_t batch_id,
                             comm::Communicator& group);
 
+// Collective over `shards`, whose ranks each hold one shard of the same batch (`--shard-batch`): the
+// engine is built on the shard's loss weighted by (shard size / batch size), so that the shards'
+// Hessians sum to the batch's; null for an empty shard (a batch smaller than the rank count). Every
+// rank computes every probe on its shard; the L per-layer values of a probe are gathered and summed
+// in rank order (one collective of L doubles per rank per probe), and the stopping rule runs on the
+// sums. Hutch++ / XTrace all-reduce each block product instead (one tensor collective per product).
+// `params` are the Hessian layers (for the probes' shapes). The result equals estimate_traces on the
+// whole batch up to rounding (probes are keyed, not drawn per rank); hvps_computed counts this rank's.
+LayerTraces estimate_traces_sharded(HvpEngine* engine, const std::vector<torch::Tensor>& params,
+                                    const TraceOptions& opts, std::int64_t batch_id, comm::Communicator& shards);
+
 // The sequential part of estimate_traces, exposed for tests: consumes probe values in order and
 // decides when each layer stops. `values[i]` is layer i's value for the next probe (ignored for
 // layers that have stopped).

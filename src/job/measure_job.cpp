@@ -30,6 +30,7 @@ measures::TracesOptions MeasureConfig::resolved_traces() const {
   t.trace.distribution = hessian::parse_probe_distribution(distribution);
   t.trace.estimator = hessian::parse_trace_estimator(estimator);
   t.trace.seed = common.seed;
+  t.shard_batch = shard_batch;
   return t;
 }
 
@@ -40,6 +41,7 @@ measures::DistanceOptions MeasureConfig::resolved_distance() const {
   d.mode = hessian::parse_measure_mode(mode);
   d.train_size = train_size;
   d.psd = psd;
+  d.shard_batch = shard_batch;
   if (head_reference != "auto") d.head_reference = measures::parse_head_reference(head_reference);
   return d;
 }
@@ -91,11 +93,12 @@ namespace {
   X(measure, probe_scope, "probe_scope") X(measure, stop_rule, "stop_rule") X(measure, distribution, "distribution") \
   X(measure, traces.trace.tol, "tol") X(measure, traces.trace.rel_se, "rel_se")                                      \
   X(measure, traces.trace.min_probes, "min_probes") X(measure, traces.trace.max_probes, "max_probes")                \
-  X(measure, traces.probe_ranks, "probe_ranks") X(measure, estimator, "estimator")
+  X(measure, traces.probe_ranks, "probe_ranks") X(measure, estimator, "estimator")  \
+  X(measure, shard_batch, "shard_batch")
 #define HG_DISTANCE_FIELDS(X)                                                                          \
   X(measure, init_checkpoint, "init_checkpoint") X(measure, mode, "mode")                               \
   X(measure, head_reference, "head_reference") X(measure, train_size, "train_size")            \
-  X(measure, psd.steps, "psd_steps") X(measure, psd.tol, "psd_tol")
+  X(measure, psd.steps, "psd_steps") X(measure, psd.tol, "psd_tol") X(measure, shard_batch, "shard_batch")
 #define HG_STABILITY_FIELDS(X) X(measure, stability.eps, "eps") X(measure, stability.repeats, "repeats")
 #define HG_EVAL_FIELDS(X) X(measure, per_sample, "per_sample")
 #define HG_SPECTRUM_FIELDS(X)                                                                                     \

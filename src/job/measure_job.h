@@ -31,6 +31,9 @@ struct MeasureConfig {
   std::string init_checkpoint, mode = "joint", head_reference = "auto";
   hessian::PsdOptions psd;  // mode psd: Lanczos steps and tolerance per layer and batch
   std::int64_t train_size = 0;
+  // traces and measures (joint/block): every rank takes a shard of every batch (TracesOptions::shard_batch,
+  // DistanceOptions::shard_batch)
+  bool shard_batch = false;
   // stability (the seed from common.seed)
   measures::StabilityOptions stability;
   // eval

@@ -4,6 +4,7 @@
 
 #include "comm/communicator.h"
 #include "data/loader.h"
+#include "data/sampler.h"
 #include "util/log.h"
 
 namespace hessgap::measures {
@@ -13,7 +14,14 @@ void for_each_batch(const MeasureContext& ctx, const BatchPlan& plan, const Batc
   const int part = opts.part >= 0 ? opts.part : ctx.world->rank();
   const int parts = opts.num_parts > 0 ? opts.num_parts : ctx.world->size();
   const auto mine = owned_batches(plan, part, parts);
-  auto load = [&](std::size_t k) { return load_batch(ctx, plan.batches[static_cast<std::size_t>(mine[k])]); };
+  const bool sharded = opts.num_shards > 0;
+  auto load = [&](std::size_t k) {
+    const std::vector<std::int64_t>& ids = plan.batches[static_cast<std::size_t>(mine[k])];
+    if (!sharded) return load_batch(ctx, ids);
+    const auto [begin, end] = data::shard_range(static_cast<std::int64_t>(ids.size()), opts.shard, opts.num_shards);
+    if (begin == end) return data::Batch{};
+    return load_batch(ctx, std::vector<std::int64_t>(ids.begin() + begin, ids.begin() + end));
+  };
   std::unique_ptr<data::PrefetchLoader> loader;
   if (opts.prefetch) {
     data::LoaderOptions prefetch;
@@ -25,7 +33,7 @@ void for_each_batch(const MeasureContext& ctx, const BatchPlan& plan, const Batc
   }
   std::unique_ptr<log::Progress> progress;
   if (!opts.label.empty()) {
-    progress = std::make_unique<log::Progress>(opts.label + " (rank 0's batches)", static_cast<long>(mine.size()));
+    progress = std::make_unique<log::Progress>(opts.label + (sharded ? " (rank 0's shards)" : " (rank 0's batches)"), static_cast<long>(mine.size()));
   }
   for (std::size_t k = 0; k < mine.size(); ++k) {
     const data::Batch batch = loader ? *loader->next() : load(k);

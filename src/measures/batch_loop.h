@@ -18,10 +18,16 @@ struct BatchLoopOptions {
   // One worker decodes the next two batches while `body` runs on this one: worth it where decoding costs
   // as much as the model (eval); off where a batch costs many HVPs and a thread would only compete.
   bool prefetch = false;
+  // --shard-batch: every batch of the part is cut into num_shards contiguous shards
+  // (data::shard_range) and this rank loads only shard `shard` of it; an empty shard (a batch smaller
+  // than num_shards) reaches body as a Batch of size 0, nothing loaded. -1: whole batches.
+  int shard = -1;
+  int num_shards = -1;
 };
 
 // Calls body(b, batch) for every batch b this part owns, in increasing b; body returns a detail for the
-// progress line ("" for none). Not collective: the caller reduces what body accumulated. Errors from
+// progress line ("" for none); with shards, `batch` holds this rank's shard of batch b and
+// plan.batches[b].size() is the whole batch's size. Not collective: the caller reduces what body accumulated. Errors from
 // loading or from body propagate (hessgap::Error naming the file for a bad sample).
 void for_each_batch(const MeasureContext& ctx, const BatchPlan& plan, const BatchLoopOptions& opts,
                     const std::function<std::string(std::int64_t b, const data::Batch& batch)>& body);

@@ -30,6 +30,9 @@ HeadReference default_head_reference(const models::Classifier& model) {
 void DistanceOptions::validate() const {
   HG_CHECK(train_size > 0, "--train-size must be > 0 (the n of the bound; got " << train_size << ")");
   if (mode == hessian::MeasureMode::kPsd) psd.validate();
+  HG_CHECK(!shard_batch || mode != hessian::MeasureMode::kPsd,
+           "--shard-batch applies to --mode joint and block (forms linear in the Hessian, summed over the shards); "
+           "--mode psd runs Lanczos on each batch's Hessian and needs whole batches");
 }
 
 namespace {
@@ -111,8 +114,19 @@ DistanceResult compute_distance(const MeasureContext& ctx, const DistanceOptions
   }
   BatchLoopOptions loop;
   loop.label = "measures";
+  if (opts.shard_batch) {  // every rank a shard of every batch; the shares add up in the sums below
+    loop.part = 0;
+    loop.num_parts = 1;
+    loop.shard = world.rank();
+    loop.num_shards = world.size();
+  }
   for_each_batch(ctx, plan, loop, [&](std::int64_t b, const data::Batch& batch) {
-    hessian::HvpEngine engine(batch_loss(*ctx.model, batch), params);
+    if (batch.size() == 0) return std::string("batch ") + std::to_string(b) + ": empty shard";
+    // With shards, the shard's loss weighted by its share of the batch: the shards' Hessians sum to the batch's.
+    const double share = static_cast<double>(batch.size()) /
+                         static_cast<double>(plan.batches[static_cast<std::size_t>(b)].size());
+    hessian::HvpEngine engine(share == 1.0 ? batch_loss(*ctx.model, batch) : batch_loss(*ctx.model, batch) * share,
+                              params);
     std::vector<double> q;
     std::int64_t steps = 0;
     if (psd) {

@@ -35,6 +35,9 @@ struct DistanceOptions {
   HeadReference head_reference = HeadReference::kZero;
   std::int64_t train_size = 0;  // n of the bound; must be > 0
   hessian::PsdOptions psd;      // mode kPsd: Lanczos steps and tolerance per layer and batch
+  // --shard-batch: every rank holds a shard of every batch and adds its shard's share of the forms
+  // (they are linear in the Hessian). Joint and block modes only: psd's Lanczos is not linear.
+  bool shard_batch = false;
   void validate() const;
 };
 

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <memory>
 #include <sstream>
 
 #include "comm/communicator.h"
@@ -20,6 +21,9 @@ void TracesOptions::validate(int world_size) const {
   HG_CHECK(probe_ranks >= 1, "--probe-ranks must be >= 1 (got " << probe_ranks << ")");
   HG_CHECK(world_size % probe_ranks == 0,
            "--probe-ranks " << probe_ranks << " must divide the number of ranks (" << world_size << ")");
+  HG_CHECK(!shard_batch || probe_ranks == 1,
+           "--shard-batch splits every batch's samples over all ranks; it cannot be combined with --probe-ranks "
+               << probe_ranks << " (which splits the probes instead)");
   HG_CHECK(probe_ranks == 1 || trace.estimator == hessian::TraceEstimator::kHutchinson,
            "--estimator " << hessian::to_string(trace.estimator) << " computes a batch on one rank: use --probe-ranks 1 "
                           << "(the batches are still sharded over the ranks)");
@@ -53,13 +57,35 @@ TracesResult compute_traces(const MeasureContext& ctx, const TracesOptions& opts
   loop.label = "traces";
   loop.part = group_id;  // a batch belongs to a probe group; its ranks share the batch's probes
   loop.num_parts = groups;
+  if (opts.shard_batch) {  // every rank takes a shard of every batch
+    loop.part = 0;
+    loop.num_parts = 1;
+    loop.shard = world.rank();
+    loop.num_shards = world.size();
+  }
   for_each_batch(ctx, plan, loop, [&](std::int64_t b, const data::Batch& batch) {
-    hessian::HvpEngine engine(batch_loss(*ctx.model, batch), params);
-    const auto t = hessian::estimate_traces(engine, opts.trace, b, *group);
+    std::unique_ptr<hessian::HvpEngine> engine;
+    hessian::LayerTraces t;
+    double loss = 0.0;  // the batch-mean loss, or with shards this shard's share of it
+    if (opts.shard_batch) {
+      const auto n = static_cast<double>(plan.batches[static_cast<std::size_t>(b)].size());
+      if (batch.size() > 0) {
+        engine = std::make_unique<hessian::HvpEngine>(
+            batch_loss(*ctx.model, batch) * (static_cast<double>(batch.size()) / n), params);
+        loss = engine->loss();
+      }
+      t = hessian::estimate_traces_sharded(engine.get(), params, opts.trace, b, world);
+    } else {
+      engine = std::make_unique<hessian::HvpEngine>(batch_loss(*ctx.model, batch), params);
+      loss = engine->loss();
+      t = hessian::estimate_traces(*engine, opts.trace, b, *group);
+    }
     hvps += t.hvps_computed;
-    // One rank of the group writes the batch's row; the others leave zeros for the sum.
-    if (group->rank() == 0) {
-      r.batch_loss[static_cast<std::size_t>(b)] = engine.loss();
+    // Summed over the ranks below: every shard adds its share of the loss; the estimates (the same on
+    // every rank of the group, or with shards of the world) are written by its first rank, the others
+    // leaving zeros.
+    if (opts.shard_batch || group->rank() == 0) r.batch_loss[static_cast<std::size_t>(b)] = loss;
+    if (opts.shard_batch ? world.rank() == 0 : group->rank() == 0) {
       r.converged[static_cast<std::size_t>(b)] = t.converged ? 1 : 0;
       for (std::size_t i = 0; i < L; ++i) {
         r.mean[b * L + i] = t.mean[i];
@@ -70,8 +96,8 @@ TracesResult compute_traces(const MeasureContext& ctx, const TracesOptions& opts
     double total = 0;
     for (double m : t.mean) total += m;
     std::ostringstream detail;
-    detail << "batch " << b << ": loss " << engine.loss() << ", total trace " << total << ", probes "
-           << *std::max_element(t.probes.begin(), t.probes.end());
+    detail << "batch " << b << ": " << (opts.shard_batch ? "shard loss " : "loss ") << loss << ", total trace "
+           << total << ", probes " << *std::max_element(t.probes.begin(), t.probes.end());
     return detail.str();
   });
 

@@ -17,6 +17,10 @@ struct TracesOptions {
   // Ranks per batch: the world is split into world_size / probe_ranks groups; each group takes
   // batches round robin and splits the probes of a batch among its ranks.
   int probe_ranks = 1;
+  // --shard-batch: every rank holds a shard of every batch (contiguous samples, data::shard_range)
+  // and the per-probe values are summed over the ranks (estimate_traces_sharded): for batches too
+  // large for one device, or more ranks than batches. Equal to the unsharded result up to rounding.
+  bool shard_batch = false;
   void validate(int world_size) const;  // throws hessgap::Error naming the flag
 };
 

@@ -75,6 +75,7 @@ void ResultsFile::write_traces(const measures::TracesResult& r, const measures::
   f.set_attr("/traces", "max_probes", static_cast<std::int64_t>(opts.trace.max_probes));
   f.set_attr("/traces", "seed", static_cast<std::int64_t>(opts.trace.seed));
   f.set_attr("/traces", "probe_ranks", static_cast<std::int64_t>(opts.probe_ranks));
+  f.set_attr("/traces", "shard_batch", static_cast<std::int64_t>(opts.shard_batch ? 1 : 0));
   f.write("/traces/batch_mean", r.mean, {B, L}, "Hutchinson estimate of tr(H_ii) per batch and layer", "loss/weight^2");
   f.write("/traces/batch_std_error", r.std_error, {B, L}, "Standard error of batch_mean (sample std of probe values / sqrt(probes)); NaN with one probe", "loss/weight^2");
   f.write("/traces/batch_probes", r.probes, {B, L}, "Probes used per batch and layer");
@@ -98,6 +99,7 @@ void ResultsFile::write_distance(const measures::DistanceResult& r, const measur
   f.set_attr(group, "mode", hessian::to_string(opts.mode));
   f.set_attr(group, "head_reference", to_string(opts.head_reference));
   f.set_attr(group, "init_checkpoint", init_checkpoint);
+  f.set_attr(group, "shard_batch", static_cast<std::int64_t>(opts.shard_batch ? 1 : 0));
   f.write(group + "/batch_quad", r.quad, {B, L}, opts.mode == hessian::MeasureMode::kJoint
           ? "Per batch and layer <v_i,(Hv)_i> with one joint HVP (cross-layer terms included), v = W - W_init"
           : opts.mode == hessian::MeasureMode::kBlock

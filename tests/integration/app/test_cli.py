@@ -256,6 +256,17 @@ def test_invalid_flag_values(hessgap_bin, tmp_path, sub, flags, message):
     assert_failed(r, 2, message, out_dir=tmp_path)
 
 
+@pytest.mark.parametrize("command,flags,message", [
+    ("traces", ["--probe-ranks", 2], "--shard-batch splits every batch's samples over all ranks; it cannot be "
+                                     "combined with --probe-ranks 2"),
+    ("measures", ["--mode", "psd", "--init-checkpoint", WEIGHTS, "--train-size", 100],
+     "--mode psd runs Lanczos on each batch's Hessian and needs whole batches"),
+])
+def test_shard_batch_refusals(hessgap_bin, tmp_path, command, flags, message):
+    r = run_hg(command, *tiny_args(), "--shard-batch", *flags, "--out", tmp_path / "t.h5", np_=2, timeout=60)
+    assert_failed(r, 2, message, out_dir=tmp_path)
+
+
 def test_probe_ranks_must_divide_the_rank_count(hessgap_bin, tmp_path):
     r = run_hg("traces", *tiny_args(), "--probe-ranks", 3, "--out", tmp_path / "t.h5", np_=2, timeout=60)
     assert_failed(r, 2, "--probe-ranks 3 must divide the number of ranks (2)", out_dir=tmp_path)
@@ -666,6 +677,11 @@ def test_traces_same_at_1_and_2_ranks(hessgap_bin, tmp_path):
         "np1": run_hg("traces", *args, "--out", tmp_path / "np1.h5"),
         "np2": run_hg("traces", *args, "--out", tmp_path / "np2.h5", np_=2, timeout=90),
         "np2p2": run_hg("traces", *args, "--probe-ranks", 2, "--out", tmp_path / "np2p2.h5", np_=2, timeout=90),
+        # in float64: the shards' sums are exact to rounding there (float32 HVPs of other batch sizes differ
+        # by ~1e-5 of the scale)
+        "np1d": run_hg("traces", *args, "--dtype", "float64", "--out", tmp_path / "np1d.h5"),
+        "np2s": run_hg("traces", *args, "--dtype", "float64", "--shard-batch", "--out", tmp_path / "np2s.h5",
+                       np_=2, timeout=90),
     }
     for name, r in runs.items():
         assert r.rc == 0, r
@@ -679,7 +695,17 @@ def test_traces_same_at_1_and_2_ranks(hessgap_bin, tmp_path):
             got = f["traces/batch_mean"][()]
             np.testing.assert_array_equal(f["traces/batch_probes"][()], ref_probes)
             assert int(f["traces"].attrs["probe_ranks"]) == (2 if name == "np2p2" else 1)
+            assert int(f["traces"].attrs["shard_batch"]) == 0
         np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max(), err_msg=name)
+    # --shard-batch: each rank held one sample of every batch of 2; probe values and loss shares summed
+    check_common(tmp_path / "np2s.h5", "traces", {}, world_size=2)
+    with h5py.File(tmp_path / "np1d.h5", "r") as f, h5py.File(tmp_path / "np2s.h5", "r") as g:
+        assert int(g["traces"].attrs["shard_batch"]) == 1
+        np.testing.assert_array_equal(g["traces/batch_probes"][()], f["traces/batch_probes"][()])
+        for key in ("batch_mean", "batch_std_error", "batch_loss", "layer_max"):
+            want = f["traces/" + key][()]
+            np.testing.assert_allclose(g["traces/" + key][()], want, rtol=1e-10, atol=1e-12 * np.abs(want).max(),
+                                       err_msg=key)
 
 
 # ---- golden: the embedded ResNet-20 on all 10,000 CIFAR-10 test images ------------------------------

@@ -95,6 +95,70 @@ TEST(MpiMeasures, TracesWithProbesSplitAcrossRanks) {
   if (world().size() % 2 == 0) check_traces(hessian::ProbeScope::kLayer, hessian::StopRule::kReference, 2);
 }
 
+// --shard-batch: every rank holds a shard of each batch of 3 (with 4 ranks one shard is empty) and the
+// probe values, or block products, are summed over the ranks; the single-process whole-batch result is
+// the oracle.
+TEST(MpiMeasures, TracesWithShardedBatches) {
+  const std::vector<std::pair<hessian::ProbeScope, hessian::StopRule>> cases{
+      {hessian::ProbeScope::kJoint, hessian::StopRule::kReference},
+      {hessian::ProbeScope::kLayer, hessian::StopRule::kStandardError}};
+  for (const auto& [scope, rule] : cases) {
+    Problem s;
+    TracesOptions o;
+    o.trace.scope = scope;
+    o.trace.rule = rule;
+    o.trace.rel_se = 0.1;
+    o.trace.min_probes = 3;
+    o.trace.max_probes = 40;
+    o.trace.seed = 17;
+    auto want = compute_traces(s.ctx(*s.local), o);
+    o.shard_batch = true;
+    auto got = compute_traces(s.ctx(world()), o);
+    EXPECT_EQ(got.probes, want.probes);
+    EXPECT_EQ(got.converged, want.converged);
+    expect_close(got.mean, want.mean, 1e-10, "mean");
+    expect_close(got.std_error, want.std_error, 1e-10, "std_error");
+    expect_close(got.batch_loss, want.batch_loss, 1e-12, "batch_loss");
+    expect_close(got.layer_max, want.layer_max, 1e-10, "layer_max");
+    // Every rank computes every probe on its shard: the work is the unsharded one times the ranks
+    // holding samples (all of them unless a batch has fewer samples than there are ranks).
+    const std::int64_t holding = std::min<std::int64_t>(world().size(), 3);
+    EXPECT_EQ(got.hvps, want.hvps * holding);
+  }
+  for (auto e : {hessian::TraceEstimator::kHutchPlusPlus, hessian::TraceEstimator::kXTrace}) {
+    Problem s;
+    TracesOptions o;
+    o.trace.estimator = e;
+    o.trace.scope = hessian::ProbeScope::kLayer;
+    o.trace.max_probes = 7;
+    o.trace.seed = 4;
+    auto want = compute_traces(s.ctx(*s.local), o);
+    o.shard_batch = true;
+    auto got = compute_traces(s.ctx(world()), o);
+    EXPECT_EQ(got.probes, want.probes);
+    expect_close(got.mean, want.mean, 1e-9, "mean");
+    expect_close(got.std_error, want.std_error, 1e-8, "std_error");
+  }
+}
+
+TEST(MpiMeasures, DistanceMeasureWithShardedBatches) {
+  for (auto mode : {hessian::MeasureMode::kJoint, hessian::MeasureMode::kBlock}) {
+    Problem s;
+    auto params = models::parameters_by_name(*s.model, s.model->hessian_layers());
+    std::map<std::string, torch::Tensor> init = {{"fc0.weight", params[0].detach() * 0.9}};
+    DistanceOptions o;
+    o.mode = mode;
+    o.train_size = 500;
+    auto want = compute_distance(s.ctx(*s.local), o, init);
+    o.shard_batch = true;
+    auto got = compute_distance(s.ctx(world()), o, init);
+    expect_close(got.quad, want.quad, 1e-12, "quad");
+    expect_close(got.batch_loss, want.batch_loss, 1e-12, "batch_loss");
+    expect_close(got.layer_max, want.layer_max, 1e-12, "layer_max");
+    EXPECT_NEAR(got.bound_c, want.bound_c, 1e-12 * (1 + want.bound_c));
+  }
+}
+
 TEST(MpiMeasures, DistanceMeasure) {
   for (auto mode : {hessian::MeasureMode::kJoint, hessian::MeasureMode::kBlock, hessian::MeasureMode::kPsd}) {
     Problem s;

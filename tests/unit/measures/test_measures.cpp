@@ -17,12 +17,14 @@
 #include "measures/stability.h"
 #include "measures/traces.h"
 #include "models/registry.h"
+#include "tests/support/error_of.h"
 #include "tests/support/explicit_hessian.h"
 #include "tests/support/tensor_dataset.h"
 #include "util/error.h"
 
 using namespace hessgap;
 using namespace hessgap::measures;
+using hessgap::testing::error_of;
 using hessgap::testing::block_offsets;
 using hessgap::testing::explicit_hessian;
 using hessgap::testing::flatten;
@@ -229,6 +231,33 @@ TEST(Traces, InvalidProbeRanksAreRejected) {
   EXPECT_THROW(o.validate(2), Error);
   o.probe_ranks = 2;
   EXPECT_NO_THROW(o.validate(4));
+  o.shard_batch = true;  // shards of samples or groups sharing probes, not both
+  EXPECT_NE(error_of([&] { o.validate(4); }).find("--shard-batch splits every batch's samples over all ranks; it "
+                                                  "cannot be combined with --probe-ranks 2"),
+            std::string::npos);
+  o.probe_ranks = 1;
+  EXPECT_NO_THROW(o.validate(4));
+  DistanceOptions d;
+  d.train_size = 10;
+  d.shard_batch = true;
+  EXPECT_NO_THROW(d.validate());
+  d.mode = hessian::MeasureMode::kPsd;
+  EXPECT_NE(error_of([&] { d.validate(); }).find("--mode psd runs Lanczos on each batch's Hessian"), std::string::npos);
+}
+
+// One rank with --shard-batch holds whole batches: the same result as without, to the last bit.
+TEST(Traces, ShardBatchOnOneRankIsTheWholeBatch) {
+  Fixture f;
+  auto ctx = f.ctx(4, 0, SampleRule::kExact);
+  TracesOptions o;
+  o.trace.max_probes = 6;
+  o.trace.seed = 2;
+  const auto want = compute_traces(ctx, o);
+  o.shard_batch = true;
+  const auto got = compute_traces(ctx, o);
+  EXPECT_EQ(got.mean, want.mean);
+  EXPECT_EQ(got.probes, want.probes);
+  EXPECT_EQ(got.batch_loss, want.batch_loss);
 }
 
 TEST(Stability, DeltasEqualLossesUnderTheKeyedNoise) {
