@@ -46,6 +46,7 @@ class LocalCommunicator final : public Communicator {
   void broadcast(std::string&, int) override {}
   void barrier() override {}
   std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<LocalCommunicator>(); }
+  std::unique_ptr<Communicator> split_node() override { return std::make_unique<LocalCommunicator>(); }
   [[noreturn]] void abort(int code) override { std::exit(code); }
 };
 

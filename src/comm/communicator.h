@@ -42,6 +42,10 @@ class Communicator {
   virtual void barrier() = 0;
   // Collective: split into sub-communicators of the ranks that pass the same color, ordered by key.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+  // Collective: the ranks of this communicator that share this rank's node (shared memory), ordered by
+  // rank; its rank() is the node-local rank, which picks the rank's GPU. A host communicator (MPI or
+  // local) whatever this one's transport.
+  virtual std::unique_ptr<Communicator> split_node() = 0;
   // Ends every rank of the job with `code` (does not return). Used by main() when a rank throws
   // after the first collective, so that no rank is left waiting in a collective.
   [[noreturn]] virtual void abort(int code) = 0;

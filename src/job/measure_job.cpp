@@ -201,7 +201,7 @@ std::map<std::string, torch::Tensor> load_init(const MeasureConfig& c, const Ses
 
 MeasureOutcome run_measure(comm::Communicator& world, const MeasureConfig& c, const std::string& command_line) {
   c.validate(world.size());
-  Session s = open_session(c.common);
+  Session s = open_session(c.common, world);
   // Everything read and checked before the first collective, so that a bad input fails every rank alike.
   require_samples(*s.dataset, c.common.data, "hessgap " + c.kind);
   require_positions(*s.model, c.common.data);

@@ -34,7 +34,27 @@ measures::MeasureContext Session::context(comm::Communicator& world) const {
   return ctx;
 }
 
-Session open_session(const CommonOptions& o) {
+int gpu_for_local_rank(int local_rank, int device_count) {
+  HG_ASSERT(local_rank >= 0 && device_count > 0, "gpu_for_local_rank: rank " << local_rank << " of " << device_count);
+  return local_rank % device_count;
+}
+
+std::string rank_device(const std::string& device, comm::Communicator& world) {
+  if (device != "cuda") return device;
+  const auto node = world.split_node();  // collective: every rank passes the same flag
+  const int count = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  if (count == 0) return device;
+  const int gpu = gpu_for_local_rank(node->rank(), count);
+  if (node->size() > count && node->rank() == 0) {
+    log::warn(std::to_string(node->size()) + " ranks on this node share its " + std::to_string(count) +
+              " visible GPU(s): --device cuda gives each rank the GPU of its node-local rank modulo the count");
+  }
+  log::debug("device: cuda:" + std::to_string(gpu) + " (node-local rank " + std::to_string(node->rank()) + " of " +
+             std::to_string(node->size()) + ", " + std::to_string(count) + " GPU(s) visible)");
+  return "cuda:" + std::to_string(gpu);
+}
+
+Session open_session(const CommonOptions& o, comm::Communicator& world) {
   HG_CHECK(o.threads >= 1, "--threads must be >= 1 (got " << o.threads << ")");
   const unsigned cores = std::thread::hardware_concurrency();
   HG_CHECK(cores == 0 || static_cast<unsigned>(o.threads) <= cores,
@@ -64,8 +84,9 @@ Session open_session(const CommonOptions& o) {
   if (!o.out.empty()) io::check_writable_output(o.out);
   torch::set_num_threads(o.threads);
   s.dtype = o.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+  const std::string device = rank_device(o.device, world);
   try {
-    s.device = torch::Device(o.device);
+    s.device = torch::Device(device);
   } catch (const std::exception&) {
     HG_FAIL("--device must be cpu, cuda or cuda:N (got '" << o.device << "')");
   }

@@ -66,8 +66,22 @@ struct Session {
 std::unique_ptr<comm::Communicator> device_world(comm::Communicator& world, const Session& s);
 
 // Validates the flags (throws hessgap::Error naming the flag), checks that --out is writable,
-// opens the dataset and builds the model from --arch and the checkpoint's weights (strict).
-Session open_session(const CommonOptions& o);
+// opens the dataset and builds the model from --arch and the checkpoint's weights (strict), on
+// rank_device(o.device, world). Collective over `world` when --device is "cuda" (see rank_device).
+Session open_session(const CommonOptions& o, comm::Communicator& world);
+
+// The device this rank computes on, as a --device value. "cuda" without an index means this rank's
+// GPU: the node-local rank (world.split_node(), the ranks sharing this host's memory, whatever the
+// launcher: mpirun, srun or another) modulo the GPUs visible to the process, so that with
+// CUDA_VISIBLE_DEVICES narrowed to one GPU per rank (srun --gpus-per-task=1) it is cuda:0, and with all
+// of a node's GPUs visible (mpirun, srun --gpus-per-node) rank k of a node takes GPU k. "cpu" and
+// "cuda:N" are returned as given. Collective over `world` for "cuda" (every rank passes the same flag);
+// without a CUDA device "cuda" is returned unchanged (open_session then says there is none).
+std::string rank_device(const std::string& device, comm::Communicator& world);
+
+// The GPU index of node-local rank `local_rank` among `device_count` (> 0) visible GPUs: local_rank
+// modulo device_count (ranks beyond the count share GPUs, which rank_device warns about).
+int gpu_for_local_rank(int local_rank, int device_count);
 
 // What load_weights did: the checkpoint's resolved path (a folder's weights file), one note per
 // change (adaptations, for the log and /model/load_notes), and the head tensors that kept the

@@ -194,7 +194,7 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
   train_spec.noise_rate = 0;
   common.data = train_spec;
   if (common.batch_size == 0) common.batch_size = 32;  // replaced below for text
-  Session s = open_session(common);
+  Session s = open_session(common, world);
   require_samples(*s.dataset, train_spec, "training");
   require_positions(*s.model, train_spec);
   models::Classifier& model = *s.model;

@@ -86,6 +86,11 @@ class MpiCommunicator final : public Communicator {
     check_mpi(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
     return std::make_unique<MpiCommunicator>(sub, true);
   }
+  std::unique_ptr<Communicator> split_node() override {
+    MPI_Comm sub;
+    check_mpi(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &sub), "MPI_Comm_split_type");
+    return std::make_unique<MpiCommunicator>(sub, true);
+  }
   [[noreturn]] void abort(int code) override {
     MPI_Abort(MPI_COMM_WORLD, code);
     std::exit(code);

@@ -67,6 +67,7 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Communicator> split(int color, int key) override {
     return std::make_unique<NcclCommunicator>(host_->split(color, key), device_);
   }
+  std::unique_ptr<Communicator> split_node() override { return host_->split_node(); }
   [[noreturn]] void abort(int code) override {
     if (comm_ != nullptr) ncclCommAbort(comm_);
     comm_ = nullptr;

@@ -59,6 +59,25 @@ TEST(MpiCommunicator, SplitIntoGroups) {
   EXPECT_DOUBLE_EQ(g->sum(1.0), expected);
 }
 
+// The tests run on one host: the node split holds every rank, in world order; Open MPI's launcher says
+// the same in its environment (srun sets SLURM_LOCALID instead, also checked when present).
+TEST(MpiCommunicator, NodeSplitGivesTheNodeLocalRank) {
+  auto& w = world();
+  auto node = w.split_node();
+  EXPECT_EQ(node->backend(), "mpi");
+  EXPECT_EQ(node->size(), w.size());
+  EXPECT_EQ(node->rank(), w.rank());
+  EXPECT_DOUBLE_EQ(node->sum(1.0), w.size());
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"}) {
+    if (const char* v = std::getenv(var)) EXPECT_EQ(std::atoi(v), node->rank()) << var;
+  }
+  // Split again within a group: the node split of a sub-communicator is in that communicator's ranks.
+  auto half = w.split(w.rank() % 2, w.rank());
+  auto half_node = half->split_node();
+  EXPECT_EQ(half_node->size(), half->size());
+  EXPECT_EQ(half_node->rank(), half->rank());
+}
+
 HG_MPI_TEST_MAIN()
 
 // MpiSession sets MPI_ERRORS_RETURN on the world: a failed call (here an invalid root, refused by Open MPI's

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <torch/cuda.h>
+
+#include "comm/communicator.h"
 #include "job/measure_job.h"
 #include "job/train_job.h"
 #include "tests/support/error_of.h"
@@ -10,6 +13,8 @@
 
 using namespace hessgap;
 using job::TrainConfig;
+using job::gpu_for_local_rank;
+using job::rank_device;
 using hessgap::testing::error_of;
 
 namespace {
@@ -94,6 +99,22 @@ TEST(TrainConfigJson, RunIdIgnoresWhereAndHowLoudButNotWhat) {
 // The measuring subcommands' configuration: a round trip keeps every field of its kind with its type;
 // only the kind's own options are written; --shuffle is stored as the order it means; validation names
 // the flag.
+// --device cuda means this rank's GPU: its node-local rank modulo the visible GPUs.
+TEST(RankDevice, NodeLocalRankPicksTheGpu) {
+  EXPECT_EQ(gpu_for_local_rank(0, 1), 0);
+  EXPECT_EQ(gpu_for_local_rank(3, 1), 0);  // one GPU per rank made visible by the launcher
+  EXPECT_EQ(gpu_for_local_rank(3, 4), 3);  // all of a node's GPUs visible
+  EXPECT_EQ(gpu_for_local_rank(5, 4), 1);  // more ranks than GPUs: shared
+  auto local = comm::make_local();
+  EXPECT_EQ(rank_device("cpu", *local), "cpu");
+  EXPECT_EQ(rank_device("cuda:1", *local), "cuda:1");
+  if (!torch::cuda::is_available()) {
+    EXPECT_EQ(rank_device("cuda", *local), "cuda");  // left for open_session to refuse by name
+  } else {
+    EXPECT_EQ(rank_device("cuda", *local), "cuda:0");
+  }
+}
+
 TEST(MeasureConfigJson, RoundTripPerKindWithTypes) {
   job::MeasureConfig c;
   c.kind = "traces";
