@@ -92,6 +92,13 @@ def h5_scalars(path, *names):
         return [float(np.asarray(f[n]).sum()) if n.endswith("hvps") else float(np.asarray(f[n])) for n in names]
 
 
+def peak_gib(path):
+    """The results file's peak memory (largest rank; on CUDA the allocator's peak allocated bytes), GiB."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        return float(f.attrs["peak_memory_bytes"]) / 2**30 if "peak_memory_bytes" in f.attrs else float("nan")
+
+
 def resnet50_traces(args, res):
     import torchvision
     from safetensors.torch import save_file
@@ -108,8 +115,9 @@ def resnet50_traces(args, res):
     wall = run_hessgap(args, cmd, "resnet50-traces")
     if wall is not None:
         secs, hvps = h5_scalars(out, "/traces/seconds", "/traces/hvps")
-        res["resnet50_traces_hessgap"] = {"seconds": secs, "wall": wall, "hvps": hvps, "ms_per_hvp": 1e3 * secs / hvps}
-        print(f"resnet50 traces, hessgap: {secs:.2f} s compute ({wall:.2f} s wall), {hvps:.0f} HVPs, "
+        res["resnet50_traces_hessgap"] = {"seconds": secs, "wall": wall, "hvps": hvps, "ms_per_hvp": 1e3 * secs / hvps,
+                                          "peak_gib": peak_gib(out)}
+        print(f"resnet50 traces, hessgap: {secs:.2f} s compute ({wall:.2f} s wall), peak {peak_gib(out):.2f} GiB, {hvps:.0f} HVPs, "
               f"{1e3 * secs / hvps:.1f} ms/HVP", flush=True)
     # the reference, first batches
     model = model.cuda().eval()
@@ -153,8 +161,9 @@ def roberta_traces(args, res):
     wall = run_hessgap(args, cmd, "roberta-traces")
     if wall is not None:
         secs, hvps = h5_scalars(out, "/traces/seconds", "/traces/hvps")
-        res["roberta_traces_hessgap"] = {"seconds": secs, "wall": wall, "hvps": hvps, "ms_per_hvp": 1e3 * secs / hvps}
-        print(f"roberta traces, hessgap: {secs:.2f} s compute, {hvps:.0f} HVPs, {1e3 * secs / hvps:.1f} ms/HVP", flush=True)
+        res["roberta_traces_hessgap"] = {"seconds": secs, "wall": wall, "hvps": hvps, "ms_per_hvp": 1e3 * secs / hvps,
+                                         "peak_gib": peak_gib(out)}
+        print(f"roberta traces, hessgap: {secs:.2f} s compute, peak {peak_gib(out):.2f} GiB, {hvps:.0f} HVPs, {1e3 * secs / hvps:.1f} ms/HVP", flush=True)
     model = model.cuda().eval()
     ids = torch.randint(3, 50265, (8, 128), generator=torch.Generator().manual_seed(1)).cuda()
     mask = torch.ones_like(ids)

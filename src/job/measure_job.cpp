@@ -230,6 +230,7 @@ MeasureOutcome run_measure(comm::Communicator& world, const MeasureConfig& c, co
     out.eval = measures::evaluate(ctx, e);
   }
   const std::vector<std::int64_t> skipped = all_skipped_ids(world, *s.dataset);
+  const PeakMemory peak = peak_memory_over(world, s.device);
 
   if (world.rank() == 0 && !c.common.out.empty()) {
     results::RunInfo info;
@@ -245,6 +246,8 @@ MeasureOutcome run_measure(comm::Communicator& world, const MeasureConfig& c, co
     info.sample_order = s.plan.shuffle ? "random" : "natural";
     info.sample_seed = s.plan.seed;
     info.layers = s.model->hessian_layers();
+    info.peak_memory_bytes = peak.bytes;
+    info.peak_memory_source = peak.source;
     results::ResultsFile f(c.common.out, info);
     if (out.traces) f.write_traces(*out.traces, traces);
     if (out.distance) f.write_distance(*out.distance, distance, c.init_checkpoint);

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <sys/resource.h>
+
 #include <filesystem>
 #include <thread>
 
@@ -16,6 +18,8 @@
 #include "util/error.h"
 #include "util/log.h"
 #if HG_WITH_NCCL
+#include <c10/cuda/CUDACachingAllocator.h>
+
 #include "comm/nccl/nccl_communicator.h"
 #endif
 
@@ -32,6 +36,30 @@ measures::MeasureContext Session::context(comm::Communicator& world) const {
   ctx.device = device;
   ctx.plan = plan;
   return ctx;
+}
+
+PeakMemory peak_memory(const torch::Device& device) {
+  PeakMemory p;
+#if HG_WITH_NCCL
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    p.bytes = stats.allocated_bytes[0].peak;  // [0]: all pools
+    p.source = "cuda caching allocator: peak allocated bytes on the rank's device";
+    return p;
+  }
+#endif
+  (void)device;
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  p.bytes = static_cast<std::int64_t>(usage.ru_maxrss) * 1024;  // kilobytes on Linux
+  p.source = "host: peak resident set size of the rank's process (getrusage)";
+  return p;
+}
+
+PeakMemory peak_memory_over(comm::Communicator& world, const torch::Device& device) {
+  PeakMemory p = peak_memory(device);
+  p.bytes = static_cast<std::int64_t>(world.max(static_cast<double>(p.bytes)));  // exact below 2^53 bytes
+  return p;
 }
 
 int gpu_for_local_rank(int local_rank, int device_count) {

@@ -79,6 +79,19 @@ Session open_session(const CommonOptions& o, comm::Communicator& world);
 // without a CUDA device "cuda" is returned unchanged (open_session then says there is none).
 std::string rank_device(const std::string& device, comm::Communicator& world);
 
+// This rank's peak memory so far, in bytes, and what was measured. On a CUDA device (builds with NCCL,
+// i.e. a CUDA LibTorch): the caching allocator's peak of allocated bytes on it (the tensors; its cache
+// and the CUDA context are not counted). On the CPU: the process's peak resident set size
+// (getrusage), LibTorch's own footprint included. Not collective.
+struct PeakMemory {
+  std::int64_t bytes = 0;
+  std::string source;  // recorded beside the figure in results files
+};
+PeakMemory peak_memory(const torch::Device& device);
+
+// peak_memory(device) of the rank with the largest, on every rank (collective over `world`).
+PeakMemory peak_memory_over(comm::Communicator& world, const torch::Device& device);
+
 // The GPU index of node-local rank `local_rank` among `device_count` (> 0) visible GPUs: local_rank
 // modulo device_count (ranks beyond the count share GPUs, which rank_device warns about).
 int gpu_for_local_rank(int local_rank, int device_count);

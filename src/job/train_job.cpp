@@ -455,6 +455,9 @@ TrainOutcome run_train(comm::Communicator& world, const TrainConfig& f, const st
   info.layers = model.hessian_layers();
   info.run_id = run_id;
   info.complete = r.finished;
+  const PeakMemory peak = peak_memory_over(world, s.device);
+  info.peak_memory_bytes = peak.bytes;
+  info.peak_memory_source = peak.source;
   if (world.rank() == 0) {
     const std::string path = (fs::path(f.out_dir) / "run.h5").string();
     results::ResultsFile out(path, info);

@@ -33,6 +33,10 @@ ResultsFile::ResultsFile(const std::string& path, const RunInfo& info) {
   f.set_attr("/", "world_size", static_cast<std::int64_t>(info.world_size));
   f.set_attr("/", "backend", info.backend);
   f.set_attr("/", "created_utc", utc_now());
+  if (info.peak_memory_bytes >= 0) {
+    f.set_attr("/", "peak_memory_bytes", info.peak_memory_bytes);
+    f.set_attr("/", "peak_memory_source", info.peak_memory_source + ", largest over the ranks");
+  }
   if (!info.run_id.empty()) {
     // A run file is written once, complete (AtomicOutput): status and complete say so to readers
     // that index a sweep folder.

@@ -39,6 +39,9 @@ struct RunInfo {
   std::vector<std::string> layers;
   std::string run_id;  // root attributes run_id, status and complete when set (train runs)
   bool complete = true;  // false: status "partial" (a train run cut short by --stop-after-epochs)
+  // Root attributes peak_memory_bytes and peak_memory_source when bytes >= 0 (job::peak_memory_over).
+  std::int64_t peak_memory_bytes = -1;
+  std::string peak_memory_source;
 };
 
 // What /train records besides the trainer's result.

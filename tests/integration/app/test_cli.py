@@ -360,6 +360,10 @@ def check_common(path, sub, given, world_size=1):
         assert a["hessgap_version"] and a["git_sha"]
         assert f"hessgap {sub}" in a["command_line"] or f" {sub} " in a["command_line"]
         assert int(a["world_size"]) == world_size
+        # the largest rank's peak RSS on the CPU: LibTorch, a ResNet-20 and a few images (ru_maxrss is in
+        # kilobytes: a missed factor 1024 lands far outside either bound)
+        assert a["peak_memory_source"].startswith("host: peak resident set size"), a["peak_memory_source"]
+        assert 50e6 < int(a["peak_memory_bytes"]) < 16e9, int(a["peak_memory_bytes"])
         typed = json.loads(a["config"])
         assert set(typed) <= {"model", "data", "compute", "measure", "train", "output"}, typed
         config = flat_config(typed)

@@ -70,6 +70,8 @@ def test_run_folder_layout(trained):
         assert f.attrs["status"] == "complete" and f.attrs["complete"] == 1
         assert len(f.attrs["run_id"]) == 16
         assert f.attrs["world_size"] == 2
+        assert f.attrs["peak_memory_source"].startswith("host: peak resident set size")
+        assert 50e6 < int(f.attrs["peak_memory_bytes"]) < 16e9  # bytes (ru_maxrss is in kilobytes)
         steps = f["train/history/step"][()]
         assert list(steps) == list(range(len(steps))) and len(steps) == 2 * 3  # 30 training ids, batches of 10
         for name in ("loss", "accuracy", "lr", "epoch"):
