@@ -32,8 +32,9 @@ class Communicator {
   virtual void all_reduce_max(double* data, std::size_t n) = 0;
   // Collective: in-place element-wise sum of n int64 values.
   virtual void all_reduce_sum(std::int64_t* data, std::size_t n) = 0;
-  // Collective: in-place sum of a contiguous float32/float64 tensor. CPU tensors for the local and
-  // MPI communicators; CUDA tensors for NCCL. Throws hessgap::Error on other dtypes or devices.
+  // Collective: in-place sum of a contiguous float32/float64 tensor. NCCL reduces CUDA tensors on the
+  // device; MPI reduces CPU tensors in place and device tensors through a host copy (the fallback of a
+  // CUDA build without NCCL). Throws hessgap::Error on other dtypes or non-contiguous tensors.
   virtual void all_reduce_sum(at::Tensor& tensor) = 0;
   // Collective: every rank contributes n doubles; recv (size()*n) holds rank r's at [r*n, (r+1)*n).
   virtual void all_gather(const double* send, std::size_t n, double* recv) = 0;

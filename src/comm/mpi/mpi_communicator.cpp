@@ -51,7 +51,15 @@ class MpiCommunicator final : public Communicator {
               "MPI_Allreduce");
   }
   void all_reduce_sum(at::Tensor& t) override {
-    HG_CHECK(t.is_contiguous() && t.device().is_cpu(), "MPI all_reduce_sum needs a contiguous CPU tensor");
+    HG_CHECK(t.is_contiguous(), "MPI all_reduce_sum needs a contiguous tensor");
+    if (!t.device().is_cpu()) {
+      // The host fallback for device tensors when no device communicator is built (a CUDA LibTorch
+      // without NCCL): copy out, reduce over MPI, copy back.
+      at::Tensor host = t.to(at::kCPU);
+      all_reduce_sum(host);
+      t.copy_(host);
+      return;
+    }
     MPI_Datatype type;
     if (t.scalar_type() == at::kFloat) {
       type = MPI_FLOAT;

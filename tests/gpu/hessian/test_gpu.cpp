@@ -188,5 +188,12 @@ TEST(Gpu, NcclSumsCudaTensorsAtOneRank) {
   auto u = torch::ones({3}, torch::TensorOptions().dtype(torch::kFloat64).device(torch::kCUDA));
   sub->all_reduce_sum(u);
   EXPECT_DOUBLE_EQ(u.sum().item<double>(), 3.0 * sub->size());
+  // The MPI communicator's host fallback for a CUDA tensor (copy out, MPI, copy back), and the node split.
+  auto mpi = session.world();
+  auto w = torch::full({4}, 2.5, torch::TensorOptions().dtype(torch::kFloat64).device(torch::kCUDA));
+  mpi->all_reduce_sum(w);
+  EXPECT_TRUE(w.is_cuda());
+  EXPECT_DOUBLE_EQ(w.sum().item<double>(), 10.0 * mpi->size());
+  EXPECT_EQ(nccl->split_node()->rank(), 0);
 }
 #endif
