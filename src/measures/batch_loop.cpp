@@ -5,9 +5,25 @@
 #include "comm/communicator.h"
 #include "data/loader.h"
 #include "data/sampler.h"
+#include "models/classifier.h"
+#include "util/error.h"
 #include "util/log.h"
 
 namespace hessgap::measures {
+
+void BatchLoopOptions::shard_every_batch(const comm::Communicator& world) {
+  part = 0;
+  num_parts = 1;
+  shard = world.rank();
+  num_shards = world.size();
+}
+
+torch::Tensor shard_loss(models::Classifier& model, const data::Batch& shard, std::int64_t whole_batch) {
+  HG_ASSERT(shard.size() > 0 && shard.size() <= whole_batch, "shard_loss: " << shard.size() << " of " << whole_batch);
+  const torch::Tensor loss = batch_loss(model, shard);
+  if (shard.size() == whole_batch) return loss;  // no extra node: the unsharded graph, bit for bit
+  return loss * (static_cast<double>(shard.size()) / static_cast<double>(whole_batch));
+}
 
 void for_each_batch(const MeasureContext& ctx, const BatchPlan& plan, const BatchLoopOptions& opts,
                     const std::function<std::string(std::int64_t b, const data::Batch& batch)>& body) {
@@ -33,7 +49,8 @@ void for_each_batch(const MeasureContext& ctx, const BatchPlan& plan, const Batc
   }
   std::unique_ptr<log::Progress> progress;
   if (!opts.label.empty()) {
-    progress = std::make_unique<log::Progress>(opts.label + (sharded ? " (rank 0's shards)" : " (rank 0's batches)"), static_cast<long>(mine.size()));
+    const std::string whose = sharded ? " (rank 0's shards)" : " (rank 0's batches)";
+    progress = std::make_unique<log::Progress>(opts.label + whose, static_cast<long>(mine.size()));
   }
   for (std::size_t k = 0; k < mine.size(); ++k) {
     const data::Batch batch = loader ? *loader->next() : load(k);

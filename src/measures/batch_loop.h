@@ -23,7 +23,14 @@ struct BatchLoopOptions {
   // than num_shards) reaches body as a Batch of size 0, nothing loaded. -1: whole batches.
   int shard = -1;
   int num_shards = -1;
+  // --shard-batch over `world`: one part (every rank visits every batch), this rank's shard of each.
+  void shard_every_batch(const comm::Communicator& world);
 };
+
+// What shard `shard` of a batch of `whole_batch` samples contributes: batch_loss on the shard weighted by
+// its share (shard size / whole_batch), so the shards' losses, gradients and Hessians sum to the whole
+// batch's; exactly batch_loss when the shard is the whole batch. [] scalar; the shard must not be empty.
+torch::Tensor shard_loss(models::Classifier& model, const data::Batch& shard, std::int64_t whole_batch);
 
 // Calls body(b, batch) for every batch b this part owns, in increasing b; body returns a detail for the
 // progress line ("" for none); with shards, `batch` holds this rank's shard of batch b and

@@ -114,19 +114,11 @@ DistanceResult compute_distance(const MeasureContext& ctx, const DistanceOptions
   }
   BatchLoopOptions loop;
   loop.label = "measures";
-  if (opts.shard_batch) {  // every rank a shard of every batch; the shares add up in the sums below
-    loop.part = 0;
-    loop.num_parts = 1;
-    loop.shard = world.rank();
-    loop.num_shards = world.size();
-  }
+  if (opts.shard_batch) loop.shard_every_batch(world);  // the shards' shares add up in the sums below
   for_each_batch(ctx, plan, loop, [&](std::int64_t b, const data::Batch& batch) {
     if (batch.size() == 0) return std::string("batch ") + std::to_string(b) + ": empty shard";
-    // With shards, the shard's loss weighted by its share of the batch: the shards' Hessians sum to the batch's.
-    const double share = static_cast<double>(batch.size()) /
-                         static_cast<double>(plan.batches[static_cast<std::size_t>(b)].size());
-    hessian::HvpEngine engine(share == 1.0 ? batch_loss(*ctx.model, batch) : batch_loss(*ctx.model, batch) * share,
-                              params);
+    const auto n = static_cast<std::int64_t>(plan.batches[static_cast<std::size_t>(b)].size());
+    hessian::HvpEngine engine(shard_loss(*ctx.model, batch, n), params);  // whole batches: batch_loss
     std::vector<double> q;
     std::int64_t steps = 0;
     if (psd) {

@@ -57,21 +57,15 @@ TracesResult compute_traces(const MeasureContext& ctx, const TracesOptions& opts
   loop.label = "traces";
   loop.part = group_id;  // a batch belongs to a probe group; its ranks share the batch's probes
   loop.num_parts = groups;
-  if (opts.shard_batch) {  // every rank takes a shard of every batch
-    loop.part = 0;
-    loop.num_parts = 1;
-    loop.shard = world.rank();
-    loop.num_shards = world.size();
-  }
+  if (opts.shard_batch) loop.shard_every_batch(world);
   for_each_batch(ctx, plan, loop, [&](std::int64_t b, const data::Batch& batch) {
     std::unique_ptr<hessian::HvpEngine> engine;
     hessian::LayerTraces t;
     double loss = 0.0;  // the batch-mean loss, or with shards this shard's share of it
     if (opts.shard_batch) {
-      const auto n = static_cast<double>(plan.batches[static_cast<std::size_t>(b)].size());
       if (batch.size() > 0) {
-        engine = std::make_unique<hessian::HvpEngine>(
-            batch_loss(*ctx.model, batch) * (static_cast<double>(batch.size()) / n), params);
+        const auto n = static_cast<std::int64_t>(plan.batches[static_cast<std::size_t>(b)].size());
+        engine = std::make_unique<hessian::HvpEngine>(shard_loss(*ctx.model, batch, n), params);
         loss = engine->loss();
       }
       t = hessian::estimate_traces_sharded(engine.get(), params, opts.trace, b, world);
