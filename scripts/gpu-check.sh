@@ -2,10 +2,11 @@
 # The GPU check, one command for the GPU machine (../shared/GPU.md): builds hessgap against that
 # machine's CUDA LibTorch and NCCL, runs the gpu-labelled tests (CUDA vs CPU float64 HVPs, traces and
 # quadratic forms on ResNet-20; device-drawn probes; NCCL all-reduce at one rank), then the benchmark
-# bench/gpu_bench.py (hessgap vs the reference algorithm in PyTorch, same card, same run).
+# bench/gpu_bench.py (hessgap vs the reference algorithm in PyTorch, same card, same run), and
+# bench/probe_levers.py (which untried levers would pay there: batched probes, TF32, channels-last).
 #
 #   scripts/gpu-check.sh                # build, test, bench; the log and JSON go to $OUT (or /tmp)
-#   HG_GPU_SKIP=roberta scripts/gpu-check.sh      # skip bench workloads (resnet50,roberta,gradhvp)
+#   HG_GPU_SKIP=roberta scripts/gpu-check.sh      # skip bench workloads (resnet50,roberta,gradhvp,levers)
 #
 # Without system JPEG/zlib headers there, Debian's packages carried in .gpu-deps/ (apt-get download
 # libjpeg62-turbo libjpeg62-turbo-dev zlib1g-dev libpng16-16 libpng-dev) are unpacked into /tmp.
@@ -64,5 +65,9 @@ fi
 step "benchmark"
 PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu_bench.py" --hessgap "$BUILD/bin/hessgap" \
   --bench-models "$BUILD/bin/bench_models" --skip "${HG_GPU_SKIP:-}" --out "$RESULTS/gpu_bench.json"
+if [[ ",${HG_GPU_SKIP:-}," != *,levers,* ]]; then
+  step "speed levers in PyTorch (batched probes, TF32, channels-last) on the trace workload's batch"
+  PYTHONUNBUFFERED=1 timeout 240 python3 "$ROOT/bench/probe_levers.py" --device cuda --out "$RESULTS/probe_levers.json"
+fi
 step "done (gpu tests rc=$TEST_RC)"
 exit $TEST_RC

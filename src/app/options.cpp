@@ -74,7 +74,10 @@ void add_common_options(CLI::App* cmd, CommonOptions& o, bool needs_checkpoint) 
   cmd->add_flag("--shuffle", o.shuffle, "The same as --sample-order random (the older spelling)")->excludes(order);
   cmd->add_option("--seed", o.seed, "Seed of probes, noise and the random sample order");
   cmd->add_option("--dtype", o.dtype, "Compute dtype: float32 | float64");
-  cmd->add_option("--device", o.device, "cpu | cuda | cuda:N (TF32 stays off: it changes HVPs at the 1e-3 level)");
+  cmd->add_option("--device", o.device, "cpu | cuda (this rank's GPU) | cuda:N");
+  cmd->add_flag("--allow-tf32", o.allow_tf32,
+                "On a CUDA device, let matrix products and convolutions use TF32 (off by default: it changes HVPs at "
+                "the 1e-3 level); no effect on the CPU");
   cmd->add_option("--out", o.out, "Write results to this HDF5 file (written under a temporary name, then renamed)")
       ->check([](const std::string& v) { return v.empty() ? std::string("--out must not be empty (omit it to write no file)") : std::string(); });
   cmd->add_option("--threads", o.threads, "Intra-op threads per rank (1 is best with one rank per core)");

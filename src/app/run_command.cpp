@@ -50,6 +50,7 @@ struct RunFlags {
   bool sync_bn = true;
   int verbosity = 1, threads = 1;
   std::string dtype = "float32", device = "cpu";
+  bool allow_tf32 = false;
 };
 
 struct Row {
@@ -111,6 +112,7 @@ RunFn add_run_command(CLI::App& app) {
   cmd->add_option("--threads", st->threads, "Intra-op threads per rank");
   cmd->add_option("--dtype", st->dtype, "float32 | float64 (training and measurement)");
   cmd->add_option("--device", st->device, "cpu | cuda | cuda:N");
+  cmd->add_flag("--allow-tf32", st->allow_tf32, "On a CUDA device, allow TF32 in matrix products and convolutions");
   cmd->add_option("--verbosity", st->verbosity, "0 quiet, 1 progress, 2 debug");
 
   return [st, cmd](comm::Communicator& world, const std::string& command_line) {
@@ -142,6 +144,7 @@ RunFn add_run_command(CLI::App& app) {
       f.common.threads = g.threads;
       f.common.dtype = g.dtype;
       f.common.device = g.device;
+      f.common.allow_tf32 = g.allow_tf32;
       f.common.verbosity = g.verbosity;
       f.epochs = g.epochs;
       f.lr = g.lr;

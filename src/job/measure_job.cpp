@@ -87,6 +87,7 @@ namespace {
   X(data, common.data, "dataset") X(data, common.batch_size, "batch_size")     \
   X(data, common.sample_size, "sample_size") X(data, common.sample_rule, "sample_rule")                              \
   X(data, common.sample_order, "sample_order") X(compute, common.device, "device") X(compute, common.dtype, "dtype") \
+  X(compute, common.allow_tf32, "allow_tf32")                                                                    \
   X(compute, common.threads, "threads") X(compute, common.verbosity, "verbosity") X(measure, kind, "kind")          \
   X(measure, common.seed, "seed") X(output, common.out, "out")
 #define HG_TRACES_FIELDS(X)                                                                                        \

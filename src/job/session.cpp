@@ -123,8 +123,9 @@ Session open_session(const CommonOptions& o, comm::Communicator& world) {
     HG_CHECK(torch::cuda::is_available(), "--device " << o.device << ": no CUDA device is available to this build");
     HG_CHECK(s.device.index() < static_cast<int>(torch::cuda::device_count()),
              "--device " << o.device << ": only " << torch::cuda::device_count() << " CUDA device(s)");
-    at::globalContext().setAllowTF32CuBLAS(false);
-    at::globalContext().setAllowTF32CuDNN(false);
+    at::globalContext().setAllowTF32CuBLAS(o.allow_tf32);
+    at::globalContext().setAllowTF32CuDNN(o.allow_tf32);
+    if (o.allow_tf32) log::info("compute: TF32 allowed in matrix products and convolutions (--allow-tf32)");
     at::globalContext().setBenchmarkCuDNN(true);  // convolution double backward picks faster kernels
   }
 

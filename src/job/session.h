@@ -44,6 +44,9 @@ struct CommonOptions {
   std::uint64_t seed = 0;
   std::string dtype = "float32";
   std::string device = "cpu";      // cpu | cuda | cuda:N
+  // --allow-tf32: let cuBLAS and cuDNN use TF32 on a CUDA device (off: it moves HVPs at the 1e-3
+  // level); no effect on the CPU.
+  bool allow_tf32 = false;
   std::string out;                 // --out FILE.h5 (empty: no file)
   int threads = 1;                 // intra-op threads per rank
   int verbosity = 1;

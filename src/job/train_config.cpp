@@ -24,6 +24,7 @@ namespace {
   X(data, augment, "augment") X(data, augment_size, "augment_size")                                                  \
   X(compute, common.device, "device") X(compute, common.dtype, "dtype") X(compute, common.threads, "threads")      \
   X(compute, sync_bn, "sync_bn") X(compute, common.verbosity, "verbosity")                                          \
+  X(compute, common.allow_tf32, "allow_tf32")                                                                        \
   X(train, common.seed, "seed") X(train, common.batch_size, "batch_size") X(train, epochs, "epochs")               \
   X(train, lr, "lr") X(train, weight_decay, "weight_decay") X(train, optimizer, "optimizer")                        \
   X(train, schedule, "schedule") X(train, monitor, "monitor") X(train, step_size, "step_size")                      \
@@ -70,6 +71,9 @@ std::string run_id_of(const TrainConfig& c) {
   j.erase("output");
   j["compute"].erase("verbosity");
   j["compute"].erase("threads");
+  // TF32 changes results, so an allowed one names another run; the default is left out of the hash so
+  // that runs named before the flag existed keep their ids (a sweep skips them as done).
+  if (!c.common.allow_tf32) j["compute"].erase("allow_tf32");
   return fnv1a_hex(json_text(j));  // nlohmann objects keep their keys sorted: canonical
 }
 

@@ -432,6 +432,16 @@ def test_traces_file(traces_file):
     assert res.traces["batch_mean"].shape == (2, NUM_LAYERS) and res.config["measure"]["max_probes"] == 3
 
 
+def test_allow_tf32_is_recorded_and_changes_nothing_on_the_cpu(hessgap_bin, tmp_path, traces_file):
+    out = tmp_path / "tf32.h5"
+    r = run_hg("traces", *tiny_args(**{"max-probes": 3}), "--allow-tf32", "--out", out)
+    assert r.rc == 0, r
+    assert check_common(out, "traces", {"allow-tf32": True})["allow_tf32"] is True
+    assert check_common(traces_file, "traces", {"allow-tf32": False})["allow_tf32"] is False
+    with h5py.File(out, "r") as a, h5py.File(traces_file, "r") as b:
+        np.testing.assert_array_equal(a["traces/batch_mean"][()], b["traces/batch_mean"][()])
+
+
 def test_reader_cli_summary_and_plot(traces_file, tmp_path):
     png = tmp_path / "traces.png"
     p = subprocess.run(["/usr/bin/python3", str(SOURCE_DIR / "analysis" / "hessgap_results.py"),

@@ -7,9 +7,11 @@
 
 #include "comm/communicator.h"
 #include "job/measure_job.h"
+#include "job/config_fields.h"
 #include "job/train_job.h"
 #include "tests/support/error_of.h"
 #include "util/error.h"
+#include "util/json_bounded.h"
 
 using namespace hessgap;
 using job::TrainConfig;
@@ -94,6 +96,19 @@ TEST(TrainConfigJson, RunIdIgnoresWhereAndHowLoudButNotWhat) {
   TrainConfig noise = c;
   noise.common.data.noise_rate = 0.2;
   EXPECT_NE(job::run_id_of(noise), id);
+  // TF32 changes results: allowing it names another run, while the default keeps the ids that runs
+  // had before the flag existed (the hash of the configuration without the key).
+  TrainConfig tf32 = c;
+  tf32.common.allow_tf32 = true;
+  EXPECT_NE(job::run_id_of(tf32), id);
+  EXPECT_TRUE(job::train_config_from_json(job::to_json(tf32)).common.allow_tf32);
+  nlohmann::json without = job::to_json(c);
+  ASSERT_TRUE(without["compute"].contains("allow_tf32"));
+  without["compute"].erase("allow_tf32");
+  without.erase("output");
+  without["compute"].erase("verbosity");
+  without["compute"].erase("threads");
+  EXPECT_EQ(job::fnv1a_hex(json_text(without)), id);
 }
 
 // The measuring subcommands' configuration: a round trip keeps every field of its kind with its type;
