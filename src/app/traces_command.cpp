@@ -26,6 +26,9 @@ RunFn add_traces_command(CLI::App& app) {
   cmd->add_option("--rel-se", t.rel_se, "Target relative standard error of the stderr rule");
   cmd->add_option("--min-probes", t.min_probes, "Probes before a stopping rule may fire");
   cmd->add_option("--max-probes", t.max_probes, "Probe limit per batch (the reference's maxIter)");
+  cmd->add_option("--probes-in-flight", t.in_flight,
+                  "Joint probes whose HVPs run as one batched backward pass (the same estimate; more memory, and up "
+                  "to K-1 products past the stopping point; pays where one small batch leaves the device idle)");
   cmd->add_option("--probe-ranks", c->traces.probe_ranks, "Ranks sharing the probes of one batch (must divide the rank count)");
   cmd->add_flag("--shard-batch", c->shard_batch,
                 "Every rank takes a shard of every batch's samples and the probe values are summed over the ranks "

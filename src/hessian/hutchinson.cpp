@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -31,6 +32,10 @@ void TraceOptions::validate() const {
   HG_CHECK(max_probes >= 1, "--max-probes must be >= 1 (got " << max_probes << ")");
   HG_CHECK(min_probes <= max_probes,
            "--min-probes (" << min_probes << ") must not exceed --max-probes (" << max_probes << ")");
+  HG_CHECK(in_flight >= 1 && in_flight <= 256, "--probes-in-flight must be in [1, 256] (got " << in_flight << ")");
+  HG_CHECK(in_flight == 1 || (scope == ProbeScope::kJoint && estimator == TraceEstimator::kHutchinson),
+           "--probes-in-flight " << in_flight << " batches joint Hutchinson probes: it needs --probe-scope joint and "
+                                    "--estimator hutchinson");
   if (estimator != TraceEstimator::kHutchinson) {
     HG_CHECK(scope == ProbeScope::kLayer, "--estimator " << to_string(estimator)
                                               << " works on each layer's block: it needs --probe-scope layer");
@@ -119,27 +124,40 @@ LayerTraces TraceAccumulator::result() const {
 
 namespace {
 
-// Values of probe k for every active layer (NaN for the others). `engine` null: an empty shard of a
-// batch, whose Hessian is zero (0 for the active layers, no probe drawn).
+// Values of probes first … first+count−1 (count ≥ 1; more than one only in joint scope), probe-major
+// (count × L), for every active layer (NaN for the others). `engine` null: an empty shard of a batch,
+// whose Hessian is zero (0 for the active layers, no probe drawn).
 std::vector<double> probe_values(HvpEngine* engine, const std::vector<torch::Tensor>& params,
-                                 const TraceOptions& opts, std::int64_t batch_id, std::int64_t k,
-                                 const TraceAccumulator& acc) {
+                                 const TraceOptions& opts, std::int64_t batch_id, std::int64_t first,
+                                 std::int64_t count, const TraceAccumulator& acc) {
   const std::size_t L = params.size();
-  std::vector<double> values(L, std::numeric_limits<double>::quiet_NaN());
+  auto draw = [&](std::size_t i, std::int64_t k) {
+    return draw_probe(params[i], opts.distribution, opts.seed, batch_id, k, static_cast<std::int64_t>(i));
+  };
+  std::vector<double> values(static_cast<std::size_t>(count) * L, std::numeric_limits<double>::quiet_NaN());
   if (engine == nullptr) {
-    for (std::size_t i = 0; i < L; ++i) {
-      if (acc.active(i)) values[i] = 0.0;
+    for (std::size_t j = 0; j < static_cast<std::size_t>(count); ++j) {
+      for (std::size_t i = 0; i < L; ++i) {
+        if (acc.active(i)) values[j * L + i] = 0.0;
+      }
     }
+  } else if (opts.scope == ProbeScope::kJoint && count == 1) {
+    std::vector<torch::Tensor> z(L);
+    for (std::size_t i = 0; i < L; ++i) z[i] = draw(i, first);
+    values = dots64(z, engine->hvp(z));
   } else if (opts.scope == ProbeScope::kJoint) {
     std::vector<torch::Tensor> z(L);
     for (std::size_t i = 0; i < L; ++i) {
-      z[i] = draw_probe(params[i], opts.distribution, opts.seed, batch_id, k, static_cast<std::int64_t>(i));
+      std::vector<torch::Tensor> rows;
+      for (std::int64_t j = 0; j < count; ++j) rows.push_back(draw(i, first + j));
+      z[i] = torch::stack(rows);
     }
-    values = dots64(z, engine->hvp(z));
+    values = batched_dots64(z, engine->hvps(z));
   } else {
+    HG_ASSERT(count == 1, "layer-scope probes one at a time");
     for (std::size_t i = 0; i < L; ++i) {
       if (!acc.active(i)) continue;
-      auto z = draw_probe(params[i], opts.distribution, opts.seed, batch_id, k, static_cast<std::int64_t>(i));
+      auto z = draw(i, first);
       values[i] = dot64(z, engine->block_hvp(i, z));
     }
   }
@@ -188,22 +206,26 @@ LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::in
   const std::size_t L = engine.num_layers();
   const int P = group.size();
   const int r = group.rank();
+  const std::int64_t K = opts.in_flight;
+  const std::size_t per_rank = static_cast<std::size_t>(K) * L;
   TraceAccumulator acc(L, opts);
   const long hvps_before = engine.products();
-  std::vector<double> mine(L), gathered(L * static_cast<std::size_t>(P));
+  std::vector<double> mine(per_rank), gathered(per_rank * static_cast<std::size_t>(P));
   for (std::int64_t round = 0; !acc.done(); ++round) {
     // All ranks agree on acc's state (it is fed the same gathered values), so every rank takes
     // the same number of rounds and reaches all_gather the same number of times.
-    const std::int64_t k = round * P + r;
-    if (k < opts.max_probes) {
-      mine = probe_values(&engine, engine.params(), opts, batch_id, k, acc);
-    } else {
-      std::fill(mine.begin(), mine.end(), std::numeric_limits<double>::quiet_NaN());
+    const std::int64_t first = (round * P + r) * K;
+    const std::int64_t count = std::clamp<std::int64_t>(opts.max_probes - first, 0, K);
+    std::fill(mine.begin(), mine.end(), std::numeric_limits<double>::quiet_NaN());
+    if (count > 0) {
+      const auto v = probe_values(&engine, engine.params(), opts, batch_id, first, count, acc);
+      std::copy(v.begin(), v.end(), mine.begin());
     }
-    group.all_gather(mine.data(), L, gathered.data());
-    for (int q = 0; q < P && !acc.done(); ++q) {
-      acc.add(std::vector<double>(gathered.begin() + static_cast<std::ptrdiff_t>(q * L),
-                                  gathered.begin() + static_cast<std::ptrdiff_t>((q + 1) * L)));
+    group.all_gather(mine.data(), per_rank, gathered.data());
+    // Rank q's K probes follow rank q−1's: the gathered rows are in probe order.
+    for (std::size_t row = 0; row < static_cast<std::size_t>(P * K) && !acc.done(); ++row) {
+      acc.add(std::vector<double>(gathered.begin() + static_cast<std::ptrdiff_t>(row * L),
+                                  gathered.begin() + static_cast<std::ptrdiff_t>((row + 1) * L)));
     }
   }
   LayerTraces out = acc.result();
@@ -224,17 +246,23 @@ LayerTraces estimate_traces_sharded(HvpEngine* engine, const std::vector<torch::
   const std::size_t L = params.size();
   const auto P = static_cast<std::size_t>(shards.size());
   TraceAccumulator acc(L, opts);
-  std::vector<double> gathered(L * P), sum(L);
-  for (std::int64_t k = 0; !acc.done(); ++k) {
-    const std::vector<double> mine = probe_values(engine, params, opts, batch_id, k, acc);
+  std::vector<double> gathered, sum(L);
+  for (std::int64_t first = 0; !acc.done(); first += opts.in_flight) {
+    // acc stops at max_probes, so count ≥ 1 here, and the same on every rank.
+    const std::int64_t count = std::min<std::int64_t>(opts.in_flight, opts.max_probes - first);
+    const std::size_t n = static_cast<std::size_t>(count) * L;
+    const std::vector<double> mine = probe_values(engine, params, opts, batch_id, first, count, acc);
     // Gathered and summed in rank order rather than all-reduced: every rank then holds bitwise the
     // same sums, whatever MPI's reduction order, so all take the same stopping decision.
-    shards.all_gather(mine.data(), L, gathered.data());
-    std::fill(sum.begin(), sum.end(), 0.0);
-    for (std::size_t q = 0; q < P; ++q) {
-      for (std::size_t i = 0; i < L; ++i) sum[i] += gathered[q * L + i];
+    gathered.resize(n * P);
+    shards.all_gather(mine.data(), n, gathered.data());
+    for (std::size_t j = 0; j < static_cast<std::size_t>(count) && !acc.done(); ++j) {
+      std::fill(sum.begin(), sum.end(), 0.0);
+      for (std::size_t q = 0; q < P; ++q) {
+        for (std::size_t i = 0; i < L; ++i) sum[i] += gathered[q * n + j * L + i];
+      }
+      acc.add(sum);
     }
-    acc.add(sum);
   }
   LayerTraces out = acc.result();
   out.hvps_computed = products();

@@ -50,6 +50,10 @@ struct TraceOptions {
   double rel_se = 0.05;  // standard-error rule: target relative standard error per layer
   int min_probes = 2;
   int max_probes = 100;
+  // --probes-in-flight: joint probes whose HVPs run as one batched backward pass (HvpEngine::hvps).
+  // The values are fed to the stopping rule in probe order, so the estimate and the probes used are
+  // those of 1 (up to rounding); up to K−1 products past the stopping point are discarded.
+  int in_flight = 1;
   std::uint64_t seed = 0;
   // Throws hessgap::Error naming the flag when a value is out of range.
   void validate() const;
@@ -66,9 +70,10 @@ struct LayerTraces {
 };
 
 // Collective over `group` (a sketching estimator needs a group of one rank): every rank of the group must call it with an engine built on the same
-// batch and parameters. Rank r of P computes probes r, r+P, r+2P, …; the P·L per-probe values are
-// all-gathered each round and the stopping rule is applied in probe order, so the probes used and
-// the result do not depend on P (values computed past the stopping point are discarded).
+// batch and parameters. With K = opts.in_flight, round n covers probes nPK … (n+1)PK − 1, rank r
+// computing the K probes from (nP + r)K (K = 1: probes r, r+P, r+2P, …); the P·K·L per-probe values
+// are all-gathered each round and the stopping rule is applied in probe order, so the probes used and
+// the result do not depend on P or K (values computed past the stopping point are discarded).
 // Probe k for layer i is draw_probe(..., seed, batch_id, k, i): in joint scope layer i of probe k
 // uses the same key for every i-block (the layer index keys the block), so a joint probe is the
 // concatenation of the L layer blocks.
@@ -80,7 +85,7 @@ LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::in
 // Hessians sum to the batch's; null for an empty shard (a batch smaller than the rank count). Every
 // rank computes every probe on its shard; the L per-layer values of a probe are gathered and summed
 // in rank order (one collective of L doubles per rank per probe), and the stopping rule runs on the
-// sums. Hutch++ / XTrace all-reduce each block product instead (one tensor collective per product).
+// sums (K = opts.in_flight probes per collective). Hutch++ / XTrace all-reduce each block product instead (one tensor collective per product).
 // `params` are the Hessian layers (for the probes' shapes). The result equals estimate_traces on the
 // whole batch up to rounding (probes are keyed, not drawn per rank); hvps_computed counts this rank's.
 LayerTraces estimate_traces_sharded(HvpEngine* engine, const std::vector<torch::Tensor>& params,

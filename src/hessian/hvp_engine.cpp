@@ -2,6 +2,13 @@
 
 #include <torch/torch.h>
 
+// The vmap level counter of the batched-gradient path moved to LegacyVmapMode.h in LibTorch 2.
+#if __has_include(<ATen/LegacyVmapMode.h>)
+#include <ATen/LegacyVmapMode.h>
+#else
+#include <ATen/VmapMode.h>
+#endif
+
 #include "util/error.h"
 
 namespace hessgap::hessian {
@@ -39,6 +46,44 @@ std::vector<torch::Tensor> HvpEngine::hvp(const std::vector<torch::Tensor>& v) {
   return out;
 }
 
+std::vector<torch::Tensor> HvpEngine::hvps(const std::vector<torch::Tensor>& v) {
+  HG_ASSERT(v.size() == params_.size(), "hvps: v has " << v.size() << " blocks, expected " << params_.size());
+  const std::int64_t k = v[0].size(0);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    HG_ASSERT(v[i].dim() == params_[i].dim() + 1 && v[i].size(0) == k, "hvps: block " << i << " is not [K, ...]");
+  }
+  if (k == 1) {  // no batching needed: the plain product, bitwise hvp()
+    std::vector<torch::Tensor> one;
+    for (const auto& t : v) one.push_back(t[0]);
+    auto out = hvp(one);
+    for (auto& t : out) t = t.unsqueeze(0);
+    return out;
+  }
+  // What Python's autograd.grad(is_grads_batched=True) does: enter a vmap level, mark dim 0 of every
+  // grad_output as that level's batch dimension, run the backward once, take the dimension out.
+  const std::int64_t level = at::impl::VmapMode::increment_nesting();
+  struct Leave {
+    ~Leave() { at::impl::VmapMode::decrement_nesting(); }
+  } leave;
+  std::vector<torch::Tensor> batched;
+  batched.reserve(v.size());
+  for (const auto& t : v) batched.push_back(at::_add_batch_dim(t, 0, level));
+  std::vector<torch::Tensor> out;
+  try {
+    out = torch::autograd::grad(grads_, params_, batched, /*retain_graph=*/true, /*create_graph=*/false,
+                                /*allow_unused=*/true);
+  } catch (const c10::Error& e) {
+    HG_FAIL("--probes-in-flight: this model's second derivative has no batched form here ("
+            << e.what_without_backtrace() << "); use --probes-in-flight 1");
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    out[i] = out[i].defined() ? at::_remove_batch_dim(out[i], level, k, 0).detach()
+                              : torch::zeros_like(v[i]);
+  }
+  products_ += k;
+  return out;
+}
+
 torch::Tensor HvpEngine::block_hvp(std::size_t i, const torch::Tensor& v_i) {
   HG_ASSERT(i < params_.size(), "block_hvp: layer " << i << " out of range");
   auto out = torch::autograd::grad({grads_[i]}, {params_[i]}, {v_i}, /*retain_graph=*/true,
@@ -59,6 +104,17 @@ std::vector<double> dots64(const std::vector<torch::Tensor>& a, const std::vecto
   sums.reserve(a.size());
   for (std::size_t i = 0; i < a.size(); ++i) sums.push_back((a[i] * b[i]).sum(torch::kFloat64));
   const torch::Tensor host = torch::stack(sums).to(torch::kCPU).contiguous();
+  const double* p = host.data_ptr<double>();
+  return std::vector<double>(p, p + host.numel());
+}
+
+std::vector<double> batched_dots64(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  HG_ASSERT(a.size() == b.size() && !a.empty(), "batched_dots64: " << a.size() << " vs " << b.size() << " blocks");
+  const std::int64_t k = a[0].size(0);
+  std::vector<torch::Tensor> sums;  // each [K]
+  sums.reserve(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) sums.push_back((a[i] * b[i]).reshape({k, -1}).sum(1, false, torch::kFloat64));
+  const torch::Tensor host = torch::stack(sums, 1).to(torch::kCPU).contiguous();  // [K, L]
   const double* p = host.data_ptr<double>();
   return std::vector<double>(p, p + host.numel());
 }

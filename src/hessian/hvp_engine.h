@@ -28,6 +28,14 @@ class HvpEngine {
   // u_i = Σ_j H_ij v_j includes the cross-layer blocks.
   std::vector<torch::Tensor> hvp(const std::vector<torch::Tensor>& v);
 
+  // K joint products in one backward pass: v_i is shaped [K, params[i]...] (probe j in row j) and
+  // out_i[j] = (H v[j])_i. The K vectors travel batched through the first-order graph (LibTorch's
+  // vmap over the grad_outputs, as Python's autograd.grad(is_grads_batched=True)), so each kernel
+  // does K times the work: what pays where one small batch leaves a device idle. Equal to K calls
+  // of hvp() up to the batched kernels' rounding. Counts K products. Throws hessgap::Error when an
+  // operation of the graph has no batched form that runs.
+  std::vector<torch::Tensor> hvps(const std::vector<torch::Tensor>& v);
+
   // Block product for one layer: H_ii v_i (only the diagonal block i), shaped like params[i].
   torch::Tensor block_hvp(std::size_t i, const torch::Tensor& v_i);
 
@@ -47,5 +55,9 @@ double dot64(const torch::Tensor& a, const torch::Tensor& b);
 // Per-block dot64: out[i] = Σ a[i] ⊙ b[i] for every block pair, with one device-to-host copy in all
 // (on a GPU a value read back per layer costs a device sync each, as many as there are layers).
 std::vector<double> dots64(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b);
+
+// dots64 of K stacked pairs (blocks shaped [K, ...]): out[j·L + i] = Σ a[i][j] ⊙ b[i][j], probe-major,
+// with one device-to-host copy in all.
+std::vector<double> batched_dots64(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b);
 
 }  // namespace hessgap::hessian

@@ -95,6 +95,7 @@ namespace {
   X(measure, traces.trace.tol, "tol") X(measure, traces.trace.rel_se, "rel_se")                                      \
   X(measure, traces.trace.min_probes, "min_probes") X(measure, traces.trace.max_probes, "max_probes")                \
   X(measure, traces.probe_ranks, "probe_ranks") X(measure, estimator, "estimator")  \
+  X(measure, traces.trace.in_flight, "probes_in_flight")                                                             \
   X(measure, shard_batch, "shard_batch")
 #define HG_DISTANCE_FIELDS(X)                                                                          \
   X(measure, init_checkpoint, "init_checkpoint") X(measure, mode, "mode")                               \

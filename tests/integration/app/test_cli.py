@@ -248,6 +248,9 @@ def test_corrupt_jpeg_is_named(hessgap_bin, tmp_path):
     ("eval", ["--dtype", "float16"], "--dtype must be float32 or float64"),
     ("traces", ["--sample-rule", "most"], "unknown sample rule 'most'"),
     ("traces", ["--probe-scope", "diagonal"], "diagonal"),
+    ("traces", ["--probes-in-flight", "0"], "--probes-in-flight must be in [1, 256] (got 0)"),
+    ("traces", ["--probes-in-flight", "2", "--probe-scope", "layer"],
+     "--probes-in-flight 2 batches joint Hutchinson probes: it needs --probe-scope joint"),
     ("measures", ["--train-size", "0", "--init-checkpoint", str(WEIGHTS)], "--train-size must be > 0"),
 ])
 def test_invalid_flag_values(hessgap_bin, tmp_path, sub, flags, message):
@@ -696,6 +699,10 @@ def test_traces_same_at_1_and_2_ranks(hessgap_bin, tmp_path):
         "np1d": run_hg("traces", *args, "--dtype", "float64", "--out", tmp_path / "np1d.h5"),
         "np2s": run_hg("traces", *args, "--dtype", "float64", "--shard-batch", "--out", tmp_path / "np2s.h5",
                        np_=2, timeout=90),
+        # --probes-in-flight: the probes' HVPs batched (2 of 3 probes, then 1; with shards, 2 per collective)
+        "np1dk": run_hg("traces", *args, "--dtype", "float64", "--probes-in-flight", 2, "--out", tmp_path / "np1dk.h5"),
+        "np2sk": run_hg("traces", *args, "--dtype", "float64", "--shard-batch", "--probes-in-flight", 2,
+                        "--out", tmp_path / "np2sk.h5", np_=2, timeout=90),
     }
     for name, r in runs.items():
         assert r.rc == 0, r
@@ -712,14 +719,17 @@ def test_traces_same_at_1_and_2_ranks(hessgap_bin, tmp_path):
             assert int(f["traces"].attrs["shard_batch"]) == 0
         np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max(), err_msg=name)
     # --shard-batch: each rank held one sample of every batch of 2; probe values and loss shares summed
-    check_common(tmp_path / "np2s.h5", "traces", {}, world_size=2)
-    with h5py.File(tmp_path / "np1d.h5", "r") as f, h5py.File(tmp_path / "np2s.h5", "r") as g:
-        assert int(g["traces"].attrs["shard_batch"]) == 1
-        np.testing.assert_array_equal(g["traces/batch_probes"][()], f["traces/batch_probes"][()])
-        for key in ("batch_mean", "batch_std_error", "batch_loss", "layer_max"):
-            want = f["traces/" + key][()]
-            np.testing.assert_allclose(g["traces/" + key][()], want, rtol=1e-10, atol=1e-12 * np.abs(want).max(),
-                                       err_msg=key)
+    for name, shard, in_flight in (("np2s", 1, 1), ("np1dk", 0, 2), ("np2sk", 1, 2)):
+        check_common(tmp_path / f"{name}.h5", "traces", {"probes-in-flight": in_flight},
+                     world_size=2 if name.startswith("np2") else 1)
+        with h5py.File(tmp_path / "np1d.h5", "r") as f, h5py.File(tmp_path / f"{name}.h5", "r") as g:
+            assert int(g["traces"].attrs["shard_batch"]) == shard
+            assert int(g["traces"].attrs["probes_in_flight"]) == in_flight
+            np.testing.assert_array_equal(g["traces/batch_probes"][()], f["traces/batch_probes"][()])
+            for key in ("batch_mean", "batch_std_error", "batch_loss", "layer_max"):
+                want = f["traces/" + key][()]
+                np.testing.assert_allclose(g["traces/" + key][()], want, rtol=1e-10,
+                                           atol=1e-12 * np.abs(want).max(), err_msg=f"{name} {key}")
 
 
 # ---- golden: the embedded ResNet-20 on all 10,000 CIFAR-10 test images ------------------------------

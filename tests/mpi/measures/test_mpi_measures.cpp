@@ -64,15 +64,18 @@ TracesOptions sketching(hessian::TraceEstimator e) {
   return o;
 }
 
-// shard: --shard-batch (then probe_ranks must be 1).
-void check_traces(hessian::ProbeScope scope, hessian::StopRule rule, int probe_ranks, bool shard = false) {
+// shard: --shard-batch (then probe_ranks must be 1); in_flight: --probes-in-flight of the multi-rank run
+// (the oracle computes one probe at a time).
+void check_traces(hessian::ProbeScope scope, hessian::StopRule rule, int probe_ranks, bool shard = false,
+                  int in_flight = 1) {
   Problem s;
   TracesOptions o = hutchinson(scope, rule);
   auto want = compute_traces(s.ctx(*s.local), o);
   o.probe_ranks = probe_ranks;
   o.shard_batch = shard;
+  o.trace.in_flight = in_flight;
   auto got = compute_traces(s.ctx(world()), o);
-  if (shard) {
+  if (shard && in_flight == 1) {
     // Every rank computes every probe on its shard: the work is the unsharded one times the ranks
     // holding samples (all of them unless a batch, of 3 here, has fewer samples than there are ranks).
     EXPECT_EQ(got.hvps, want.hvps * std::min<std::int64_t>(world().size(), 3));
@@ -112,6 +115,15 @@ TEST(MpiMeasures, TracesWithProbesSplitAcrossRanks) {
   check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kStandardError, world().size());
   check_traces(hessian::ProbeScope::kLayer, hessian::StopRule::kStandardError, world().size());
   if (world().size() % 2 == 0) check_traces(hessian::ProbeScope::kLayer, hessian::StopRule::kReference, 2);
+}
+
+// --probes-in-flight 3 (joint probes batched through one backward pass) with the batches sharded over the
+// ranks, the probes split over them, or every batch's samples sharded: the single-process one-probe-at-a-
+// time result.
+TEST(MpiMeasures, TracesWithProbesInFlight) {
+  check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kReference, 1, false, 3);
+  check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kStandardError, world().size(), false, 3);
+  check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kReference, 1, /*shard=*/true, 3);
 }
 
 // --shard-batch: every rank holds a shard of each batch of 3 (with 4 ranks one shard is empty) and the

@@ -147,6 +147,86 @@ TEST(HvpEngine, QuadraticMatchesExplicitHessian) { check_products(quadratic_prob
 TEST(HvpEngine, MlpMatchesExplicitHessian) { check_products(mlp_problem()); }
 TEST(HvpEngine, CnnWithBatchNormMatchesExplicitHessian) { check_products(cnn_problem()); }
 
+// K products batched through one backward pass equal K single products and the explicit Hessian's.
+void check_batched_products(const Problem& p) {
+  auto H = explicit_hessian(p.loss(), p.params);
+  HvpEngine engine(p.loss(), p.params);
+  const std::int64_t K = 3;
+  std::vector<std::vector<torch::Tensor>> dirs;
+  for (int j = 0; j < K; ++j) dirs.push_back(random_direction(p.params, 20 + j));
+  std::vector<torch::Tensor> stacked;
+  for (std::size_t i = 0; i < p.params.size(); ++i) {
+    std::vector<torch::Tensor> rows;
+    for (const auto& d : dirs) rows.push_back(d[i]);
+    stacked.push_back(torch::stack(rows));
+  }
+  const long before = engine.products();
+  const auto out = engine.hvps(stacked);
+  EXPECT_EQ(engine.products() - before, K);
+  ASSERT_EQ(out.size(), p.params.size());
+  for (int j = 0; j < K; ++j) {
+    std::vector<torch::Tensor> row;
+    for (const auto& t : out) row.push_back(t[j]);
+    const auto want = H.mv(flatten(dirs[j]));
+    const double scale = 1 + want.abs().max().item<double>();
+    EXPECT_LT((flatten(row) - want).abs().max().item<double>(), 1e-10 * scale) << "probe " << j;
+    EXPECT_LT((flatten(row) - flatten(engine.hvp(dirs[j]))).abs().max().item<double>(), 1e-12 * scale) << "probe " << j;
+  }
+  // One vector: the plain product, bitwise.
+  std::vector<torch::Tensor> one;
+  for (const auto& t : stacked) one.push_back(t.narrow(0, 0, 1));
+  const auto single = engine.hvps(one);
+  const auto plain = engine.hvp(dirs[0]);
+  for (std::size_t i = 0; i < plain.size(); ++i) EXPECT_TRUE(torch::equal(single[i][0], plain[i]));
+}
+
+TEST(HvpEngine, BatchedProductsQuadratic) { check_batched_products(quadratic_problem()); }
+TEST(HvpEngine, BatchedProductsMlp) { check_batched_products(mlp_problem()); }
+TEST(HvpEngine, BatchedProductsCnnWithBatchNorm) { check_batched_products(cnn_problem()); }
+
+// --probes-in-flight K: the stopping rule sees the same probe values in the same order, so the probes
+// used and the estimate are those of K = 1; the products past the stopping point (< K) are extra.
+TEST(Hutchinson, ProbesInFlightGiveTheSameEstimate) {
+  const Problem p = cnn_problem();
+  auto local = comm::make_local();
+  for (const StopRule rule : {StopRule::kReference, StopRule::kStandardError}) {
+    TraceOptions o;
+    o.rule = rule;
+    o.tol = 2e-2;
+    o.rel_se = 0.1;
+    o.min_probes = 3;
+    o.max_probes = 50;
+    HvpEngine e1(p.loss(), p.params);
+    const LayerTraces want = estimate_traces(e1, o, /*batch_id=*/5, *local);
+    for (const int k : {2, 4, 7, 64}) {
+      o.in_flight = k;
+      HvpEngine ek(p.loss(), p.params);
+      const LayerTraces got = estimate_traces(ek, o, 5, *local);
+      EXPECT_EQ(got.probes, want.probes) << "K " << k;
+      EXPECT_EQ(got.converged, want.converged) << "K " << k;
+      for (std::size_t i = 0; i < want.mean.size(); ++i) {
+        EXPECT_NEAR(got.mean[i], want.mean[i], 1e-12 * (1 + std::abs(want.mean[i]))) << "K " << k << " layer " << i;
+        EXPECT_NEAR(got.std_error[i], want.std_error[i], 1e-12 * (1 + std::abs(want.std_error[i])));
+      }
+      // Whole rounds of K, never past max_probes.
+      const long used = want.probes[0];
+      EXPECT_EQ(got.hvps_computed, std::min<long>((used + k - 1) / k * k, o.max_probes)) << "K " << k;
+    }
+    o.in_flight = 1;
+  }
+}
+
+TEST(HvpEngine, BatchedDots64) {
+  std::vector<torch::Tensor> a{torch::arange(6, torch::kFloat32).reshape({2, 3}), torch::ones({2, 2, 2})};
+  std::vector<torch::Tensor> b{torch::ones({2, 3}), torch::full({2, 2, 2}, -1.5f)};
+  const auto d = batched_dots64(a, b);  // probe-major: [probe 0: layer 0, layer 1, probe 1: ...]
+  ASSERT_EQ(d.size(), 4u);
+  EXPECT_DOUBLE_EQ(d[0], 3.0);   // 0+1+2
+  EXPECT_DOUBLE_EQ(d[1], -6.0);  // 4 × −1.5
+  EXPECT_DOUBLE_EQ(d[2], 12.0);  // 3+4+5
+  EXPECT_DOUBLE_EQ(d[3], -6.0);
+}
+
 TEST(HvpEngine, GradientMatchesAutograd) {
   auto p = mlp_problem();
   HvpEngine engine(p.loss(), p.params);
@@ -294,6 +374,17 @@ TEST(Options, InvalidValuesAreRejected) {
   EXPECT_THROW(o.validate(), Error);
   o = TraceOptions{};
   o.max_probes = 0;
+  EXPECT_THROW(o.validate(), Error);
+  o = TraceOptions{};
+  o.in_flight = 0;
+  EXPECT_THROW(o.validate(), Error);
+  o.in_flight = 257;
+  EXPECT_THROW(o.validate(), Error);
+  o.in_flight = 4;
+  EXPECT_NO_THROW(o.validate());
+  o.scope = ProbeScope::kLayer;  // batching is of joint probes
+  EXPECT_THROW(o.validate(), Error);
+  o.estimator = TraceEstimator::kHutchPlusPlus;
   EXPECT_THROW(o.validate(), Error);
   EXPECT_THROW(parse_probe_scope("diag"), Error);
   EXPECT_THROW(parse_measure_mode("full"), Error);
