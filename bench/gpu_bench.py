@@ -12,6 +12,9 @@ Workloads (fp32, TF32 off on both sides, cuDNN benchmark mode on both sides):
   * roberta-traces: RoBERTa-base (random init, seed 0, 2 labels) on the first 32 MRPC training pairs,
     batch 8 x 128 tokens, at most 200 probes, tol 1e-4; the reference on its first batch.
   * resnet50 gradient / HVP at batch 32 (bench/models/bench_models --device cuda vs PyTorch).
+  * inflight: hessgap's resnet50 trace workload again with --probes-in-flight K (--in-flight, default 8:
+    K joint probes batched through one double backward), against the K = 1 run above: the same
+    estimates (printed: the largest relative difference of batch_mean) in how much less time.
 Prints a table and writes JSON (--out). Nothing here is asserted: ratios only.
 """
 import argparse
@@ -99,6 +102,15 @@ def peak_gib(path):
         return float(f.attrs["peak_memory_bytes"]) / 2**30 if "peak_memory_bytes" in f.attrs else float("nan")
 
 
+def resnet50_traces_cmd(args, out, *extra):
+    """hessgap traces on the ResNet-50 workload (the checkpoint resnet50_traces saved in --work)."""
+    return [args.hessgap, "traces", "--arch", "resnet50", "--num-classes", "1000", "--checkpoint",
+            os.path.join(args.work, "resnet50.safetensors"), "--data", os.path.join(ROOT, "assets", "cifar10-test-100"),
+            "--resize", "224", "--normalize", "imagenet", "--batch-size", "4", "--sample-order", "natural",
+            "--sample-size", "100", "--probe-scope", "joint", "--stop-rule", "reference", "--tol", "1e-3",
+            "--max-probes", "100", "--device", "cuda", "--out", out, "--verbosity", "0", *extra]
+
+
 def resnet50_traces(args, res):
     import torchvision
     from safetensors.torch import save_file
@@ -108,11 +120,7 @@ def resnet50_traces(args, res):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, ckpt)
     data = os.path.join(ROOT, "assets", "cifar10-test-100")
     out = os.path.join(args.work, "r50-traces.h5")
-    cmd = [args.hessgap, "traces", "--arch", "resnet50", "--num-classes", "1000", "--checkpoint", ckpt,
-           "--data", data, "--resize", "224", "--normalize", "imagenet", "--batch-size", "4", "--sample-order", "natural",
-           "--sample-size", "100", "--probe-scope", "joint", "--stop-rule", "reference", "--tol", "1e-3",
-           "--max-probes", "100", "--device", "cuda", "--out", out, "--verbosity", "0"]
-    wall = run_hessgap(args, cmd, "resnet50-traces")
+    wall = run_hessgap(args, resnet50_traces_cmd(args, out), "resnet50-traces")
     if wall is not None:
         secs, hvps = h5_scalars(out, "/traces/seconds", "/traces/hvps")
         res["resnet50_traces_hessgap"] = {"seconds": secs, "wall": wall, "hvps": hvps, "ms_per_hvp": 1e3 * secs / hvps,
@@ -140,6 +148,34 @@ def resnet50_traces(args, res):
         res["resnet50_traces_ratio_workload"] = ms * h["hvps"] / 1e3 / h["seconds"]
         print(f"  reference/hessgap per HVP {res['resnet50_traces_ratio_per_hvp']:.2f}; workload "
               f"(reference ms/HVP x hessgap HVPs / hessgap s) {res['resnet50_traces_ratio_workload']:.2f}", flush=True)
+
+
+def resnet50_in_flight(args, res):
+    base = res.get("resnet50_traces_hessgap")
+    if base is None:
+        print("[inflight] needs the resnet50 workload's K = 1 run first", flush=True)
+        return
+    import h5py
+    out = os.path.join(args.work, "r50-traces-k.h5")
+    k1 = os.path.join(args.work, "r50-traces.h5")
+    wall = run_hessgap(args, resnet50_traces_cmd(args, out, "--probes-in-flight", str(args.in_flight)), "inflight")
+    if wall is None:
+        return
+    secs, hvps = h5_scalars(out, "/traces/seconds", "/traces/hvps")
+    with h5py.File(k1, "r") as a, h5py.File(out, "r") as b:
+        x, y = a["traces/batch_mean"][()], b["traces/batch_mean"][()]
+        same_probes = bool(np.array_equal(a["traces/batch_probes"][()], b["traces/batch_probes"][()]))
+    diff = float(np.max(np.abs(x - y)) / (np.max(np.abs(x)) + 1e-30))
+    res["resnet50_traces_in_flight"] = {"k": args.in_flight, "seconds": secs, "hvps": hvps, "peak_gib": peak_gib(out),
+                                        "speedup_vs_k1": base["seconds"] / secs, "max_rel_diff": diff,
+                                        "same_probes": same_probes}
+    print(f"resnet50 traces, hessgap --probes-in-flight {args.in_flight}: {secs:.2f} s compute, {hvps:.0f} HVPs, "
+          f"peak {peak_gib(out):.2f} GiB; x{base['seconds'] / secs:.2f} vs K = 1 (values {diff:.1e} apart, "
+          f"same probes: {same_probes})", flush=True)
+    if "resnet50_traces_reference" in res:
+        ms = res["resnet50_traces_reference"]["ms_per_hvp"]
+        print(f"  workload vs the reference (reference ms/HVP x K=1 HVPs / this s): "
+              f"{ms * base['hvps'] / 1e3 / secs:.2f}", flush=True)
 
 
 def roberta_traces(args, res):
@@ -237,7 +273,8 @@ def main():
     ap.add_argument("--bench-models", required=True)
     ap.add_argument("--work", default="/tmp/hessgap-gpu-bench")
     ap.add_argument("--ref-batches", type=int, default=3)
-    ap.add_argument("--skip", default="", help="comma-separated: resnet50,roberta,gradhvp")
+    ap.add_argument("--skip", default="", help="comma-separated: resnet50,roberta,gradhvp,inflight")
+    ap.add_argument("--in-flight", type=int, default=8, help="K of the inflight workload")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
@@ -245,7 +282,8 @@ def main():
     res = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     print(f"device {res['device']}, torch {res['torch']}", flush=True)
     skip = set(args.skip.split(","))
-    for name, fn in (("gradhvp", grad_hvp), ("resnet50", resnet50_traces), ("roberta", roberta_traces)):
+    for name, fn in (("gradhvp", grad_hvp), ("resnet50", resnet50_traces), ("roberta", roberta_traces),
+                     ("inflight", resnet50_in_flight)):
         if name in skip:
             continue
         try:
