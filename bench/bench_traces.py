@@ -8,6 +8,7 @@ Runs, alternating and repeated (median of --reps):
            hg2    the same under mpirun -np 2 (batches sharded over ranks)
            hg2p   -np 2 with --probe-ranks 2 (the probes of each batch split over ranks)
            hg2s   -np 2 with --shard-batch (every batch's samples split over ranks, probe values summed)
+           hg1k / hg2sk   hg1 and hg2s with --probes-in-flight K (--in-flight; K probes per batched HVP)
   measures py / hg1 / hg2 / hg2s: one HVP per batch with v = W - W_init (W_init: a perturbed copy of the
            checkpoint, written here as safetensors)
 and prints per-HVP times (in-process compute seconds / HVPs, and whole-process wall / HVPs), the
@@ -44,6 +45,7 @@ def parse():
     ap.add_argument("--probes", type=int, default=20, help="traces: probes per batch")
     ap.add_argument("--measure-batches", type=int, default=25, help="measures: first N batches")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--in-flight", type=int, default=4, help="K of traces:hg1k and traces:hg2sk")
     ap.add_argument("--np", type=int, default=2, help="ranks of the multi-rank runs")
     ap.add_argument("--perturb", type=float, default=0.05,
                     help="W_init = W - perturb * std(W) * N(0,1) on every Hessian layer")
@@ -118,6 +120,9 @@ def build_runs(a, init_ck):
         "traces:hg2p": (mpirun(a.np) + hg_tr + ["--probe-ranks", str(a.np), "--out", f"{W}/tr_hg2p.h5"],
                         f"{W}/tr_hg2p.h5"),
         "traces:hg2s": (mpirun(a.np) + hg_tr + ["--shard-batch", "--out", f"{W}/tr_hg2s.h5"], f"{W}/tr_hg2s.h5"),
+        "traces:hg1k": (hg_tr + ["--probes-in-flight", str(a.in_flight), "--out", f"{W}/tr_hg1k.h5"], f"{W}/tr_hg1k.h5"),
+        "traces:hg2sk": (mpirun(a.np) + hg_tr + ["--shard-batch", "--probes-in-flight", str(a.in_flight),
+                                                 "--out", f"{W}/tr_hg2sk.h5"], f"{W}/tr_hg2sk.h5"),
         # Control: --np independent 1-rank processes at once, each on 1/np of the batches (no MPI).
         # Its speed-up over hg1 is what this machine allows np processes, whatever hessgap does.
         "traces:hg1xN": [(hg_tr_part + ["--out", f"{W}/tr_hg1x{i}.h5"], f"{W}/tr_hg1x{i}.h5")
@@ -240,6 +245,11 @@ def main():
                 ratio(f"{task}: speed-up {a.np} ranks / 1 rank, {label}", h1, rows[k2])
         if h1 and f"{task}:hg2s" in rows:
             time_ratio(f"{task}: speed-up {a.np} ranks / 1 rank, --shard-batch", f"{task}:hg1", f"{task}:hg2s")
+        if h1 and f"{task}:hg1k" in rows:
+            time_ratio(f"{task}: 1 rank, --probes-in-flight {a.in_flight} / 1", f"{task}:hg1", f"{task}:hg1k")
+        if h1 and f"{task}:hg2sk" in rows:
+            time_ratio(f"{task}: speed-up {a.np} ranks, --shard-batch --probes-in-flight {a.in_flight} / 1 rank",
+                       f"{task}:hg1", f"{task}:hg2sk")
     print(f"\nRatios (targets: python/hessgap >= 1.0, {a.np}-rank speed-up >= 1.7; the CONTROL row is the "
           f"speed-up this host gives {a.np} independent processes, i.e. the ceiling here):")
     print(f"  {'':66s} {'median':>7s} {'median':>7s} {'best':>7s} {'best':>7s}")
@@ -291,13 +301,15 @@ def main():
                 d = rel(t1, results[k][2]).max()
                 checks[f"traces_hg1_vs_{k.split(':')[1]}_max_rel"] = float(d)
                 print(f"  traces, hessgap 1 rank vs {k}: max rel diff {d:.2e} (same probes by design)")
-        if "traces:hg2s" in results:
-            # same probes, but each shard's float32 HVP rounds differently: compare on each layer's scale
-            t2 = results["traces:hg2s"][2]
-            d = (np.abs(t1 - t2).max(axis=0) / np.maximum(np.abs(t1).max(axis=0), 1e-30)).max()
-            checks["traces_hg1_vs_hg2s_scaled_diff"] = float(d)
-            print(f"  traces, hessgap 1 rank vs traces:hg2s: max |dt|/max|t| per layer {d:.2e} "
-                  "(same probes; float32 shards: rounding)")
+        for k in ("traces:hg2s", "traces:hg1k", "traces:hg2sk"):
+            if k in results:
+                # same probes, but float32 shards and batched kernels round differently: compare on each
+                # layer's scale
+                t2 = results[k][2]
+                d = (np.abs(t1 - t2).max(axis=0) / np.maximum(np.abs(t1).max(axis=0), 1e-30)).max()
+                checks[f"traces_hg1_vs_{k.split(':')[1]}_scaled_diff"] = float(d)
+                print(f"  traces, hessgap 1 rank vs {k}: max |dt|/max|t| per layer {d:.2e} "
+                      "(same probes; float32 rounding)")
     if "traces:py" in results and "traces:hg1" in results:
         lp, lh = results["traces:py"][3], results["traces:hg1"][3]
         tp, th = results["traces:py"][2].sum(axis=1), results["traces:hg1"][2].sum(axis=1)
