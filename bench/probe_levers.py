@@ -7,6 +7,10 @@ Rademacher HVPs through it, timed per HVP (median of --reps rounds, after a warm
   * seq        one double backward per probe (what hessgap and the reference do today);
   * batched K  K probes in one double backward (autograd.grad(..., is_grads_batched=True), i.e. vmap
                over the grad_outputs), per probe; checked against seq on the same probes;
+  * func_vmap K  K probes through torch.func (functorch): vmap over the vjp of grad(loss) — the real
+               batching rules (convolution and batch-norm backward included), which the legacy vmap of
+               is_grads_batched lacks (it loops over K for them; torch 1.13 on the CPU names
+               convolution_backward, _convolution_double_backward, native_batch_norm_backward);
   * tf32       seq with TF32 allowed in cuBLAS/cuDNN (CUDA only; what --allow-tf32 does), with the
                largest relative change of a per-layer value v_i.(Hv)_i against fp32;
   * channels_last  seq with the model and batch in channels-last memory format (CUDA only).
@@ -122,6 +126,29 @@ def main():
             continue
         res["batched"][k] = {"ms_per_hvp": 1e3 * t, "speedup": t_seq / t, "max_rel_diff": err}
         print(f"  batched K={k:<3d}  {1e3 * t:9.1f} ms/HVP  x{t_seq / t:5.2f}  (values vs seq: {err:.1e})", flush=True)
+
+    res["func_vmap"] = {}
+    try:
+        try:
+            from torch.func import functional_call, grad, vjp, vmap
+        except ImportError:  # torch 1.13: the functorch package
+            from functorch import grad, vjp, vmap
+            from torch.nn.utils.stateless import functional_call
+        names = [n for n, p in model.named_parameters() if p.dim() > 1]
+        weights = {n: p.detach() for n, p in model.named_parameters() if n in names}
+        _, vjp_fn = vjp(grad(lambda w: F.cross_entropy(functional_call(model, w, (x,)), y)), weights)
+        for k in (int(s) for s in args.k.split(",")):
+            Vk = {n: v[:k] for n, v in zip(names, V)}
+            t = timed(lambda: vmap(vjp_fn)(Vk), device, args.reps) / k
+            out = vmap(vjp_fn)(Vk)[0]
+            err = max(float(((per_layer([v[j] for v in V], [out[n][j] for n in names]) - reference[j]).abs() /
+                             reference[j].abs().clamp_min(1e-30)).max()) for j in range(k))
+            res["func_vmap"][k] = {"ms_per_hvp": 1e3 * t, "speedup": t_seq / t, "max_rel_diff": err}
+            print(f"  func_vmap K={k:<3d}{1e3 * t:9.1f} ms/HVP  x{t_seq / t:5.2f}  (values vs seq: {err:.1e})",
+                  flush=True)
+    except Exception as e:
+        print(f"  func_vmap: failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
+        res["func_vmap"]["error"] = str(e)[:500]
 
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
