@@ -13,8 +13,9 @@ Workloads (fp32, TF32 off on both sides, cuDNN benchmark mode on both sides):
     batch 8 x 128 tokens, at most 200 probes, tol 1e-4; the reference on its first batch.
   * resnet50 gradient / HVP at batch 32 (bench/models/bench_models --device cuda vs PyTorch).
   * inflight: hessgap's resnet50 trace workload again with --probes-in-flight K (--in-flight, default 8:
-    K joint probes batched through one double backward), against the K = 1 run above: the same
-    estimates (printed: the largest relative difference of batch_mean) in how much less time.
+    K joint probes batched through one double backward), once per --probe-batching (functorch, legacy),
+    against the K = 1 run above: the same estimates (printed: the largest relative difference of
+    batch_mean) in how much less time.
 Prints a table and writes JSON (--out). Nothing here is asserted: ratios only.
 """
 import argparse
@@ -156,26 +157,28 @@ def resnet50_in_flight(args, res):
         print("[inflight] needs the resnet50 workload's K = 1 run first", flush=True)
         return
     import h5py
-    out = os.path.join(args.work, "r50-traces-k.h5")
     k1 = os.path.join(args.work, "r50-traces.h5")
-    wall = run_hessgap(args, resnet50_traces_cmd(args, out, "--probes-in-flight", str(args.in_flight)), "inflight")
-    if wall is None:
-        return
-    secs, hvps = h5_scalars(out, "/traces/seconds", "/traces/hvps")
-    with h5py.File(k1, "r") as a, h5py.File(out, "r") as b:
-        x, y = a["traces/batch_mean"][()], b["traces/batch_mean"][()]
-        same_probes = bool(np.array_equal(a["traces/batch_probes"][()], b["traces/batch_probes"][()]))
-    diff = float(np.max(np.abs(x - y)) / (np.max(np.abs(x)) + 1e-30))
-    res["resnet50_traces_in_flight"] = {"k": args.in_flight, "seconds": secs, "hvps": hvps, "peak_gib": peak_gib(out),
-                                        "speedup_vs_k1": base["seconds"] / secs, "max_rel_diff": diff,
-                                        "same_probes": same_probes}
-    print(f"resnet50 traces, hessgap --probes-in-flight {args.in_flight}: {secs:.2f} s compute, {hvps:.0f} HVPs, "
-          f"peak {peak_gib(out):.2f} GiB; x{base['seconds'] / secs:.2f} vs K = 1 (values {diff:.1e} apart, "
-          f"same probes: {same_probes})", flush=True)
-    if "resnet50_traces_reference" in res:
-        ms = res["resnet50_traces_reference"]["ms_per_hvp"]
-        print(f"  workload vs the reference (reference ms/HVP x K=1 HVPs / this s): "
-              f"{ms * base['hvps'] / 1e3 / secs:.2f}", flush=True)
+    for batching in ("functorch", "legacy"):
+        out = os.path.join(args.work, f"r50-traces-{batching}.h5")
+        wall = run_hessgap(args, resnet50_traces_cmd(args, out, "--probes-in-flight", str(args.in_flight),
+                                                     "--probe-batching", batching), f"inflight {batching}")
+        if wall is None:
+            continue
+        secs, hvps = h5_scalars(out, "/traces/seconds", "/traces/hvps")
+        with h5py.File(k1, "r") as a, h5py.File(out, "r") as b:
+            x, y = a["traces/batch_mean"][()], b["traces/batch_mean"][()]
+            same_probes = bool(np.array_equal(a["traces/batch_probes"][()], b["traces/batch_probes"][()]))
+        diff = float(np.max(np.abs(x - y)) / (np.max(np.abs(x)) + 1e-30))
+        res[f"resnet50_traces_in_flight_{batching}"] = {
+            "k": args.in_flight, "seconds": secs, "hvps": hvps, "peak_gib": peak_gib(out),
+            "speedup_vs_k1": base["seconds"] / secs, "max_rel_diff": diff, "same_probes": same_probes}
+        print(f"resnet50 traces, hessgap --probes-in-flight {args.in_flight} --probe-batching {batching}: "
+              f"{secs:.2f} s compute, {hvps:.0f} HVPs, peak {peak_gib(out):.2f} GiB; x{base['seconds'] / secs:.2f} "
+              f"vs K = 1 (values {diff:.1e} apart, same probes: {same_probes})", flush=True)
+        if "resnet50_traces_reference" in res:
+            ms = res["resnet50_traces_reference"]["ms_per_hvp"]
+            print(f"  workload vs the reference (reference ms/HVP x K=1 HVPs / this s): "
+                  f"{ms * base['hvps'] / 1e3 / secs:.2f}", flush=True)
 
 
 def roberta_traces(args, res):

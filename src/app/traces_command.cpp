@@ -29,6 +29,9 @@ RunFn add_traces_command(CLI::App& app) {
   cmd->add_option("--probes-in-flight", t.in_flight,
                   "Joint probes whose HVPs run as one batched backward pass (the same estimate; more memory, and up "
                   "to K-1 products past the stopping point; pays where one small batch leaves the device idle)");
+  cmd->add_option("--probe-batching", c->probe_batching,
+                  "How --probes-in-flight batches: functorch (batching rules for convolution and batch-norm "
+                  "backward too) or legacy (autograd.grad(is_grads_batched=True)'s vmap, which loops over them)");
   cmd->add_option("--probe-ranks", c->traces.probe_ranks, "Ranks sharing the probes of one batch (must divide the rank count)");
   cmd->add_flag("--shard-batch", c->shard_batch,
                 "Every rank takes a shard of every batch's samples and the probe values are summed over the ranks "

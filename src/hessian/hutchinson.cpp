@@ -152,7 +152,7 @@ std::vector<double> probe_values(HvpEngine* engine, const std::vector<torch::Ten
       for (std::int64_t j = 0; j < count; ++j) rows.push_back(draw(i, first + j));
       z[i] = torch::stack(rows);
     }
-    values = batched_dots64(z, engine->hvps(z));
+    values = batched_dots64(z, engine->hvps(z, opts.batching));
   } else {
     HG_ASSERT(count == 1, "layer-scope probes one at a time");
     for (std::size_t i = 0; i < L; ++i) {

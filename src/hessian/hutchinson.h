@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "hessian/hvp_engine.h"
 #include "hessian/probes.h"
 #include "hessian/trace_estimators.h"
 
@@ -22,8 +23,6 @@ class Communicator;
 }
 
 namespace hessgap::hessian {
-
-class HvpEngine;
 
 enum class ProbeScope { kJoint, kLayer };
 enum class StopRule {
@@ -54,6 +53,7 @@ struct TraceOptions {
   // The values are fed to the stopping rule in probe order, so the estimate and the probes used are
   // those of 1 (up to rounding); up to K−1 products past the stopping point are discarded.
   int in_flight = 1;
+  ProbeBatching batching = ProbeBatching::kFunctorch;  // --probe-batching: how K > 1 probes are batched
   std::uint64_t seed = 0;
   // Throws hessgap::Error naming the flag when a value is out of range.
   void validate() const;

@@ -8,10 +8,53 @@
 #else
 #include <ATen/VmapMode.h>
 #endif
+#include <ATen/functorch/BatchedTensorImpl.h>
+#include <ATen/functorch/DynamicLayer.h>
 
 #include "util/error.h"
 
 namespace hessgap::hessian {
+
+ProbeBatching parse_probe_batching(const std::string& name) {
+  if (name == "functorch") return ProbeBatching::kFunctorch;
+  if (name == "legacy") return ProbeBatching::kLegacy;
+  HG_FAIL("unknown probe batching '" << name << "' (expected functorch or legacy)");
+}
+
+std::string to_string(ProbeBatching b) { return b == ProbeBatching::kFunctorch ? "functorch" : "legacy"; }
+
+namespace {
+
+// One backward pass of `grads` against grad_outputs `v` (each [K, ...]) under a vmap level over dim 0,
+// the outputs taken back out of the level as [K, ...] tensors. Enter / mark / leave are the two vmaps'.
+template <typename Enter, typename Mark, typename Unmark, typename Leave>
+std::vector<torch::Tensor> batched_backward(const std::vector<torch::Tensor>& grads, const std::vector<torch::Tensor>& params,
+                                            const std::vector<torch::Tensor>& v, Enter enter, Mark mark, Unmark unmark,
+                                            Leave leave) {
+  const std::int64_t k = v[0].size(0);
+  const std::int64_t level = enter(k);
+  struct Exit {
+    Leave& leave;
+    ~Exit() { leave(); }
+  } exit{leave};
+  std::vector<torch::Tensor> batched;
+  batched.reserve(v.size());
+  for (const auto& t : v) batched.push_back(mark(t, level));
+  std::vector<torch::Tensor> out;
+  try {
+    out = torch::autograd::grad(grads, params, batched, /*retain_graph=*/true, /*create_graph=*/false,
+                                /*allow_unused=*/true);
+  } catch (const c10::Error& e) {
+    HG_FAIL("--probes-in-flight: this model's second derivative has no batched form here ("
+            << e.what_without_backtrace() << "); use --probes-in-flight 1 or the other --probe-batching");
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    out[i] = out[i].defined() ? unmark(out[i], level, k).detach() : torch::zeros_like(v[i]);
+  }
+  return out;
+}
+
+}  // namespace
 
 HvpEngine::HvpEngine(torch::Tensor loss, std::vector<torch::Tensor> params) : params_(std::move(params)) {
   HG_CHECK(loss.defined() && loss.numel() == 1, "HVP: the loss must be a scalar tensor");
@@ -46,7 +89,7 @@ std::vector<torch::Tensor> HvpEngine::hvp(const std::vector<torch::Tensor>& v) {
   return out;
 }
 
-std::vector<torch::Tensor> HvpEngine::hvps(const std::vector<torch::Tensor>& v) {
+std::vector<torch::Tensor> HvpEngine::hvps(const std::vector<torch::Tensor>& v, ProbeBatching how) {
   HG_ASSERT(v.size() == params_.size(), "hvps: v has " << v.size() << " blocks, expected " << params_.size());
   const std::int64_t k = v[0].size(0);
   for (std::size_t i = 0; i < v.size(); ++i) {
@@ -59,26 +102,31 @@ std::vector<torch::Tensor> HvpEngine::hvps(const std::vector<torch::Tensor>& v) 
     for (auto& t : out) t = t.unsqueeze(0);
     return out;
   }
-  // What Python's autograd.grad(is_grads_batched=True) does: enter a vmap level, mark dim 0 of every
-  // grad_output as that level's batch dimension, run the backward once, take the dimension out.
-  const std::int64_t level = at::impl::VmapMode::increment_nesting();
-  struct Leave {
-    ~Leave() { at::impl::VmapMode::decrement_nesting(); }
-  } leave;
-  std::vector<torch::Tensor> batched;
-  batched.reserve(v.size());
-  for (const auto& t : v) batched.push_back(at::_add_batch_dim(t, 0, level));
   std::vector<torch::Tensor> out;
-  try {
-    out = torch::autograd::grad(grads_, params_, batched, /*retain_graph=*/true, /*create_graph=*/false,
-                                /*allow_unused=*/true);
-  } catch (const c10::Error& e) {
-    HG_FAIL("--probes-in-flight: this model's second derivative has no batched form here ("
-            << e.what_without_backtrace() << "); use --probes-in-flight 1");
-  }
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    out[i] = out[i].defined() ? at::_remove_batch_dim(out[i], level, k, 0).detach()
-                              : torch::zeros_like(v[i]);
+  if (how == ProbeBatching::kFunctorch) {
+    // What torch.func.vmap does around a function: push a vmap layer of size K on functorch's
+    // interpreter stack, wrap the inputs as batched at its level, unwrap the outputs, pop.
+    namespace ft = at::functorch;
+    out = batched_backward(
+        grads_, params_, v,
+        [](std::int64_t n) { return ft::initAndPushDynamicLayer(ft::TransformType::Vmap, n, ft::RandomnessType::Error); },
+        [](const torch::Tensor& t, std::int64_t level) { return ft::addBatchDim(t, 0, level); },
+        [](const torch::Tensor& t, std::int64_t level, std::int64_t n) {
+          ft::BatchedTensorImpl* impl = ft::maybeGetBatchedImpl(t);
+          if (impl != nullptr && impl->level() == level) return impl->value().movedim(impl->bdim(), 0);
+          std::vector<std::int64_t> sizes = t.sizes().vec();  // did not depend on the vectors
+          sizes.insert(sizes.begin(), n);
+          return t.unsqueeze(0).expand(sizes).clone();
+        },
+        [] { ft::popDynamicLayerAndDeleteMetadata(); });
+  } else {
+    // What Python's autograd.grad(is_grads_batched=True) does: enter a legacy vmap level, mark dim 0
+    // of every grad_output as its batch dimension, run the backward once, take the dimension out.
+    out = batched_backward(
+        grads_, params_, v, [](std::int64_t) { return at::impl::VmapMode::increment_nesting(); },
+        [](const torch::Tensor& t, std::int64_t level) { return at::_add_batch_dim(t, 0, level); },
+        [](const torch::Tensor& t, std::int64_t level, std::int64_t n) { return at::_remove_batch_dim(t, level, n, 0); },
+        [] { at::impl::VmapMode::decrement_nesting(); });
   }
   products_ += k;
   return out;

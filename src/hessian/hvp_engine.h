@@ -4,9 +4,19 @@
 
 #include <torch/types.h>
 
+#include <string>
 #include <vector>
 
 namespace hessgap::hessian {
+
+// How HvpEngine::hvps batches K vectors through one backward pass:
+//  * kFunctorch: a functorch vmap level around the backward (what torch.func.vmap over autograd.grad
+//    does), whose batching rules cover convolution and batch-norm backward;
+//  * kLegacy: the older vmap of Python's autograd.grad(is_grads_batched=True), which runs element-wise
+//    and matrix ops batched but loops over the K vectors for convolution and batch-norm backward.
+enum class ProbeBatching { kFunctorch, kLegacy };
+ProbeBatching parse_probe_batching(const std::string& name);  // "functorch" | "legacy"
+std::string to_string(ProbeBatching b);
 
 // H is the Hessian of a scalar `loss` with respect to `params` (the "Hessian layers", in order;
 // every other tensor is held fixed). Building the engine runs one backward pass with
@@ -29,12 +39,12 @@ class HvpEngine {
   std::vector<torch::Tensor> hvp(const std::vector<torch::Tensor>& v);
 
   // K joint products in one backward pass: v_i is shaped [K, params[i]...] (probe j in row j) and
-  // out_i[j] = (H v[j])_i. The K vectors travel batched through the first-order graph (LibTorch's
-  // vmap over the grad_outputs, as Python's autograd.grad(is_grads_batched=True)), so each kernel
-  // does K times the work: what pays where one small batch leaves a device idle. Equal to K calls
-  // of hvp() up to the batched kernels' rounding. Counts K products. Throws hessgap::Error when an
-  // operation of the graph has no batched form that runs.
-  std::vector<torch::Tensor> hvps(const std::vector<torch::Tensor>& v);
+  // out_i[j] = (H v[j])_i. The K vectors travel batched through the first-order graph (a vmap over
+  // the grad_outputs, see ProbeBatching), so each kernel does up to K times the work: what pays where
+  // one small batch leaves a device idle. Equal to K calls of hvp() up to the batched kernels'
+  // rounding; K = 1 is hvp() exactly. Counts K products. Throws hessgap::Error when an operation of
+  // the graph has no batched form that runs.
+  std::vector<torch::Tensor> hvps(const std::vector<torch::Tensor>& v, ProbeBatching how = ProbeBatching::kFunctorch);
 
   // Block product for one layer: H_ii v_i (only the diagonal block i), shaped like params[i].
   torch::Tensor block_hvp(std::size_t i, const torch::Tensor& v_i);

@@ -29,6 +29,7 @@ measures::TracesOptions MeasureConfig::resolved_traces() const {
   t.trace.rule = hessian::parse_stop_rule(stop_rule);
   t.trace.distribution = hessian::parse_probe_distribution(distribution);
   t.trace.estimator = hessian::parse_trace_estimator(estimator);
+  t.trace.batching = hessian::parse_probe_batching(probe_batching);
   t.trace.seed = common.seed;
   t.shard_batch = shard_batch;
   return t;
@@ -95,7 +96,7 @@ namespace {
   X(measure, traces.trace.tol, "tol") X(measure, traces.trace.rel_se, "rel_se")                                      \
   X(measure, traces.trace.min_probes, "min_probes") X(measure, traces.trace.max_probes, "max_probes")                \
   X(measure, traces.probe_ranks, "probe_ranks") X(measure, estimator, "estimator")  \
-  X(measure, traces.trace.in_flight, "probes_in_flight")                                                             \
+  X(measure, traces.trace.in_flight, "probes_in_flight") X(measure, probe_batching, "probe_batching")              \
   X(measure, shard_batch, "shard_batch")
 #define HG_DISTANCE_FIELDS(X)                                                                          \
   X(measure, init_checkpoint, "init_checkpoint") X(measure, mode, "mode")                               \

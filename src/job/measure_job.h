@@ -25,6 +25,7 @@ struct MeasureConfig {
   // common.seed) and the ranks sharing a batch's probes.
   std::string probe_scope = "joint", stop_rule = "reference", distribution = "rademacher";
   std::string estimator = "hutchinson";  // hutchinson | hutch++ | xtrace
+  std::string probe_batching = "functorch";  // functorch | legacy (with --probes-in-flight > 1)
   measures::TracesOptions traces;
   // measures: W(s), the mode, where the head is measured from (auto: init for text models, zero for
   // image models, as the references), n of the bound.

@@ -35,7 +35,8 @@ struct Run {
 };
 
 Run run_on(const std::string& arch, const std::string& ckpt, torch::Device device, torch::Dtype dtype,
-           const data::Batch& cpu_batch, int in_flight = 1) {
+           const data::Batch& cpu_batch, int in_flight = 1,
+           hessian::ProbeBatching batching = hessian::ProbeBatching::kFunctorch) {
   torch::manual_seed(3);
   auto model = models::make_model(arch, 10);
   if (!ckpt.empty()) io::load_state_dict(*model, io::read_checkpoint(ckpt));
@@ -56,6 +57,7 @@ Run run_on(const std::string& arch, const std::string& ckpt, torch::Device devic
   o.max_probes = 5;
   o.min_probes = 5;
   o.in_flight = in_flight;
+  o.batching = batching;
   auto local = comm::make_local();
   r.traces = hessian::estimate_traces(engine, o, 0, *local).mean;
   return r;
@@ -91,14 +93,17 @@ TEST(Gpu, Resnet20Float64MatchesCpu) {
   compare(got, want, 1e-8);
 }
 
-// --probes-in-flight 4 on the device (5 probes: one batched round of 4, then 1) against one probe at a
-// time on the CPU.
+// --probes-in-flight 4 on the device (5 probes: one batched round of 4, then 1), both --probe-batching
+// ways, against one probe at a time on the CPU.
 TEST(Gpu, BatchedProbesOnTheDeviceMatchTheCpu) {
   SKIP_WITHOUT_CUDA();
   auto b = cifar_batch();
   auto want = run_on("cifar-resnet20", resnet20_path(), torch::kCPU, torch::kFloat64, b);
-  auto got = run_on("cifar-resnet20", resnet20_path(), torch::Device("cuda"), torch::kFloat64, b, 4);
-  compare(got, want, 1e-8);
+  for (auto how : {hessian::ProbeBatching::kFunctorch, hessian::ProbeBatching::kLegacy}) {
+    SCOPED_TRACE(hessian::to_string(how));
+    auto got = run_on("cifar-resnet20", resnet20_path(), torch::Device("cuda"), torch::kFloat64, b, 4, how);
+    compare(got, want, 1e-8);
+  }
 }
 
 TEST(Gpu, Resnet20Float32NoTf32MatchesCpuFloat64) {

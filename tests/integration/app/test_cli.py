@@ -249,6 +249,7 @@ def test_corrupt_jpeg_is_named(hessgap_bin, tmp_path):
     ("traces", ["--sample-rule", "most"], "unknown sample rule 'most'"),
     ("traces", ["--probe-scope", "diagonal"], "diagonal"),
     ("traces", ["--probes-in-flight", "0"], "--probes-in-flight must be in [1, 256] (got 0)"),
+    ("traces", ["--probe-batching", "jit"], "unknown probe batching 'jit' (expected functorch or legacy)"),
     ("traces", ["--probes-in-flight", "2", "--probe-scope", "layer"],
      "--probes-in-flight 2 batches joint Hutchinson probes: it needs --probe-scope joint"),
     ("measures", ["--train-size", "0", "--init-checkpoint", str(WEIGHTS)], "--train-size must be > 0"),
@@ -700,7 +701,8 @@ def test_traces_same_at_1_and_2_ranks(hessgap_bin, tmp_path):
         "np2s": run_hg("traces", *args, "--dtype", "float64", "--shard-batch", "--out", tmp_path / "np2s.h5",
                        np_=2, timeout=90),
         # --probes-in-flight: the probes' HVPs batched (2 of 3 probes, then 1; with shards, 2 per collective)
-        "np1dk": run_hg("traces", *args, "--dtype", "float64", "--probes-in-flight", 2, "--out", tmp_path / "np1dk.h5"),
+        "np1dk": run_hg("traces", *args, "--dtype", "float64", "--probes-in-flight", 2, "--probe-batching", "legacy",
+                        "--out", tmp_path / "np1dk.h5"),
         "np2sk": run_hg("traces", *args, "--dtype", "float64", "--shard-batch", "--probes-in-flight", 2,
                         "--out", tmp_path / "np2sk.h5", np_=2, timeout=90),
     }
@@ -725,6 +727,7 @@ def test_traces_same_at_1_and_2_ranks(hessgap_bin, tmp_path):
         with h5py.File(tmp_path / "np1d.h5", "r") as f, h5py.File(tmp_path / f"{name}.h5", "r") as g:
             assert int(g["traces"].attrs["shard_batch"]) == shard
             assert int(g["traces"].attrs["probes_in_flight"]) == in_flight
+            assert g["traces"].attrs["probe_batching"] == ("legacy" if name == "np1dk" else "functorch")
             np.testing.assert_array_equal(g["traces/batch_probes"][()], f["traces/batch_probes"][()])
             for key in ("batch_mean", "batch_std_error", "batch_loss", "layer_max"):
                 want = f["traces/" + key][()]

@@ -274,20 +274,24 @@ def test_glue_eval_matches_python_roberta(hessgap_bin, tmp_path, glue_folder, ro
 
 def test_text_traces_with_probes_in_flight(hessgap_bin, tmp_path, glue_folder, roberta_folder):
     """--probes-in-flight on RoBERTa (attention, LayerNorm, GELU, embeddings: every op's second derivative
-    batched): float64 traces equal one probe at a time, the same probes used."""
+    batched), both --probe-batching ways: float64 traces equal one probe at a time, the same probes used."""
     folder, _ = roberta_folder
     args = ["--checkpoint", folder, "--data", glue_folder, "--data-format", "glue", "--split", "dev",
             "--max-length", MAXLEN, "--batch-size", 4, "--sample-size", 8, "--sample-rule", "exact",
             "--dtype", "float64", "--max-probes", 7, "--tol", 1e-6, "--verbosity", 0]
-    for k in (1, 3):
-        r = run_hg("traces", *args, "--probes-in-flight", k, "--out", tmp_path / f"k{k}.h5")
+    for name, flags in (("k1", []), ("functorch", ["--probes-in-flight", 3]),
+                        ("legacy", ["--probes-in-flight", 3, "--probe-batching", "legacy"])):
+        r = run_hg("traces", *args, *flags, "--out", tmp_path / f"{name}.h5")
         assert r.rc == 0, r
-    with h5py.File(tmp_path / "k1.h5", "r") as a, h5py.File(tmp_path / "k3.h5", "r") as b:
-        np.testing.assert_array_equal(b["traces/batch_probes"][()], a["traces/batch_probes"][()])
-        want = a["traces/batch_mean"][()]
-        assert want.shape[0] == 2 and np.abs(want).max() > 0
-        np.testing.assert_allclose(b["traces/batch_mean"][()], want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
-        assert int(b["traces"].attrs["probes_in_flight"]) == 3
+    for name in ("functorch", "legacy"):
+        with h5py.File(tmp_path / "k1.h5", "r") as a, h5py.File(tmp_path / f"{name}.h5", "r") as b:
+            np.testing.assert_array_equal(b["traces/batch_probes"][()], a["traces/batch_probes"][()])
+            want = a["traces/batch_mean"][()]
+            assert want.shape[0] == 2 and np.abs(want).max() > 0
+            np.testing.assert_allclose(b["traces/batch_mean"][()], want, rtol=1e-10,
+                                       atol=1e-12 * np.abs(want).max(), err_msg=name)
+            assert int(b["traces"].attrs["probes_in_flight"]) == 3
+            assert b["traces"].attrs["probe_batching"] == name
 
 
 # ---- checkpoint formats through the CLI ---------------------------------------------------------------

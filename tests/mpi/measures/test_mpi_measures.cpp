@@ -67,13 +67,14 @@ TracesOptions sketching(hessian::TraceEstimator e) {
 // shard: --shard-batch (then probe_ranks must be 1); in_flight: --probes-in-flight of the multi-rank run
 // (the oracle computes one probe at a time).
 void check_traces(hessian::ProbeScope scope, hessian::StopRule rule, int probe_ranks, bool shard = false,
-                  int in_flight = 1) {
+                  int in_flight = 1, hessian::ProbeBatching batching = hessian::ProbeBatching::kFunctorch) {
   Problem s;
   TracesOptions o = hutchinson(scope, rule);
   auto want = compute_traces(s.ctx(*s.local), o);
   o.probe_ranks = probe_ranks;
   o.shard_batch = shard;
   o.trace.in_flight = in_flight;
+  o.trace.batching = batching;
   auto got = compute_traces(s.ctx(world()), o);
   if (shard && in_flight == 1) {
     // Every rank computes every probe on its shard: the work is the unsharded one times the ranks
@@ -124,6 +125,8 @@ TEST(MpiMeasures, TracesWithProbesInFlight) {
   check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kReference, 1, false, 3);
   check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kStandardError, world().size(), false, 3);
   check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kReference, 1, /*shard=*/true, 3);
+  check_traces(hessian::ProbeScope::kJoint, hessian::StopRule::kReference, 1, /*shard=*/true, 3,
+               hessian::ProbeBatching::kLegacy);
 }
 
 // --shard-batch: every rank holds a shard of each batch of 3 (with 4 ranks one shard is empty) and the

@@ -147,8 +147,9 @@ TEST(HvpEngine, QuadraticMatchesExplicitHessian) { check_products(quadratic_prob
 TEST(HvpEngine, MlpMatchesExplicitHessian) { check_products(mlp_problem()); }
 TEST(HvpEngine, CnnWithBatchNormMatchesExplicitHessian) { check_products(cnn_problem()); }
 
-// K products batched through one backward pass equal K single products and the explicit Hessian's.
-void check_batched_products(const Problem& p) {
+// K products batched through one backward pass (either vmap) equal K single products and the explicit
+// Hessian's.
+void check_batched_products(const Problem& p, ProbeBatching how) {
   auto H = explicit_hessian(p.loss(), p.params);
   HvpEngine engine(p.loss(), p.params);
   const std::int64_t K = 3;
@@ -161,7 +162,7 @@ void check_batched_products(const Problem& p) {
     stacked.push_back(torch::stack(rows));
   }
   const long before = engine.products();
-  const auto out = engine.hvps(stacked);
+  const auto out = engine.hvps(stacked, how);
   EXPECT_EQ(engine.products() - before, K);
   ASSERT_EQ(out.size(), p.params.size());
   for (int j = 0; j < K; ++j) {
@@ -169,20 +170,30 @@ void check_batched_products(const Problem& p) {
     for (const auto& t : out) row.push_back(t[j]);
     const auto want = H.mv(flatten(dirs[j]));
     const double scale = 1 + want.abs().max().item<double>();
-    EXPECT_LT((flatten(row) - want).abs().max().item<double>(), 1e-10 * scale) << "probe " << j;
+    EXPECT_LT((flatten(row) - want).abs().max().item<double>(), 1e-10 * scale) << "probe " << j << " " << to_string(how);
     EXPECT_LT((flatten(row) - flatten(engine.hvp(dirs[j]))).abs().max().item<double>(), 1e-12 * scale) << "probe " << j;
   }
   // One vector: the plain product, bitwise.
   std::vector<torch::Tensor> one;
   for (const auto& t : stacked) one.push_back(t.narrow(0, 0, 1));
-  const auto single = engine.hvps(one);
+  const auto single = engine.hvps(one, how);
   const auto plain = engine.hvp(dirs[0]);
   for (std::size_t i = 0; i < plain.size(); ++i) EXPECT_TRUE(torch::equal(single[i][0], plain[i]));
 }
 
-TEST(HvpEngine, BatchedProductsQuadratic) { check_batched_products(quadratic_problem()); }
-TEST(HvpEngine, BatchedProductsMlp) { check_batched_products(mlp_problem()); }
-TEST(HvpEngine, BatchedProductsCnnWithBatchNorm) { check_batched_products(cnn_problem()); }
+TEST(HvpEngine, BatchedProductsQuadratic) {
+  for (auto how : {ProbeBatching::kFunctorch, ProbeBatching::kLegacy}) check_batched_products(quadratic_problem(), how);
+}
+TEST(HvpEngine, BatchedProductsMlp) {
+  for (auto how : {ProbeBatching::kFunctorch, ProbeBatching::kLegacy}) check_batched_products(mlp_problem(), how);
+}
+TEST(HvpEngine, BatchedProductsCnnWithBatchNorm) {
+  for (auto how : {ProbeBatching::kFunctorch, ProbeBatching::kLegacy}) check_batched_products(cnn_problem(), how);
+}
+TEST(HvpEngine, ProbeBatchingNames) {
+  EXPECT_EQ(parse_probe_batching("legacy"), ProbeBatching::kLegacy);
+  EXPECT_THROW(parse_probe_batching("jit"), Error);
+}
 
 // --probes-in-flight K: the stopping rule sees the same probe values in the same order, so the probes
 // used and the estimate are those of K = 1; the products past the stopping point (< K) are extra.
@@ -200,6 +211,7 @@ TEST(Hutchinson, ProbesInFlightGiveTheSameEstimate) {
     const LayerTraces want = estimate_traces(e1, o, /*batch_id=*/5, *local);
     for (const int k : {2, 4, 7, 64}) {
       o.in_flight = k;
+      o.batching = k % 2 == 0 ? ProbeBatching::kFunctorch : ProbeBatching::kLegacy;
       HvpEngine ek(p.loss(), p.params);
       const LayerTraces got = estimate_traces(ek, o, 5, *local);
       EXPECT_EQ(got.probes, want.probes) << "K " << k;
