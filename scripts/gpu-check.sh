@@ -67,7 +67,7 @@ PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu_bench.py" --hessgap "$BUILD/bin/hess
   --bench-models "$BUILD/bin/bench_models" --skip "${HG_GPU_SKIP:-}" --out "$RESULTS/gpu_bench.json"
 if [[ ",${HG_GPU_SKIP:-}," != *,levers,* ]]; then
   step "speed levers in PyTorch (batched probes, TF32, channels-last) on the trace workload's batch"
-  PYTHONUNBUFFERED=1 timeout 240 python3 "$ROOT/bench/probe_levers.py" --device cuda --out "$RESULTS/probe_levers.json"
+  PYTHONUNBUFFERED=1 timeout 150 python3 "$ROOT/bench/probe_levers.py" --device cuda --out "$RESULTS/probe_levers.json"
 fi
 step "done (gpu tests rc=$TEST_RC)"
 exit $TEST_RC
