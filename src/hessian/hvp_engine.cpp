@@ -54,6 +54,14 @@ std::vector<torch::Tensor> batched_backward(const std::vector<torch::Tensor>& gr
   return out;
 }
 
+// The float64 scalars or [K] vectors in `sums`, stacked along `dim` and read back in one device-to-host
+// copy, row-major.
+std::vector<double> stacked_on_host(const std::vector<torch::Tensor>& sums, std::int64_t dim) {
+  const torch::Tensor host = torch::stack(sums, dim).to(torch::kCPU).contiguous();
+  const double* p = host.data_ptr<double>();
+  return std::vector<double>(p, p + host.numel());
+}
+
 }  // namespace
 
 HvpEngine::HvpEngine(torch::Tensor loss, std::vector<torch::Tensor> params) : params_(std::move(params)) {
@@ -151,9 +159,7 @@ std::vector<double> dots64(const std::vector<torch::Tensor>& a, const std::vecto
   std::vector<torch::Tensor> sums;
   sums.reserve(a.size());
   for (std::size_t i = 0; i < a.size(); ++i) sums.push_back((a[i] * b[i]).sum(torch::kFloat64));
-  const torch::Tensor host = torch::stack(sums).to(torch::kCPU).contiguous();
-  const double* p = host.data_ptr<double>();
-  return std::vector<double>(p, p + host.numel());
+  return stacked_on_host(sums, 0);
 }
 
 std::vector<double> batched_dots64(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
@@ -162,9 +168,7 @@ std::vector<double> batched_dots64(const std::vector<torch::Tensor>& a, const st
   std::vector<torch::Tensor> sums;  // each [K]
   sums.reserve(a.size());
   for (std::size_t i = 0; i < a.size(); ++i) sums.push_back((a[i] * b[i]).reshape({k, -1}).sum(1, false, torch::kFloat64));
-  const torch::Tensor host = torch::stack(sums, 1).to(torch::kCPU).contiguous();  // [K, L]
-  const double* p = host.data_ptr<double>();
-  return std::vector<double>(p, p + host.numel());
+  return stacked_on_host(sums, 1);  // [K, L]
 }
 
 }  // namespace hessgap::hessian
