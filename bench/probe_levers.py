@@ -11,9 +11,18 @@ Rademacher HVPs through it, timed per HVP (median of --reps rounds, after a warm
                batching rules (convolution and batch-norm backward included), which the legacy vmap of
                is_grads_batched lacks (it loops over K for them; torch 1.13 on the CPU names
                convolution_backward, _convolution_double_backward, native_batch_norm_backward);
+  * fwd_rev    forward-over-reverse in the form LibTorch's C++ API allows (no torch.func decompositions):
+               the weights made dual with tangent v (autograd.forward_ad), one forward and one backward
+               per probe, Hv read from the gradients' tangents. No first-order graph is kept, so it is
+               timed per probe including its forward. torch 1.13 has no forward derivative of
+               nll_loss_backward, _log_softmax_backward_data or native_batch_norm_backward (the failure is
+               recorded);
   * tf32       seq with TF32 allowed in cuBLAS/cuDNN (CUDA only; what --allow-tf32 does), with the
                largest relative change of a per-layer value v_i.(Hv)_i against fp32;
-  * channels_last  seq with the model and batch in channels-last memory format (CUDA only).
+  * channels_last  seq with the model and batch in channels-last memory format (CUDA only);
+  * cuda_graph   seq captured once as a CUDA graph (the HVP and its per-layer values; CUDA only) and
+               replayed with each probe copied into the captured input: what a captured HVP would save
+               in launch and autograd overhead at this batch, checked against seq on the same probes.
 Ratios are against seq in the same run. Nothing is asserted.
 
   bench/probe_levers.py --device cuda                       # ResNet-50, 224 px, batch 4 (the trace workload)
@@ -59,6 +68,62 @@ def graph(model, x, y, params):
 
 def per_layer(v, hv):
     return torch.stack([(a * b).sum(dtype=torch.float64) for a, b in zip(v, hv)])
+
+
+def fwd_rev_lever(model, x, y, params, V, reference, t_seq, device, reps):
+    """Hv as the tangent of the gradient, weights dual with tangent v (forward-over-reverse)."""
+    import torch.autograd.forward_ad as fwAD
+    try:
+        from torch.func import functional_call
+    except ImportError:  # torch 1.13
+        from torch.nn.utils.stateless import functional_call
+    names = [n for n, p in model.named_parameters() if p.dim() > 1]
+
+    def hvp(j):
+        with fwAD.dual_level():
+            leaves = [p.detach().requires_grad_() for p in params]
+            duals = {n: fwAD.make_dual(w, v[j]) for n, w, v in zip(names, leaves, V)}
+            loss = F.cross_entropy(functional_call(model, duals, (x,)), y)
+            return [fwAD.unpack_dual(t).tangent for t in torch.autograd.grad(loss, leaves)]
+
+    t = timed(lambda: hvp(0), device, reps)
+    err = max(float(((per_layer([v[j] for v in V], hvp(j)) - ref).abs() / ref.abs().clamp_min(1e-30)).max())
+              for j, ref in enumerate(reference))
+    print(f"  fwd_rev        {1e3 * t:9.1f} ms/HVP  x{t_seq / t:5.2f}  (values vs seq: {err:.1e})", flush=True)
+    return {"ms_per_hvp": 1e3 * t, "speedup": t_seq / t, "max_rel_diff": err}
+
+
+def cuda_graph_lever(model, x, y, params, V, reference, t_seq, device, reps):
+    """One HVP (and its per-layer values) captured as a CUDA graph, replayed per probe.
+
+    Backward ops run on the stream their forward ran on, and the double backward's "forward" is the
+    first-order graph: so that graph is built on the capture stream too, then warmed up there."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        g = graph(model, x, y, params)
+        static_v = [v[0].clone() for v in V]
+        for _ in range(3):
+            torch.autograd.grad(g, params, static_v, retain_graph=True)
+    torch.cuda.current_stream().wait_stream(stream)
+    cg = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(cg, stream=stream):
+        static_hv = torch.autograd.grad(g, params, static_v, retain_graph=True)
+        static_vals = per_layer(static_v, static_hv)
+
+    def replay(j):
+        for sv, v in zip(static_v, V):
+            sv.copy_(v[j])
+        cg.replay()
+
+    t = timed(lambda: replay(0), device, reps)
+    err = 0.0
+    for j, ref in enumerate(reference):
+        replay(j)
+        sync(device)
+        err = max(err, float(((static_vals - ref).abs() / ref.abs().clamp_min(1e-30)).max()))
+    print(f"  cuda_graph     {1e3 * t:9.1f} ms/HVP  x{t_seq / t:5.2f}  (values vs seq: {err:.1e})", flush=True)
+    return {"ms_per_hvp": 1e3 * t, "speedup": t_seq / t, "max_rel_diff": err}
 
 
 def main():
@@ -150,7 +215,18 @@ def main():
         print(f"  func_vmap: failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
         res["func_vmap"]["error"] = str(e)[:500]
 
+    try:
+        res["fwd_rev"] = fwd_rev_lever(model, x, y, params, V, reference, t_seq, device, args.reps)
+    except Exception as e:
+        print(f"  fwd_rev: failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
+        res["fwd_rev"] = {"error": str(e)[:500]}
+
     if device.type == "cuda":
+        try:
+            res["cuda_graph"] = cuda_graph_lever(model, x, y, params, V, reference, t_seq, device, args.reps)
+        except Exception as e:
+            print(f"  cuda_graph: failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
+            res["cuda_graph"] = {"error": str(e)[:500]}
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         g = graph(model, x, y, params)

@@ -2,6 +2,11 @@
 
 #include <torch/torch.h>
 
+// HG_NO_VMAP (cmake -DHG_WITH_VMAP=OFF): a build without the vmap internals below, which LibTorch exports
+// but does not promise to keep; hvps() then runs its K products one after the other (same values, no
+// batching). scripts/gpu-check.sh falls back to it if a newer LibTorch refuses this file, so that one
+// renamed internal does not cost the GPU check.
+#ifndef HG_NO_VMAP
 // The vmap level counter of the batched-gradient path moved to LegacyVmapMode.h in LibTorch 2.
 #if __has_include(<ATen/LegacyVmapMode.h>)
 #include <ATen/LegacyVmapMode.h>
@@ -10,6 +15,7 @@
 #endif
 #include <ATen/functorch/BatchedTensorImpl.h>
 #include <ATen/functorch/DynamicLayer.h>
+#endif
 
 #include "util/error.h"
 
@@ -21,10 +27,17 @@ ProbeBatching parse_probe_batching(const std::string& name) {
   HG_FAIL("unknown probe batching '" << name << "' (expected functorch or legacy)");
 }
 
-std::string to_string(ProbeBatching b) { return b == ProbeBatching::kFunctorch ? "functorch" : "legacy"; }
+std::string to_string(ProbeBatching b) {
+  std::string name = b == ProbeBatching::kFunctorch ? "functorch" : "legacy";
+#ifdef HG_NO_VMAP
+  name += " (this build has no vmap: one product at a time)";  // recorded, so a result says so
+#endif
+  return name;
+}
 
 namespace {
 
+#ifndef HG_NO_VMAP
 // One backward pass of `grads` against grad_outputs `v` (each [K, ...]) under a vmap level over dim 0,
 // the outputs taken back out of the level as [K, ...] tensors. Enter / mark / leave are the two vmaps'.
 template <typename Enter, typename Mark, typename Unmark, typename Leave>
@@ -53,6 +66,7 @@ std::vector<torch::Tensor> batched_backward(const std::vector<torch::Tensor>& gr
   }
   return out;
 }
+#endif
 
 // The float64 scalars or [K] vectors in `sums`, stacked along `dim` and read back in one device-to-host
 // copy, row-major.
@@ -111,6 +125,19 @@ std::vector<torch::Tensor> HvpEngine::hvps(const std::vector<torch::Tensor>& v, 
     return out;
   }
   std::vector<torch::Tensor> out;
+#ifdef HG_NO_VMAP
+  (void)how;  // built without vmap: the K products in turn, the values of the batched forms
+  for (std::int64_t j = 0; j < k; ++j) {
+    std::vector<torch::Tensor> one;
+    for (const auto& t : v) one.push_back(t[j]);
+    auto h = hvp(one);
+    --products_;  // counted once for all K below
+    for (std::size_t i = 0; i < h.size(); ++i) {
+      if (j == 0) out.push_back(torch::empty_like(v[i]));
+      out[i][j].copy_(h[i]);
+    }
+  }
+#else
   if (how == ProbeBatching::kFunctorch) {
     // What torch.func.vmap does around a function: push a vmap layer of size K on functorch's
     // interpreter stack, wrap the inputs as batched at its level, unwrap the outputs, pop.
@@ -136,6 +163,7 @@ std::vector<torch::Tensor> HvpEngine::hvps(const std::vector<torch::Tensor>& v, 
         [](const torch::Tensor& t, std::int64_t level, std::int64_t n) { return at::_remove_batch_dim(t, level, n, 0); },
         [] { at::impl::VmapMode::decrement_nesting(); });
   }
+#endif
   products_ += k;
   return out;
 }
