@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "comm/communicator.h"
 #include "hessian/hvp_engine.h"
+#include "hessian/joint_probes.h"
 #include "util/error.h"
 
 namespace hessgap::hessian {
@@ -129,7 +131,8 @@ namespace {
 // whose Hessian is zero (0 for the active layers, no probe drawn).
 std::vector<double> probe_values(HvpEngine* engine, const std::vector<torch::Tensor>& params,
                                  const TraceOptions& opts, std::int64_t batch_id, std::int64_t first,
-                                 std::int64_t count, const TraceAccumulator& acc) {
+                                 std::int64_t count, const TraceAccumulator& acc,
+                                 const JointRademacher* drawer) {
   const std::size_t L = params.size();
   auto draw = [&](std::size_t i, std::int64_t k) {
     return draw_probe(params[i], opts.distribution, opts.seed, batch_id, k, static_cast<std::int64_t>(i));
@@ -143,8 +146,15 @@ std::vector<double> probe_values(HvpEngine* engine, const std::vector<torch::Ten
     }
   } else if (opts.scope == ProbeScope::kJoint && count == 1) {
     std::vector<torch::Tensor> z(L);
-    for (std::size_t i = 0; i < L; ++i) z[i] = draw(i, first);
+    if (drawer != nullptr) {
+      z = drawer->draw_one(opts.seed, batch_id, first);
+    } else {
+      for (std::size_t i = 0; i < L; ++i) z[i] = draw(i, first);
+    }
     values = dots64(z, engine->hvp(z));
+  } else if (opts.scope == ProbeScope::kJoint && drawer != nullptr) {
+    const std::vector<torch::Tensor> z = drawer->draw(opts.seed, batch_id, first, count);
+    values = batched_dots64(z, engine->hvps(z, opts.batching));
   } else if (opts.scope == ProbeScope::kJoint) {
     std::vector<torch::Tensor> z(L);
     for (std::size_t i = 0; i < L; ++i) {
@@ -162,6 +172,17 @@ std::vector<double> probe_values(HvpEngine* engine, const std::vector<torch::Ten
     }
   }
   return values;
+}
+
+// Joint Rademacher probes come from one JointRademacher per batch: all layers in a few kernels where
+// the weights live (on a GPU no host loop, per-layer copy or sync; on the CPU 1.7–2× faster than
+// draw_probe's per-element loop), bitwise draw_probe's values.
+std::optional<JointRademacher> joint_drawer(const std::vector<torch::Tensor>& params, const TraceOptions& opts) {
+  std::optional<JointRademacher> drawer;
+  if (opts.scope == ProbeScope::kJoint && opts.distribution == ProbeDistribution::kRademacher && !params.empty()) {
+    drawer.emplace(params);
+  }
+  return drawer;
 }
 
 // Hutch++ / XTrace on every layer's block with the budget max_probes; probe j of layer i is the same
@@ -209,6 +230,7 @@ LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::in
   const std::int64_t K = opts.in_flight;
   const std::size_t per_rank = static_cast<std::size_t>(K) * L;
   TraceAccumulator acc(L, opts);
+  const std::optional<JointRademacher> drawer = joint_drawer(engine.params(), opts);
   const long hvps_before = engine.products();
   std::vector<double> mine(per_rank), gathered(per_rank * static_cast<std::size_t>(P));
   for (std::int64_t round = 0; !acc.done(); ++round) {
@@ -218,7 +240,8 @@ LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::in
     const std::int64_t count = std::clamp<std::int64_t>(opts.max_probes - first, 0, K);
     std::fill(mine.begin(), mine.end(), std::numeric_limits<double>::quiet_NaN());
     if (count > 0) {
-      const auto v = probe_values(&engine, engine.params(), opts, batch_id, first, count, acc);
+      const auto v = probe_values(&engine, engine.params(), opts, batch_id, first, count, acc,
+                                  drawer ? &*drawer : nullptr);
       std::copy(v.begin(), v.end(), mine.begin());
     }
     group.all_gather(mine.data(), per_rank, gathered.data());
@@ -246,12 +269,14 @@ LayerTraces estimate_traces_sharded(HvpEngine* engine, const std::vector<torch::
   const std::size_t L = params.size();
   const auto P = static_cast<std::size_t>(shards.size());
   TraceAccumulator acc(L, opts);
+  const std::optional<JointRademacher> drawer = engine != nullptr ? joint_drawer(params, opts) : std::nullopt;
   std::vector<double> gathered, sum(L);
   for (std::int64_t first = 0; !acc.done(); first += opts.in_flight) {
     // acc stops at max_probes, so count ≥ 1 here, and the same on every rank.
     const std::int64_t count = std::min<std::int64_t>(opts.in_flight, opts.max_probes - first);
     const std::size_t n = static_cast<std::size_t>(count) * L;
-    const std::vector<double> mine = probe_values(engine, params, opts, batch_id, first, count, acc);
+    const std::vector<double> mine =
+        probe_values(engine, params, opts, batch_id, first, count, acc, drawer ? &*drawer : nullptr);
     // Gathered and summed in rank order rather than all-reduced: every rank then holds bitwise the
     // same sums, whatever MPI's reduction order, so all take the same stopping decision.
     gathered.resize(n * P);

@@ -9,6 +9,7 @@
 #include "comm/communicator.h"
 #include "hessian/hutchinson.h"
 #include "hessian/hvp_engine.h"
+#include "hessian/joint_probes.h"
 #include "hessian/probes.h"
 #include "hessian/quadratic_forms.h"
 #include "io/checkpoint.h"
@@ -124,6 +125,28 @@ TEST(Gpu, RademacherProbesOnTheDeviceEqualTheHostDraws) {
     auto got = hessian::draw_probe(cpu.to(torch::kCUDA), hessian::ProbeDistribution::kRademacher, 4, 1, 2, 3);
     EXPECT_TRUE(got.is_cuda());
     EXPECT_TRUE(torch::equal(got.cpu(), want));
+  }
+}
+
+TEST(Gpu, JointRademacherOnTheDeviceEqualsTheHostDraws) {
+  // The joint trace path's draw on the GPU: SplitMix64 in CUDA int64 arithmetic must wrap and shift
+  // exactly as the host's uint64 does, and the byte order of the words must be the host's.
+  SKIP_WITHOUT_CUDA();
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    std::vector<torch::Tensor> cpu{torch::zeros({17, 3, 65}, dtype), torch::zeros({1}, dtype), torch::zeros({64, 64}, dtype)};
+    std::vector<torch::Tensor> cuda;
+    for (const auto& t : cpu) cuda.push_back(t.to(torch::kCUDA));
+    const hessian::JointRademacher drawer(cuda);
+    const auto one = drawer.draw_one(4, 1, 2);
+    const auto many = drawer.draw(4, 1, 0, 3);
+    for (std::size_t i = 0; i < cpu.size(); ++i) {
+      const auto layer = static_cast<std::int64_t>(i);
+      EXPECT_TRUE(one[i].is_cuda());
+      EXPECT_TRUE(torch::equal(one[i].cpu(), hessian::draw_probe(cpu[i], hessian::ProbeDistribution::kRademacher, 4, 1, 2, layer)));
+      for (std::int64_t j = 0; j < 3; ++j) {
+        EXPECT_TRUE(torch::equal(many[i][j].cpu(), hessian::draw_probe(cpu[i], hessian::ProbeDistribution::kRademacher, 4, 1, j, layer)));
+      }
+    }
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include "comm/communicator.h"
 #include "hessian/hutchinson.h"
+#include "hessian/joint_probes.h"
 #include "hessian/hvp_engine.h"
 #include "hessian/probes.h"
 #include "hessian/psd_forms.h"
@@ -368,6 +369,34 @@ TEST(Probes, DeviceExpansionEqualsTheHostFill) {
   auto like = torch::zeros({3, 5, 7});
   EXPECT_TRUE(torch::equal(rademacher_on_device(like, rng::make_key(0, rng::Stream::kProbe, 0, 1, 2)),
                            draw_probe(like, ProbeDistribution::kRademacher, 0, 0, 1, 2)));
+}
+
+TEST(Probes, JointDrawerEqualsDrawProbeBitwise) {
+  // The GPU draw of all layers at once must give draw_probe's blocks: layers around the 64-element word
+  // boundary (so words straddle no layer), an empty one, several dtypes, single and K draws.
+  for (auto dtype : {torch::kFloat32, torch::kFloat64, torch::kFloat16}) {
+    std::vector<torch::Tensor> like;
+    for (std::vector<std::int64_t> shape : std::vector<std::vector<std::int64_t>>{
+             {1}, {63}, {8, 8}, {65}, {0}, {3, 5, 7}, {2, 3, 33, 10}}) {
+      like.push_back(torch::zeros(shape, dtype));
+    }
+    const JointRademacher drawer(like);
+    const auto one = drawer.draw_one(11, 4, 9);
+    const auto many = drawer.draw(11, 4, 7, 3);  // probes 7, 8, 9
+    ASSERT_EQ(one.size(), like.size());
+    ASSERT_EQ(many.size(), like.size());
+    for (std::size_t i = 0; i < like.size(); ++i) {
+      const auto want = draw_probe(like[i], ProbeDistribution::kRademacher, 11, 4, 9, static_cast<std::int64_t>(i));
+      EXPECT_EQ(one[i].scalar_type(), dtype);
+      EXPECT_EQ(one[i].sizes(), like[i].sizes());
+      EXPECT_TRUE(torch::equal(one[i], want)) << "layer " << i;
+      EXPECT_EQ(many[i].size(0), 3);
+      for (std::int64_t j = 0; j < 3; ++j) {
+        const auto want_j = draw_probe(like[i], ProbeDistribution::kRademacher, 11, 4, 7 + j, static_cast<std::int64_t>(i));
+        EXPECT_TRUE(torch::equal(many[i][j], want_j)) << "layer " << i << " probe " << 7 + j;
+      }
+    }
+  }
 }
 
 TEST(HvpEngine, Dots64EqualsPerBlockDots) {

@@ -1,0 +1,120 @@
+#include "hessian/joint_probes.h"
+
+#include <torch/torch.h>
+
+#include "util/error.h"
+#include "util/rng.h"
+
+namespace hessgap::hessian {
+
+namespace {
+
+// rng::bits(key, j) = mix64(key ^ mix64(j + kGolden)); the inner mix is the word's salt.
+constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
+
+std::int64_t as_i64(std::uint64_t u) { return static_cast<std::int64_t>(u); }
+
+// x >> s on the unsigned bits: int64 tensors shift arithmetically, so the copies of the sign bit are
+// masked off.
+torch::Tensor shift_right_logical(const torch::Tensor& x, int s) {
+  return torch::bitwise_and(torch::bitwise_right_shift(x, s), (std::int64_t{1} << (64 - s)) - 1);
+}
+
+// rng::mix64 (SplitMix64's finaliser) on every element; int64 multiplication wraps modulo 2^64 as the
+// uint64 one does, so the bits are the same.
+torch::Tensor mix64(torch::Tensor x) {
+  x = x + as_i64(0x9E3779B97F4A7C15ULL);
+  x = torch::bitwise_xor(x, shift_right_logical(x, 30)) * as_i64(0xBF58476D1CE4E5B9ULL);
+  x = torch::bitwise_xor(x, shift_right_logical(x, 27)) * as_i64(0x94D049BB133111EBULL);
+  return torch::bitwise_xor(x, shift_right_logical(x, 31));
+}
+
+}  // namespace
+
+JointRademacher::JointRademacher(const std::vector<torch::Tensor>& like)
+    : dtype_(like.empty() ? torch::kFloat32 : like[0].scalar_type()),
+      device_(like.empty() ? torch::Device(torch::kCPU) : like[0].device()) {
+  HG_ASSERT(!like.empty(), "JointRademacher: no layers");
+  std::int64_t words = 0;
+  for (const auto& t : like) {
+    HG_ASSERT(t.scalar_type() == dtype_ && t.device() == device_, "JointRademacher: layers of mixed dtype or device");
+    HG_ASSERT(torch::isFloatingType(dtype_), "JointRademacher: probe for a non-floating tensor");
+    shapes_.push_back(t.sizes().vec());
+    numel_.push_back(t.numel());
+    word_offset_.push_back(words);
+    words += (t.numel() + 63) / 64;
+  }
+  torch::Tensor layer = torch::empty({words}, torch::kInt64);
+  torch::Tensor salt = torch::empty({words}, torch::kInt64);
+  auto* lp = layer.data_ptr<std::int64_t>();
+  auto* sp = salt.data_ptr<std::int64_t>();
+  for (std::size_t i = 0; i < like.size(); ++i) {
+    const std::int64_t end = i + 1 < like.size() ? word_offset_[i + 1] : words;
+    for (std::int64_t w = word_offset_[i]; w < end; ++w) {
+      lp[w] = static_cast<std::int64_t>(i);
+      sp[w] = as_i64(rng::mix64(static_cast<std::uint64_t>(w - word_offset_[i]) + kGolden));
+    }
+  }
+  word_layer_ = layer.to(device_);
+  word_salt_ = salt.to(device_);
+  // Row b of the table: the 8 signs of byte value b, bit s → column s.
+  torch::Tensor table = torch::empty({256, 8}, torch::kFloat64);
+  auto* tp = table.data_ptr<double>();
+  for (int b = 0; b < 256; ++b) {
+    for (int s = 0; s < 8; ++s) tp[b * 8 + s] = ((b >> s) & 1) != 0 ? 1.0 : -1.0;
+  }
+  byte_signs_ = table.to(device_, dtype_);
+}
+
+torch::Tensor JointRademacher::signs(std::uint64_t seed, std::int64_t batch, std::int64_t first,
+                                     std::int64_t count) const {
+  HG_ASSERT(count >= 1, "JointRademacher: count " << count);
+  const auto L = static_cast<std::int64_t>(shapes_.size());
+  torch::Tensor keys = torch::empty({count, L}, torch::kInt64);
+  auto* kp = keys.data_ptr<std::int64_t>();
+  for (std::int64_t j = 0; j < count; ++j) {
+    for (std::int64_t i = 0; i < L; ++i) {
+      kp[j * L + i] = as_i64(rng::make_key(seed, rng::Stream::kProbe, static_cast<std::uint64_t>(batch),
+                                           static_cast<std::uint64_t>(first + j), static_cast<std::uint64_t>(i)));
+    }
+  }
+  if (device_.is_cuda()) {
+    // From pinned memory the copy is queued behind the previous HVP instead of waiting for it; the
+    // caching host allocator keeps the buffer until the copy has run.
+    keys = keys.pin_memory().to(device_, /*non_blocking=*/true);
+  } else {
+    keys = keys.to(device_);
+  }
+  // [count, W] words, then their bytes (little-endian: byte b of a word holds its bits 8b … 8b+7), then
+  // each byte's 8 signs looked up: element 64w + 8b + s is bit 8b + s of word w, as
+  // rng::fill_rademacher reads it. The look-up writes each sign once, in the blocks' dtype.
+  const torch::Tensor words = mix64(torch::bitwise_xor(keys.index_select(1, word_layer_), word_salt_));
+  const torch::Tensor bytes = words.contiguous().view(torch::kUInt8).reshape({-1}).to(torch::kInt32);
+  return byte_signs_.index_select(0, bytes).reshape({count, -1});
+}
+
+std::vector<torch::Tensor> JointRademacher::draw(std::uint64_t seed, std::int64_t batch, std::int64_t first,
+                                                 std::int64_t count) const {
+  const torch::Tensor all = signs(seed, batch, first, count);
+  std::vector<torch::Tensor> out;
+  out.reserve(shapes_.size());
+  for (std::size_t i = 0; i < shapes_.size(); ++i) {
+    std::vector<std::int64_t> shape = shapes_[i];
+    shape.insert(shape.begin(), count);
+    out.push_back(all.narrow(1, 64 * word_offset_[i], numel_[i]).reshape(shape));
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> JointRademacher::draw_one(std::uint64_t seed, std::int64_t batch,
+                                                     std::int64_t probe) const {
+  const torch::Tensor all = signs(seed, batch, probe, 1)[0];
+  std::vector<torch::Tensor> out;
+  out.reserve(shapes_.size());
+  for (std::size_t i = 0; i < shapes_.size(); ++i) {
+    out.push_back(all.narrow(0, 64 * word_offset_[i], numel_[i]).view(shapes_[i]));
+  }
+  return out;
+}
+
+}  // namespace hessgap::hessian
