@@ -16,6 +16,10 @@ Workloads (fp32, TF32 off on both sides, cuDNN benchmark mode on both sides):
     K joint probes batched through one double backward), once per --probe-batching (functorch, legacy),
     against the K = 1 run above: the same estimates (printed: the largest relative difference of
     batch_mean) in how much less time.
+  * probes: one joint Rademacher probe of every Hessian layer of ResNet-50 and of RoBERTa-base
+    (bench_models --mode probes): hessgap's JointRademacher (all layers in ~20 kernels on the device)
+    against its per-layer draw_probe (host-drawn words, one blocking copy per layer: what the H200 run
+    of 2026-11-28 had), and the reference's per-layer torch.randint_like on the device.
 Prints a table and writes JSON (--out). Nothing here is asserted: ratios only.
 """
 import argparse
@@ -270,13 +274,53 @@ def grad_hvp(args, res):
     print(f"resnet50 b32, hessgap: gradient {g_hg:.1f} ms, HVP {h_hg:.1f} ms ({h_hg / g_hg:.2f} gradients)", flush=True)
 
 
+def probe_draws(args, res):
+    """One joint probe of every Hessian layer: hessgap two ways (bench_models --mode probes) and the
+    reference's draw on the same shapes (read from a small bench_models --export of the model)."""
+    sys.path.insert(0, os.path.join(ROOT, "analysis"))
+    from tools.safetensors_np import read as read_safetensors
+    for model_name, small in (("resnet50", ["--image-size", "32"]), ("roberta-base", ["--seq-len", "8"])):
+        cmd = [args.bench_models, "--model", model_name, "--mode", "probes", "--device", "cuda", "--warmup", "3",
+               "--iters", "20"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"bench_models probes {model_name} failed:\n{proc.stderr[-2000:]}", flush=True)
+            continue
+        med = json.loads(proc.stdout.strip().splitlines()[-1])["median"]
+        export = os.path.join(args.work, f"shapes-{model_name}")
+        subprocess.run([args.bench_models, "--model", model_name, "--batch", "1", *small, "--export", export],
+                       check=True, capture_output=True)
+        shapes = [v.shape for v in read_safetensors(os.path.join(export, "v.safetensors"))[0].values()]
+        params = [torch.empty(sh, device="cuda") for sh in shapes]
+
+        def draw():  # SPEC §7.2: randint_like per layer, then 0 -> -1
+            v = [torch.randint_like(p, high=2) for p in params]
+            for t in v:
+                t[t == 0] = -1
+            return v
+        for _ in range(3):
+            draw()
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            draw()
+        sync()
+        ref_ms = (time.perf_counter() - t0) * 50
+        joint_ms, layers_ms = 1e3 * med["probe_joint"], 1e3 * med["probe_layers"]
+        res[f"probes_{model_name}"] = {"layers": len(shapes), "joint_ms": joint_ms, "layers_ms": layers_ms,
+                                       "reference_ms": ref_ms}
+        print(f"{model_name} one joint probe ({len(shapes)} layers): hessgap all layers {joint_ms:.2f} ms, "
+              f"layer by layer {layers_ms:.2f} ms (x{layers_ms / joint_ms:.1f}), reference randint_like "
+              f"{ref_ms:.2f} ms (x{ref_ms / joint_ms:.1f})", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hessgap", required=True)
     ap.add_argument("--bench-models", required=True)
     ap.add_argument("--work", default="/tmp/hessgap-gpu-bench")
     ap.add_argument("--ref-batches", type=int, default=3)
-    ap.add_argument("--skip", default="", help="comma-separated: resnet50,roberta,gradhvp,inflight")
+    ap.add_argument("--skip", default="", help="comma-separated: gradhvp,probes,resnet50,roberta,inflight")
     ap.add_argument("--in-flight", type=int, default=8, help="K of the inflight workload")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
@@ -285,7 +329,7 @@ def main():
     res = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     print(f"device {res['device']}, torch {res['torch']}", flush=True)
     skip = set(args.skip.split(","))
-    for name, fn in (("gradhvp", grad_hvp), ("resnet50", resnet50_traces), ("roberta", roberta_traces),
+    for name, fn in (("gradhvp", grad_hvp), ("probes", probe_draws), ("resnet50", resnet50_traces), ("roberta", roberta_traces),
                      ("inflight", resnet50_in_flight)):
         if name in skip:
             continue

@@ -6,7 +6,7 @@
 # bench/probe_levers.py (which untried levers would pay there: batched probes, TF32, channels-last).
 #
 #   scripts/gpu-check.sh                # build, test, bench; the log and JSON go to $OUT (or /tmp)
-#   HG_GPU_SKIP=roberta scripts/gpu-check.sh      # skip bench workloads (resnet50,roberta,gradhvp,inflight,levers)
+#   HG_GPU_SKIP=roberta scripts/gpu-check.sh      # skip bench workloads (gradhvp,probes,resnet50,roberta,inflight,levers)
 #
 # Without system JPEG/zlib headers there, Debian's packages carried in .gpu-deps/ (apt-get download
 # libjpeg62-turbo libjpeg62-turbo-dev zlib1g-dev libpng16-16 libpng-dev) are unpacked into /tmp.

@@ -24,6 +24,7 @@
 
 #include "data/batch.h"
 #include "hessian/hvp_engine.h"
+#include "hessian/joint_probes.h"
 #include "hessian/probes.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
@@ -108,7 +109,8 @@ io::NamedTensors batch_tensors(const data::Batch& b) {
 int run(const Options& o) {
   HG_CHECK(o.model == "resnet50" || o.model == "roberta-base",
            "--model must be resnet50 or roberta-base, got '" << o.model << "'");
-  HG_CHECK(o.mode == "grad" || o.mode == "hvp", "--mode must be grad or hvp, got '" << o.mode << "'");
+  HG_CHECK(o.mode == "grad" || o.mode == "hvp" || o.mode == "probes",
+           "--mode must be grad, hvp or probes, got '" << o.mode << "'");
   HG_CHECK(o.iters >= 1 && o.warmup >= 0 && o.hvps >= 1 && o.threads >= 1,
            "--iters, --hvps and --threads must be >= 1 and --warmup >= 0");
   const bool image = o.model == "resnet50";
@@ -181,6 +183,33 @@ int run(const Options& o) {
       loss_value = loss.item<double>();
       if (it >= o.warmup) times["grad"].push_back(dt);
     }
+  } else if (o.mode == "probes") {
+    // One joint Rademacher probe of every Hessian layer, two ways, alternating: JointRademacher (the joint
+    // trace path's draw) and draw_probe layer by layer (its draw before; on a GPU, words drawn on the
+    // host and copied per layer). Their blocks must be equal.
+    auto params = measures::prepare_hessian_params(*model);
+    const hessian::JointRademacher drawer(params);
+    bool equal = true;
+    for (int it = 0; it < o.warmup + o.iters; ++it) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto joint = drawer.draw_one(o.seed, 0, it);
+      const double t_joint = seconds(t0);
+      const auto t1 = std::chrono::steady_clock::now();
+      std::vector<torch::Tensor> layers_drawn;
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        layers_drawn.push_back(hessian::draw_probe(params[i], hessian::ProbeDistribution::kRademacher, o.seed, 0, it,
+                                                   static_cast<std::int64_t>(i)));
+      }
+      const double t_layers = seconds(t1);
+      if (it == 0) {
+        for (std::size_t i = 0; i < params.size(); ++i) equal = equal && torch::equal(joint[i], layers_drawn[i]);
+      }
+      if (it >= o.warmup) {
+        times["probe_joint"].push_back(t_joint);
+        times["probe_layers"].push_back(t_layers);
+      }
+    }
+    HG_CHECK(equal, "bench_models --mode probes: the joint draw differs from draw_probe");
   } else {
     auto params = measures::prepare_hessian_params(*model);
     std::vector<torch::Tensor> v;
@@ -229,7 +258,9 @@ int main(int argc, char** argv) {
   CLI::App app{"hessgap model benchmark: time and peak RSS of forward+backward or of HVPs (one JSON line)"};
   app.add_option("--model", o.model, "resnet50 | roberta-base");
   app.add_option("--device", o.device, "cpu | cuda | cuda:N (TF32 off, cuDNN benchmark mode on)");
-  app.add_option("--mode", o.mode, "grad (forward + backward, all parameters) | hvp (graph + products)");
+  app.add_option("--mode", o.mode,
+                 "grad (forward + backward, all parameters) | hvp (graph + products) | probes (one joint "
+                 "Rademacher probe: all layers at once vs layer by layer)");
   app.add_option("--batch", o.batch, "Batch size (default: resnet50 32, roberta-base 8)");
   app.add_option("--image-size", o.image_size, "resnet50: image height = width");
   app.add_option("--seq-len", o.seq_len, "roberta-base: tokens per sample");
