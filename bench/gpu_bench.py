@@ -50,6 +50,18 @@ def setup_backends():
 # ------------------------------------------------------------------------------------------------
 # the reference algorithm (SPEC §7.2): joint Rademacher probes, per-layer .item(), stop when the
 # running mean of the total trace changes by less than tol (relative)
+def ms_per_call(fn, iters, warmup=3):
+    """Mean milliseconds of fn() over iters calls after warmup calls, the device drained around them."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) * 1e3 / iters
+
+
 def reference_traces(loss_fn, params, max_iter, tol):
     loss = loss_fn()
     grads = torch.autograd.grad(loss, params, create_graph=True)
@@ -237,24 +249,10 @@ def grad_hvp(args, res):
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
 
-    for _ in range(3):
-        grad()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(10):
-        grad()
-    sync()
-    g_ms = (time.perf_counter() - t0) * 100
+    g_ms = ms_per_call(grad, 10)
     g = torch.autograd.grad(F.cross_entropy(model(x), y), params, create_graph=True)
     v = [torch.randint_like(p, high=2) * 2 - 1 for p in params]
-    for _ in range(3):
-        torch.autograd.grad(g, params, v, retain_graph=True)
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(10):
-        torch.autograd.grad(g, params, v, retain_graph=True)
-    sync()
-    h_ms = (time.perf_counter() - t0) * 100
+    h_ms = ms_per_call(lambda: torch.autograd.grad(g, params, v, retain_graph=True), 10)
     res["resnet50_b32_reference"] = {"grad_ms": g_ms, "hvp_ms": h_ms}
     print(f"resnet50 b32, reference: gradient {g_ms:.1f} ms, HVP {h_ms:.1f} ms ({h_ms / g_ms:.2f} gradients)", flush=True)
     side = {}
@@ -298,14 +296,7 @@ def probe_draws(args, res):
             for t in v:
                 t[t == 0] = -1
             return v
-        for _ in range(3):
-            draw()
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(20):
-            draw()
-        sync()
-        ref_ms = (time.perf_counter() - t0) * 50
+        ref_ms = ms_per_call(draw, 20)
         joint_ms, layers_ms = 1e3 * med["probe_joint"], 1e3 * med["probe_layers"]
         res[f"probes_{model_name}"] = {"layers": len(shapes), "joint_ms": joint_ms, "layers_ms": layers_ms,
                                        "reference_ms": ref_ms}
