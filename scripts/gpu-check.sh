@@ -3,10 +3,15 @@
 # machine's CUDA LibTorch and NCCL, runs the gpu-labelled tests (CUDA vs CPU float64 HVPs, traces and
 # quadratic forms on ResNet-20; device-drawn probes; NCCL all-reduce at one rank), then the benchmark
 # bench/gpu_bench.py (hessgap vs the reference algorithm in PyTorch, same card, same run), and
-# bench/probe_levers.py (which untried levers would pay there: batched probes, TF32, channels-last).
+# bench/probe_levers.py (which untried levers would pay there: batched probes, TF32, channels-last, a
+# CUDA-graph-captured HVP, forward-over-reverse).
 #
 #   scripts/gpu-check.sh                # build, test, bench; the log and JSON go to $OUT (or /tmp)
-#   HG_GPU_SKIP=roberta scripts/gpu-check.sh      # skip bench workloads (gradhvp,probes,resnet50,roberta,inflight,levers)
+#   HG_GPU_SKIP=roberta scripts/gpu-check.sh      # skip steps (mainjob) and bench workloads
+#                                                 # (gradhvp,probes,resnet50,roberta,inflight,levers)
+# All of it is estimated at 9 minutes on an H200 (build ~1, main job ~1.3, bench ~4.5, levers <= 2.5, from
+# the 2026-11-28 run's steps): under a shorter limit run it twice, e.g. HG_GPU_SKIP=inflight,levers then
+# HG_GPU_SKIP=mainjob,gradhvp,probes,resnet50,roberta (on a machine still warm the build in HG_GPU_BUILD is reused).
 #
 # Without system JPEG/zlib headers there, Debian's packages carried in .gpu-deps/ (apt-get download
 # libjpeg62-turbo libjpeg62-turbo-dev zlib1g-dev libpng16-16 libpng-dev) are unpacked into /tmp.
@@ -65,7 +70,9 @@ TEST_RC=$?
 step "the main job on the GPU (one rank): fine-tuning three ways and the distance measures"
 FMNIST="${HG_FMNIST:-/usr/share/datasets/fashion-mnist}"
 [[ -d "$FMNIST" ]] || FMNIST="$ROOT/.gpu-deps/fashion-mnist"
-if [[ -d "$FMNIST" ]]; then
+if [[ ",${HG_GPU_SKIP:-}," == *,mainjob,* ]]; then
+  echo "main job skipped (HG_GPU_SKIP)"
+elif [[ -d "$FMNIST" ]]; then
   rm -rf /tmp/hessgap-run-gpu
   T0=$(date +%s.%N)
   "$BUILD/bin/hessgap" run --device cuda --data "$FMNIST" --out-dir /tmp/hessgap-run-gpu --verbosity 0 &&
