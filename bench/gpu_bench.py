@@ -41,15 +41,6 @@ def sync():
     torch.cuda.synchronize()
 
 
-def setup_backends():
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
-
-
-# ------------------------------------------------------------------------------------------------
-# the reference algorithm (SPEC §7.2): joint Rademacher probes, per-layer .item(), stop when the
-# running mean of the total trace changes by less than tol (relative)
 def ms_per_call(fn, iters, warmup=3):
     """Mean milliseconds of fn() over iters calls after warmup calls, the device drained around them."""
     for _ in range(warmup):
@@ -62,6 +53,15 @@ def ms_per_call(fn, iters, warmup=3):
     return (time.perf_counter() - t0) * 1e3 / iters
 
 
+def setup_backends():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+
+
+# ------------------------------------------------------------------------------------------------
+# the reference algorithm (SPEC §7.2): joint Rademacher probes, per-layer .item(), stop when the
+# running mean of the total trace changes by less than tol (relative)
 def reference_traces(loss_fn, params, max_iter, tol):
     loss = loss_fn()
     grads = torch.autograd.grad(loss, params, create_graph=True)

@@ -126,6 +126,25 @@ LayerTraces TraceAccumulator::result() const {
 
 namespace {
 
+// Joint probes first … first+count−1 of every layer: shaped like the layers for one probe, [count, ...]
+// for more. From `drawer` when there is one (Rademacher), else drawn layer by layer (Gaussian).
+std::vector<torch::Tensor> joint_probes(const std::vector<torch::Tensor>& params, const TraceOptions& opts,
+                                        std::int64_t batch_id, std::int64_t first, std::int64_t count,
+                                        const JointRademacher* drawer) {
+  if (drawer != nullptr) {
+    return count == 1 ? drawer->draw_one(opts.seed, batch_id, first) : drawer->draw(opts.seed, batch_id, first, count);
+  }
+  std::vector<torch::Tensor> z(params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    std::vector<torch::Tensor> rows;
+    for (std::int64_t j = 0; j < count; ++j) {
+      rows.push_back(draw_probe(params[i], opts.distribution, opts.seed, batch_id, first + j, static_cast<std::int64_t>(i)));
+    }
+    z[i] = count == 1 ? rows[0] : torch::stack(rows);
+  }
+  return z;
+}
+
 // Values of probes first … first+count−1 (count ≥ 1; more than one only in joint scope), probe-major
 // (count × L), for every active layer (NaN for the others). `engine` null: an empty shard of a batch,
 // whose Hessian is zero (0 for the active layers, no probe drawn).
@@ -134,9 +153,6 @@ std::vector<double> probe_values(HvpEngine* engine, const std::vector<torch::Ten
                                  std::int64_t count, const TraceAccumulator& acc,
                                  const JointRademacher* drawer) {
   const std::size_t L = params.size();
-  auto draw = [&](std::size_t i, std::int64_t k) {
-    return draw_probe(params[i], opts.distribution, opts.seed, batch_id, k, static_cast<std::int64_t>(i));
-  };
   std::vector<double> values(static_cast<std::size_t>(count) * L, std::numeric_limits<double>::quiet_NaN());
   if (engine == nullptr) {
     for (std::size_t j = 0; j < static_cast<std::size_t>(count); ++j) {
@@ -144,30 +160,14 @@ std::vector<double> probe_values(HvpEngine* engine, const std::vector<torch::Ten
         if (acc.active(i)) values[j * L + i] = 0.0;
       }
     }
-  } else if (opts.scope == ProbeScope::kJoint && count == 1) {
-    std::vector<torch::Tensor> z(L);
-    if (drawer != nullptr) {
-      z = drawer->draw_one(opts.seed, batch_id, first);
-    } else {
-      for (std::size_t i = 0; i < L; ++i) z[i] = draw(i, first);
-    }
-    values = dots64(z, engine->hvp(z));
-  } else if (opts.scope == ProbeScope::kJoint && drawer != nullptr) {
-    const std::vector<torch::Tensor> z = drawer->draw(opts.seed, batch_id, first, count);
-    values = batched_dots64(z, engine->hvps(z, opts.batching));
   } else if (opts.scope == ProbeScope::kJoint) {
-    std::vector<torch::Tensor> z(L);
-    for (std::size_t i = 0; i < L; ++i) {
-      std::vector<torch::Tensor> rows;
-      for (std::int64_t j = 0; j < count; ++j) rows.push_back(draw(i, first + j));
-      z[i] = torch::stack(rows);
-    }
-    values = batched_dots64(z, engine->hvps(z, opts.batching));
+    const std::vector<torch::Tensor> z = joint_probes(params, opts, batch_id, first, count, drawer);
+    values = count == 1 ? dots64(z, engine->hvp(z)) : batched_dots64(z, engine->hvps(z, opts.batching));
   } else {
     HG_ASSERT(count == 1, "layer-scope probes one at a time");
     for (std::size_t i = 0; i < L; ++i) {
       if (!acc.active(i)) continue;
-      auto z = draw(i, first);
+      auto z = draw_probe(params[i], opts.distribution, opts.seed, batch_id, first, static_cast<std::int64_t>(i));
       values[i] = dot64(z, engine->block_hvp(i, z));
     }
   }

@@ -124,20 +124,20 @@ std::vector<torch::Tensor> HvpEngine::hvps(const std::vector<torch::Tensor>& v, 
     for (auto& t : out) t = t.unsqueeze(0);
     return out;
   }
-  std::vector<torch::Tensor> out;
 #ifdef HG_NO_VMAP
-  (void)how;  // built without vmap: the K products in turn, the values of the batched forms
+  (void)how;  // built without vmap: the K products in turn (each counted by hvp), stacked
+  std::vector<std::vector<torch::Tensor>> rows(v.size());
   for (std::int64_t j = 0; j < k; ++j) {
     std::vector<torch::Tensor> one;
     for (const auto& t : v) one.push_back(t[j]);
-    auto h = hvp(one);
-    --products_;  // counted once for all K below
-    for (std::size_t i = 0; i < h.size(); ++i) {
-      if (j == 0) out.push_back(torch::empty_like(v[i]));
-      out[i][j].copy_(h[i]);
-    }
+    const auto h = hvp(one);
+    for (std::size_t i = 0; i < h.size(); ++i) rows[i].push_back(h[i]);
   }
+  std::vector<torch::Tensor> out;
+  for (const auto& r : rows) out.push_back(torch::stack(r));
+  return out;
 #else
+  std::vector<torch::Tensor> out;
   if (how == ProbeBatching::kFunctorch) {
     // What torch.func.vmap does around a function: push a vmap layer of size K on functorch's
     // interpreter stack, wrap the inputs as batched at its level, unwrap the outputs, pop.
@@ -163,9 +163,9 @@ std::vector<torch::Tensor> HvpEngine::hvps(const std::vector<torch::Tensor>& v, 
         [](const torch::Tensor& t, std::int64_t level, std::int64_t n) { return at::_remove_batch_dim(t, level, n, 0); },
         [] { at::impl::VmapMode::decrement_nesting(); });
   }
-#endif
   products_ += k;
   return out;
+#endif
 }
 
 torch::Tensor HvpEngine::block_hvp(std::size_t i, const torch::Tensor& v_i) {

@@ -29,16 +29,19 @@ torch::Tensor mix64(torch::Tensor x) {
   return torch::bitwise_xor(x, shift_right_logical(x, 31));
 }
 
+const torch::Tensor& first_layer(const std::vector<torch::Tensor>& like) {
+  HG_ASSERT(!like.empty(), "JointRademacher: no layers");
+  HG_ASSERT(torch::isFloatingType(like[0].scalar_type()), "JointRademacher: probe for a non-floating tensor");
+  return like[0];
+}
+
 }  // namespace
 
 JointRademacher::JointRademacher(const std::vector<torch::Tensor>& like)
-    : dtype_(like.empty() ? torch::kFloat32 : like[0].scalar_type()),
-      device_(like.empty() ? torch::Device(torch::kCPU) : like[0].device()) {
-  HG_ASSERT(!like.empty(), "JointRademacher: no layers");
+    : dtype_(first_layer(like).scalar_type()), device_(first_layer(like).device()) {
   std::int64_t words = 0;
   for (const auto& t : like) {
     HG_ASSERT(t.scalar_type() == dtype_ && t.device() == device_, "JointRademacher: layers of mixed dtype or device");
-    HG_ASSERT(torch::isFloatingType(dtype_), "JointRademacher: probe for a non-floating tensor");
     shapes_.push_back(t.sizes().vec());
     numel_.push_back(t.numel());
     word_offset_.push_back(words);
@@ -89,7 +92,7 @@ torch::Tensor JointRademacher::signs(std::uint64_t seed, std::int64_t batch, std
   // each byte's 8 signs looked up: element 64w + 8b + s is bit 8b + s of word w, as
   // rng::fill_rademacher reads it. The look-up writes each sign once, in the blocks' dtype.
   const torch::Tensor words = mix64(torch::bitwise_xor(keys.index_select(1, word_layer_), word_salt_));
-  const torch::Tensor bytes = words.contiguous().view(torch::kUInt8).reshape({-1}).to(torch::kInt32);
+  const torch::Tensor bytes = words.view(torch::kUInt8).reshape({-1}).to(torch::kInt32);
   return byte_signs_.index_select(0, bytes).reshape({count, -1});
 }
 

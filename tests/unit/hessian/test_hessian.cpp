@@ -7,8 +7,8 @@
 
 #include "comm/communicator.h"
 #include "hessian/hutchinson.h"
-#include "hessian/joint_probes.h"
 #include "hessian/hvp_engine.h"
+#include "hessian/joint_probes.h"
 #include "hessian/probes.h"
 #include "hessian/psd_forms.h"
 #include "hessian/quadratic_forms.h"
