@@ -16,6 +16,9 @@ Workloads (fp32, TF32 off on both sides, cuDNN benchmark mode on both sides):
     K joint probes batched through one double backward), once per --probe-batching (functorch, legacy),
     against the K = 1 run above: the same estimates (printed: the largest relative difference of
     batch_mean) in how much less time.
+  * graphs: both trace workloads again with --cuda-graphs (each batch's probe captured once as a CUDA
+    graph, replayed for its later probes), against their eager runs: time, and the largest relative
+    difference of batch_mean (the same probes).
   * probes: one joint Rademacher probe of every Hessian layer of ResNet-50 and of RoBERTa-base
     (bench_models --mode probes): hessgap's JointRademacher (all layers in ~20 kernels on the device)
     against its per-layer draw_probe (host-drawn words, one blocking copy per layer: what the H200 run
@@ -197,6 +200,48 @@ def resnet50_in_flight(args, res):
                   f"{ms * base['hvps'] / 1e3 / secs:.2f}", flush=True)
 
 
+def roberta_traces_cmd(args, out, *extra):
+    """hessgap traces on the RoBERTa workload (the checkpoint roberta_traces saved in --work)."""
+    tsv = os.path.join(ROOT, "tests", "fixtures", "text", "glue", "MRPC", "train_head.tsv")
+    return [args.hessgap, "traces", "--checkpoint", os.path.join(args.work, "roberta-base"), "--data", tsv,
+            "--data-format", "glue", "--task", "mrpc", "--max-length", "128", "--batch-size", "8", "--sample-size", "32",
+            "--sample-rule", "exact", "--probe-scope", "joint", "--stop-rule", "reference", "--tol", "1e-4",
+            "--max-probes", "200", "--device", "cuda", "--out", out, "--verbosity", "0", *extra]
+
+
+def cuda_graphs(args, res):
+    """Both trace workloads again with --cuda-graphs, against their eager runs above (same probes)."""
+    import h5py
+    for name, cmd_fn, eager_file in (("resnet50", resnet50_traces_cmd, "r50-traces.h5"),
+                                     ("roberta", roberta_traces_cmd, "roberta-traces.h5")):
+        base = res.get(f"{name}_traces_hessgap")
+        if base is None:
+            print(f"[graphs] needs the {name} workload's eager run first", flush=True)
+            continue
+        out = os.path.join(args.work, f"{name}-traces-graphs.h5")
+        wall = run_hessgap(args, cmd_fn(args, out, "--cuda-graphs"), f"graphs {name}")
+        if wall is None:
+            continue
+        secs, hvps = h5_scalars(out, "/traces/seconds", "/traces/hvps")
+        with h5py.File(os.path.join(args.work, eager_file), "r") as a, h5py.File(out, "r") as b:
+            x, y = a["traces/batch_mean"][()], b["traces/batch_mean"][()]
+            same_probes = bool(np.array_equal(a["traces/batch_probes"][()], b["traces/batch_probes"][()]))
+        diff = float(np.max(np.abs(x - y)) / (np.max(np.abs(x)) + 1e-30))
+        entry = {"seconds": secs, "wall": wall, "hvps": hvps, "ms_per_hvp": 1e3 * secs / hvps, "peak_gib": peak_gib(out),
+                 "speedup_vs_eager": base["seconds"] / secs, "max_rel_diff": diff, "same_probes": same_probes}
+        res[f"{name}_traces_graphs"] = entry
+        print(f"{name} traces, hessgap --cuda-graphs: {secs:.2f} s compute, {hvps:.0f} HVPs, {entry['ms_per_hvp']:.1f} ms/HVP, "
+              f"peak {entry['peak_gib']:.2f} GiB; x{entry['speedup_vs_eager']:.2f} vs eager (values {diff:.1e} apart, "
+              f"same probes: {same_probes})", flush=True)
+        ref = res.get(f"{name}_traces_reference")
+        if ref is not None:
+            ratio = ref["ms_per_hvp"] / entry["ms_per_hvp"]
+            res[f"{name}_traces_graphs_ratio_per_hvp"] = ratio
+            print(f"  reference/hessgap per HVP {ratio:.2f}" + (
+                f"; workload (reference ms/HVP x eager HVPs / this s) {ref['ms_per_hvp'] * base['hvps'] / 1e3 / secs:.2f}"
+                if name == "resnet50" else ""), flush=True)
+
+
 def roberta_traces(args, res):
     from transformers import RobertaConfig, RobertaForSequenceClassification
     torch.manual_seed(0)
@@ -207,13 +252,8 @@ def roberta_traces(args, res):
     model.save_pretrained(folder, safe_serialization=True)
     for f in ("vocab.json", "merges.txt"):
         shutil.copy(os.path.join(ROOT, "tests", "fixtures", "text", "roberta-base", f), folder)
-    tsv = os.path.join(ROOT, "tests", "fixtures", "text", "glue", "MRPC", "train_head.tsv")
     out = os.path.join(args.work, "roberta-traces.h5")
-    cmd = [args.hessgap, "traces", "--checkpoint", folder, "--data", tsv, "--data-format", "glue", "--task", "mrpc",
-           "--max-length", "128", "--batch-size", "8", "--sample-size", "32", "--sample-rule", "exact",
-           "--probe-scope", "joint", "--stop-rule", "reference", "--tol", "1e-4", "--max-probes", "200",
-           "--device", "cuda", "--out", out, "--verbosity", "0"]
-    wall = run_hessgap(args, cmd, "roberta-traces")
+    wall = run_hessgap(args, roberta_traces_cmd(args, out), "roberta-traces")
     if wall is not None:
         secs, hvps = h5_scalars(out, "/traces/seconds", "/traces/hvps")
         res["roberta_traces_hessgap"] = {"seconds": secs, "wall": wall, "hvps": hvps, "ms_per_hvp": 1e3 * secs / hvps,
@@ -311,7 +351,7 @@ def main():
     ap.add_argument("--bench-models", required=True)
     ap.add_argument("--work", default="/tmp/hessgap-gpu-bench")
     ap.add_argument("--ref-batches", type=int, default=3)
-    ap.add_argument("--skip", default="", help="comma-separated: gradhvp,probes,resnet50,roberta,inflight")
+    ap.add_argument("--skip", default="", help="comma-separated: gradhvp,probes,resnet50,roberta,graphs,inflight")
     ap.add_argument("--in-flight", type=int, default=8, help="K of the inflight workload")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
@@ -321,7 +361,7 @@ def main():
     print(f"device {res['device']}, torch {res['torch']}", flush=True)
     skip = set(args.skip.split(","))
     for name, fn in (("gradhvp", grad_hvp), ("probes", probe_draws), ("resnet50", resnet50_traces), ("roberta", roberta_traces),
-                     ("inflight", resnet50_in_flight)):
+                     ("graphs", cuda_graphs), ("inflight", resnet50_in_flight)):
         if name in skip:
             continue
         try:

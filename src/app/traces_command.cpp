@@ -32,6 +32,10 @@ RunFn add_traces_command(CLI::App& app) {
   cmd->add_option("--probe-batching", c->probe_batching,
                   "How --probes-in-flight batches: functorch (batching rules for convolution and batch-norm "
                   "backward too) or legacy (autograd.grad(is_grads_batched=True)'s vmap, which loops over them)");
+  cmd->add_flag("--cuda-graphs", t.cuda_graphs,
+                "CUDA only: capture each batch's joint probe (draw, HVP, per-layer values) once as a CUDA graph and "
+                "replay it for the batch's later probes, saving kernel-launch and autograd overhead on small "
+                "batches (the same values; needs the joint scope, Rademacher probes, --probes-in-flight 1)");
   cmd->add_option("--probe-ranks", c->traces.probe_ranks, "Ranks sharing the probes of one batch (must divide the rank count)");
   cmd->add_flag("--shard-batch", c->shard_batch,
                 "Every rank takes a shard of every batch's samples and the probe values are summed over the ranks "

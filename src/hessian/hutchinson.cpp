@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <optional>
 
 #include "comm/communicator.h"
 #include "hessian/hvp_engine.h"
 #include "hessian/joint_probes.h"
+#include "hessian/probe_unit.h"
 #include "util/error.h"
 
 namespace hessgap::hessian {
@@ -38,6 +40,10 @@ void TraceOptions::validate() const {
   HG_CHECK(in_flight == 1 || (scope == ProbeScope::kJoint && estimator == TraceEstimator::kHutchinson),
            "--probes-in-flight " << in_flight << " batches joint Hutchinson probes: it needs --probe-scope joint and "
                                     "--estimator hutchinson");
+  HG_CHECK(!cuda_graphs || (scope == ProbeScope::kJoint && estimator == TraceEstimator::kHutchinson &&
+                             distribution == ProbeDistribution::kRademacher && in_flight == 1),
+           "--cuda-graphs captures one joint Rademacher probe of Hutchinson's estimator: it needs --probe-scope joint, "
+           "--distribution rademacher, --estimator hutchinson and --probes-in-flight 1");
   if (estimator != TraceEstimator::kHutchinson) {
     HG_CHECK(scope == ProbeScope::kLayer, "--estimator " << to_string(estimator)
                                               << " works on each layer's block: it needs --probe-scope layer");
@@ -151,7 +157,7 @@ std::vector<torch::Tensor> joint_probes(const std::vector<torch::Tensor>& params
 std::vector<double> probe_values(HvpEngine* engine, const std::vector<torch::Tensor>& params,
                                  const TraceOptions& opts, std::int64_t batch_id, std::int64_t first,
                                  std::int64_t count, const TraceAccumulator& acc,
-                                 const JointRademacher* drawer) {
+                                 const JointRademacher* drawer, ProbeUnit* unit) {
   const std::size_t L = params.size();
   std::vector<double> values(static_cast<std::size_t>(count) * L, std::numeric_limits<double>::quiet_NaN());
   if (engine == nullptr) {
@@ -160,6 +166,8 @@ std::vector<double> probe_values(HvpEngine* engine, const std::vector<torch::Ten
         if (acc.active(i)) values[j * L + i] = 0.0;
       }
     }
+  } else if (unit != nullptr && count == 1) {
+    values = unit->values(opts.seed, batch_id, first);
   } else if (opts.scope == ProbeScope::kJoint) {
     const std::vector<torch::Tensor> z = joint_probes(params, opts, batch_id, first, count, drawer);
     values = count == 1 ? dots64(z, engine->hvp(z)) : batched_dots64(z, engine->hvps(z, opts.batching));
@@ -183,6 +191,14 @@ std::optional<JointRademacher> joint_drawer(const std::vector<torch::Tensor>& pa
     drawer.emplace(params);
   }
   return drawer;
+}
+
+// Joint Rademacher probes one at a time go through a ProbeUnit (eager, or captured with --cuda-graphs):
+// the same values as the drawer and the engine, in a form a CUDA graph can replay.
+std::unique_ptr<ProbeUnit> probe_unit(HvpEngine* engine, const std::optional<JointRademacher>& drawer,
+                                      const TraceOptions& opts) {
+  if (engine == nullptr || !drawer || opts.in_flight != 1) return nullptr;
+  return std::make_unique<ProbeUnit>(*engine, *drawer, opts.cuda_graphs);
 }
 
 // Hutch++ / XTrace on every layer's block with the budget max_probes; probe j of layer i is the same
@@ -231,6 +247,7 @@ LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::in
   const std::size_t per_rank = static_cast<std::size_t>(K) * L;
   TraceAccumulator acc(L, opts);
   const std::optional<JointRademacher> drawer = joint_drawer(engine.params(), opts);
+  const std::unique_ptr<ProbeUnit> unit = probe_unit(&engine, drawer, opts);
   const long hvps_before = engine.products();
   std::vector<double> mine(per_rank), gathered(per_rank * static_cast<std::size_t>(P));
   for (std::int64_t round = 0; !acc.done(); ++round) {
@@ -241,7 +258,7 @@ LayerTraces estimate_traces(HvpEngine& engine, const TraceOptions& opts, std::in
     std::fill(mine.begin(), mine.end(), std::numeric_limits<double>::quiet_NaN());
     if (count > 0) {
       const auto v = probe_values(&engine, engine.params(), opts, batch_id, first, count, acc,
-                                  drawer ? &*drawer : nullptr);
+                                  drawer ? &*drawer : nullptr, unit.get());
       std::copy(v.begin(), v.end(), mine.begin());
     }
     group.all_gather(mine.data(), per_rank, gathered.data());
@@ -270,13 +287,15 @@ LayerTraces estimate_traces_sharded(HvpEngine* engine, const std::vector<torch::
   const auto P = static_cast<std::size_t>(shards.size());
   TraceAccumulator acc(L, opts);
   const std::optional<JointRademacher> drawer = engine != nullptr ? joint_drawer(params, opts) : std::nullopt;
+  const std::unique_ptr<ProbeUnit> unit = probe_unit(engine, drawer, opts);
   std::vector<double> gathered, sum(L);
   for (std::int64_t first = 0; !acc.done(); first += opts.in_flight) {
     // acc stops at max_probes, so count ≥ 1 here, and the same on every rank.
     const std::int64_t count = std::min<std::int64_t>(opts.in_flight, opts.max_probes - first);
     const std::size_t n = static_cast<std::size_t>(count) * L;
     const std::vector<double> mine =
-        probe_values(engine, params, opts, batch_id, first, count, acc, drawer ? &*drawer : nullptr);
+        probe_values(engine, params, opts, batch_id, first, count, acc, drawer ? &*drawer : nullptr,
+                     unit.get());
     // Gathered and summed in rank order rather than all-reduced: every rank then holds bitwise the
     // same sums, whatever MPI's reduction order, so all take the same stopping decision.
     gathered.resize(n * P);

@@ -54,6 +54,10 @@ struct TraceOptions {
   // those of 1 (up to rounding); up to K−1 products past the stopping point are discarded.
   int in_flight = 1;
   ProbeBatching batching = ProbeBatching::kFunctorch;  // --probe-batching: how K > 1 probes are batched
+  // --cuda-graphs: each joint Rademacher probe after the first ProbeUnit::kEagerProbes of a batch is a
+  // replay of one CUDA graph captured per batch (probe_unit.h); the engine must have been built inside a
+  // SideStreamScope. Needs the joint scope, Rademacher probes and one probe in flight.
+  bool cuda_graphs = false;
   std::uint64_t seed = 0;
   // Throws hessgap::Error naming the flag when a value is out of range.
   void validate() const;

@@ -51,6 +51,9 @@ class HvpEngine {
 
   // Number of backward passes through the first-order graph so far (for reports and benches).
   long products() const { return products_; }
+  // A product made by replaying a captured hvp() (ProbeUnit's CUDA graph): the capture itself counted
+  // one, each later replay is counted here.
+  void count_replayed_product() { ++products_; }
 
  private:
   std::vector<torch::Tensor> params_;

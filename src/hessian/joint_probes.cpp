@@ -69,8 +69,8 @@ JointRademacher::JointRademacher(const std::vector<torch::Tensor>& like)
   byte_signs_ = table.to(device_, dtype_);
 }
 
-torch::Tensor JointRademacher::signs(std::uint64_t seed, std::int64_t batch, std::int64_t first,
-                                     std::int64_t count) const {
+torch::Tensor JointRademacher::keys(std::uint64_t seed, std::int64_t batch, std::int64_t first,
+                                   std::int64_t count) const {
   HG_ASSERT(count >= 1, "JointRademacher: count " << count);
   const auto L = static_cast<std::int64_t>(shapes_.size());
   torch::Tensor keys = torch::empty({count, L}, torch::kInt64);
@@ -81,19 +81,33 @@ torch::Tensor JointRademacher::signs(std::uint64_t seed, std::int64_t batch, std
                                            static_cast<std::uint64_t>(first + j), static_cast<std::uint64_t>(i)));
     }
   }
-  if (device_.is_cuda()) {
-    // From pinned memory the copy is queued behind the previous HVP instead of waiting for it; the
-    // caching host allocator keeps the buffer until the copy has run.
-    keys = keys.pin_memory().to(device_, /*non_blocking=*/true);
-  } else {
-    keys = keys.to(device_);
-  }
+  return keys;
+}
+
+torch::Tensor JointRademacher::signs_from_keys(const torch::Tensor& device_keys) const {
+  HG_ASSERT(device_keys.dim() == 2 && device_keys.size(1) == static_cast<std::int64_t>(shapes_.size()) &&
+                device_keys.scalar_type() == torch::kInt64,
+            "JointRademacher: keys must be [count, layers] int64");
+  const std::int64_t count = device_keys.size(0);
   // [count, W] words, then their bytes (little-endian: byte b of a word holds its bits 8b … 8b+7), then
   // each byte's 8 signs looked up: element 64w + 8b + s is bit 8b + s of word w, as
   // rng::fill_rademacher reads it. The look-up writes each sign once, in the blocks' dtype.
-  const torch::Tensor words = mix64(torch::bitwise_xor(keys.index_select(1, word_layer_), word_salt_));
+  const torch::Tensor words = mix64(torch::bitwise_xor(device_keys.index_select(1, word_layer_), word_salt_));
   const torch::Tensor bytes = words.view(torch::kUInt8).reshape({-1}).to(torch::kInt32);
   return byte_signs_.index_select(0, bytes).reshape({count, -1});
+}
+
+torch::Tensor JointRademacher::signs(std::uint64_t seed, std::int64_t batch, std::int64_t first,
+                                     std::int64_t count) const {
+  torch::Tensor k = keys(seed, batch, first, count);
+  if (device_.is_cuda()) {
+    // From pinned memory the copy is queued behind the previous HVP instead of waiting for it; the
+    // caching host allocator keeps the buffer until the copy has run.
+    k = k.pin_memory().to(device_, /*non_blocking=*/true);
+  } else {
+    k = k.to(device_);
+  }
+  return signs_from_keys(k);
 }
 
 std::vector<torch::Tensor> JointRademacher::draw(std::uint64_t seed, std::int64_t batch, std::int64_t first,
@@ -111,11 +125,14 @@ std::vector<torch::Tensor> JointRademacher::draw(std::uint64_t seed, std::int64_
 
 std::vector<torch::Tensor> JointRademacher::draw_one(std::uint64_t seed, std::int64_t batch,
                                                      std::int64_t probe) const {
-  const torch::Tensor all = signs(seed, batch, probe, 1)[0];
+  return blocks_of_row(signs(seed, batch, probe, 1)[0]);
+}
+
+std::vector<torch::Tensor> JointRademacher::blocks_of_row(const torch::Tensor& row) const {
   std::vector<torch::Tensor> out;
   out.reserve(shapes_.size());
   for (std::size_t i = 0; i < shapes_.size(); ++i) {
-    out.push_back(all.narrow(0, 64 * word_offset_[i], numel_[i]).view(shapes_[i]));
+    out.push_back(row.narrow(0, 64 * word_offset_[i], numel_[i]).view(shapes_[i]));
   }
   return out;
 }

@@ -32,8 +32,18 @@ class JointRademacher {
   // Probe `probe` of every layer, shaped like `like` (views into one buffer).
   std::vector<torch::Tensor> draw_one(std::uint64_t seed, std::int64_t batch, std::int64_t probe) const;
 
+  // The draw in its two halves, for a caller that replays the device half (ProbeUnit's CUDA graph):
+  //  * keys: the [count, L] int64 per-layer keys of probes first … first+count−1, on the host;
+  //  * signs_from_keys: those keys (any [count, L] int64 tensor on the blocks' device) → the
+  //    [count, Σ 64·words] ±1 signs in the blocks' dtype, layer i's elements from 64·word_offset(i),
+  //    with no host work and no synchronisation; blocks_of_row cuts one row into the blocks (views).
+  // draw_one(s, b, p) is blocks_of_row(signs_from_keys(keys(s, b, p, 1) on the device)[0]).
+  torch::Tensor keys(std::uint64_t seed, std::int64_t batch, std::int64_t first, std::int64_t count) const;
+  torch::Tensor signs_from_keys(const torch::Tensor& device_keys) const;
+  std::vector<torch::Tensor> blocks_of_row(const torch::Tensor& row) const;
+  torch::Device device() const { return device_; }
+
  private:
-  // [count, Σ 64·words] ±1 in the blocks' dtype: layer i's elements start at 64·word_offset_[i].
   torch::Tensor signs(std::uint64_t seed, std::int64_t batch, std::int64_t first, std::int64_t count) const;
 
   std::vector<std::vector<std::int64_t>> shapes_;

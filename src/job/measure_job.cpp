@@ -97,7 +97,7 @@ namespace {
   X(measure, traces.trace.min_probes, "min_probes") X(measure, traces.trace.max_probes, "max_probes")                \
   X(measure, traces.probe_ranks, "probe_ranks") X(measure, estimator, "estimator")  \
   X(measure, traces.trace.in_flight, "probes_in_flight") X(measure, probe_batching, "probe_batching")              \
-  X(measure, shard_batch, "shard_batch")
+  X(measure, shard_batch, "shard_batch") X(compute, traces.trace.cuda_graphs, "cuda_graphs")
 #define HG_DISTANCE_FIELDS(X)                                                                          \
   X(measure, init_checkpoint, "init_checkpoint") X(measure, mode, "mode")                               \
   X(measure, head_reference, "head_reference") X(measure, train_size, "train_size")            \

@@ -8,6 +8,7 @@
 
 #include "comm/communicator.h"
 #include "data/dataset.h"
+#include "hessian/device_graph.h"
 #include "hessian/hvp_engine.h"
 #include "measures/batch_loop.h"
 #include "models/classifier.h"
@@ -58,6 +59,13 @@ TracesResult compute_traces(const MeasureContext& ctx, const TracesOptions& opts
   loop.part = group_id;  // a batch belongs to a probe group; its ranks share the batch's probes
   loop.num_parts = groups;
   if (opts.shard_batch) loop.shard_every_batch(world);
+  // --cuda-graphs checked here, where the device is known.
+  HG_CHECK(!opts.trace.cuda_graphs || hessian::cuda_graphs_built(),
+           "--cuda-graphs: this build has no CUDA graphs (it was built against a CPU LibTorch)");
+  HG_CHECK(!opts.trace.cuda_graphs || params[0].is_cuda(), "--cuda-graphs needs --device cuda (CUDA graphs capture GPU work)");
+  // A capture needs a side stream, and each batch's forward pass and first-order graph on it (the autograd
+  // engine runs a backward op on its forward op's stream): the whole computation runs there.
+  const hessian::SideStreamScope side(params[0].device(), opts.trace.cuda_graphs);
   for_each_batch(ctx, plan, loop, [&](std::int64_t b, const data::Batch& batch) {
     std::unique_ptr<hessian::HvpEngine> engine;
     hessian::LayerTraces t;

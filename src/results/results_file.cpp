@@ -82,6 +82,7 @@ void ResultsFile::write_traces(const measures::TracesResult& r, const measures::
   f.set_attr("/traces", "probes_in_flight", static_cast<std::int64_t>(opts.trace.in_flight));
   f.set_attr("/traces", "probe_batching", hessian::to_string(opts.trace.batching));
   f.set_attr("/traces", "shard_batch", static_cast<std::int64_t>(opts.shard_batch ? 1 : 0));
+  f.set_attr("/traces", "cuda_graphs", static_cast<std::int64_t>(opts.trace.cuda_graphs ? 1 : 0));
   f.write("/traces/batch_mean", r.mean, {B, L}, "Hutchinson estimate of tr(H_ii) per batch and layer", "loss/weight^2");
   f.write("/traces/batch_std_error", r.std_error, {B, L}, "Standard error of batch_mean (sample std of probe values / sqrt(probes)); NaN with one probe", "loss/weight^2");
   f.write("/traces/batch_probes", r.probes, {B, L}, "Probes used per batch and layer");

@@ -7,9 +7,11 @@
 #include <cstdlib>
 
 #include "comm/communicator.h"
+#include "hessian/device_graph.h"
 #include "hessian/hutchinson.h"
 #include "hessian/hvp_engine.h"
 #include "hessian/joint_probes.h"
+#include "hessian/probe_unit.h"
 #include "hessian/probes.h"
 #include "hessian/quadratic_forms.h"
 #include "io/checkpoint.h"
@@ -158,6 +160,56 @@ TEST(Gpu, Dots64OnTheDeviceEqualsTheHost) {
   const auto want = hessian::dots64(a, b);
   const auto got = hessian::dots64({a[0].cuda(), a[1].cuda()}, {b[0].cuda(), b[1].cuda()});
   for (std::size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-12 * (1 + std::abs(want[i])));
+}
+
+// --cuda-graphs: the probe captured once and replayed with new keys gives each probe's eager values (the
+// capture must read its input from the refreshed keys, not from the probe it was captured with), one
+// product counted per probe; and the traces through the graph equal the eager ones.
+TEST(Gpu, CudaGraphReplaysEqualTheEagerProbes) {
+  SKIP_WITHOUT_CUDA();
+  ASSERT_TRUE(hessian::cuda_graphs_built());
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    SCOPED_TRACE(dtype == torch::kFloat64 ? "float64" : "float32");
+    torch::manual_seed(3);
+    auto model = models::make_model("cifar-resnet20", 10);
+    io::load_state_dict(*model, io::read_checkpoint(resnet20_path()));
+    model->to(torch::kCUDA, dtype);
+    auto params = measures::prepare_hessian_params(*model);
+    auto batch = cifar_batch().to(torch::kCUDA, dtype);
+    const double rel = dtype == torch::kFloat64 ? 1e-10 : 1e-4;
+    hessian::TraceOptions o;
+    o.max_probes = 6;
+    o.min_probes = 6;
+    o.seed = 2;
+    auto local = comm::make_local();
+    hessian::LayerTraces eager, graphed;
+    {
+      const hessian::SideStreamScope side(torch::kCUDA, true);
+      hessian::HvpEngine engine(measures::batch_loss(*model, batch), params);
+      const hessian::JointRademacher drawer(params);
+      hessian::ProbeUnit unit(engine, drawer, /*graph=*/true);
+      for (std::int64_t probe = 0; probe < 5; ++probe) {
+        const long before = engine.products();
+        const auto got = unit.values(2, 0, probe);
+        EXPECT_EQ(engine.products(), before + 1);
+        EXPECT_EQ(unit.captured(), probe >= hessian::ProbeUnit::kEagerProbes);
+        const auto z = drawer.draw_one(2, 0, probe);
+        const auto want = hessian::dots64(z, engine.hvp(z));
+        for (std::size_t i = 0; i < want.size(); ++i) {
+          EXPECT_NEAR(got[i], want[i], rel * (1 + std::abs(want[i]))) << "probe " << probe << " layer " << i;
+        }
+      }
+      eager = hessian::estimate_traces(engine, o, 0, *local);
+      o.cuda_graphs = true;
+      graphed = hessian::estimate_traces(engine, o, 0, *local);
+      o.cuda_graphs = false;
+    }
+    EXPECT_EQ(graphed.probes, eager.probes);
+    EXPECT_EQ(graphed.hvps_computed, eager.hvps_computed);
+    for (std::size_t i = 0; i < eager.mean.size(); ++i) {
+      EXPECT_NEAR(graphed.mean[i], eager.mean[i], rel * (1 + std::abs(eager.mean[i]))) << "layer " << i;
+    }
+  }
 }
 
 TEST(Gpu, TrainingOnTheDeviceEqualsTheCpuAndResumesBitwise) {

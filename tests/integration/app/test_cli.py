@@ -253,6 +253,10 @@ def test_corrupt_jpeg_is_named(hessgap_bin, tmp_path):
     ("traces", ["--probes-in-flight", "2", "--probe-scope", "layer"],
      "--probes-in-flight 2 batches joint Hutchinson probes: it needs --probe-scope joint"),
     ("measures", ["--train-size", "0", "--init-checkpoint", str(WEIGHTS)], "--train-size must be > 0"),
+    ("traces", ["--cuda-graphs", "--distribution", "gaussian"],
+     "--cuda-graphs captures one joint Rademacher probe of Hutchinson's estimator"),
+    # this CPU machine: a CUDA LibTorch says "needs --device cuda", a CPU one that it has no CUDA graphs
+    ("traces", ["--cuda-graphs"], "--cuda-graphs"),
 ])
 def test_invalid_flag_values(hessgap_bin, tmp_path, sub, flags, message):
     extra = [] if sub != "measures" or "--train-size" in flags else ["--train-size", "10", "--init-checkpoint", WEIGHTS]

@@ -8,7 +8,9 @@
 #include "comm/communicator.h"
 #include "hessian/hutchinson.h"
 #include "hessian/hvp_engine.h"
+#include "hessian/device_graph.h"
 #include "hessian/joint_probes.h"
+#include "hessian/probe_unit.h"
 #include "hessian/probes.h"
 #include "hessian/psd_forms.h"
 #include "hessian/quadratic_forms.h"
@@ -396,6 +398,62 @@ TEST(Probes, JointDrawerEqualsDrawProbeBitwise) {
         EXPECT_TRUE(torch::equal(many[i][j], want_j)) << "layer " << i << " probe " << 7 + j;
       }
     }
+  }
+}
+
+TEST(Probes, JointDrawerKeysThenSignsIsTheDraw) {
+  // The two halves that ProbeUnit's graph replays (host keys, then the device work) give draw()'s probes.
+  const std::vector<torch::Tensor> like{torch::zeros({65}), torch::zeros({3, 5}), torch::zeros({0})};
+  const JointRademacher drawer(like);
+  const torch::Tensor keys = drawer.keys(5, 2, 3, 2);  // probes 3 and 4
+  ASSERT_EQ(keys.sizes(), torch::IntArrayRef({2, 3}));
+  EXPECT_EQ(keys[1][2].item<std::int64_t>(), static_cast<std::int64_t>(rng::make_key(5, rng::Stream::kProbe, 2, 4, 2)));
+  const torch::Tensor signs = drawer.signs_from_keys(keys);
+  const auto want = drawer.draw(5, 2, 3, 2);
+  for (std::int64_t j = 0; j < 2; ++j) {
+    const auto blocks = drawer.blocks_of_row(signs[j]);
+    for (std::size_t i = 0; i < like.size(); ++i) EXPECT_TRUE(torch::equal(blocks[i], want[i][j])) << i << " " << j;
+  }
+}
+
+TEST(ProbeUnit, EagerValuesAreTheDrawersProbesThroughTheEngineBitwise) {
+  // The unit --cuda-graphs captures, run eagerly (as on the CPU): bitwise dots64(z, H z) of the drawer's
+  // probe, one product counted per probe, and the trace path through it unchanged.
+  for (const Problem& p : {mlp_problem(), cnn_problem()}) {
+    HvpEngine engine(p.loss(), p.params);
+    const JointRademacher drawer(p.params);
+    ProbeUnit unit(engine, drawer, /*graph=*/false);
+    for (std::int64_t probe = 0; probe < 4; ++probe) {
+      const long before = engine.products();
+      const std::vector<double> got = unit.values(7, 3, probe);
+      EXPECT_EQ(engine.products(), before + 1);
+      const auto z = drawer.draw_one(7, 3, probe);
+      const std::vector<double> want = dots64(z, engine.hvp(z));
+      ASSERT_EQ(got.size(), want.size());
+      for (std::size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i]) << "probe " << probe << " layer " << i;
+    }
+    EXPECT_FALSE(unit.captured());
+  }
+}
+
+TEST(ProbeUnit, CudaGraphsAreRefusedWhereTheyCannotRun) {
+  TraceOptions o;
+  o.cuda_graphs = true;
+  EXPECT_NO_THROW(o.validate());
+  o.in_flight = 2;  // one captured probe at a time
+  EXPECT_THROW(o.validate(), Error);
+  o = TraceOptions{};
+  o.cuda_graphs = true;
+  o.distribution = ProbeDistribution::kGaussian;
+  EXPECT_THROW(o.validate(), Error);
+  o = TraceOptions{};
+  o.cuda_graphs = true;
+  o.scope = ProbeScope::kLayer;
+  EXPECT_THROW(o.validate(), Error);
+  // On the CPU the side stream is nothing; a CPU LibTorch build cannot capture at all.
+  EXPECT_NO_THROW(SideStreamScope(torch::kCPU, true));
+  if (!cuda_graphs_built()) {
+    EXPECT_THROW(capture_device_graph([] {}), Error);
   }
 }
 
