@@ -101,7 +101,11 @@ def images(folder, size):
 
 def run_hessgap(args, cmd, label):
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:  # a hang (a capture gone wrong, say) must not eat the GPU window: give up on this run only
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.run_timeout)
+    except subprocess.TimeoutExpired:
+        print(f"[{label}] hessgap gave no result in {args.run_timeout} s: stopped", flush=True)
+        return None
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         print(f"[{label}] hessgap failed ({proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
@@ -353,6 +357,7 @@ def main():
     ap.add_argument("--ref-batches", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma-separated: gradhvp,probes,resnet50,roberta,graphs,inflight")
     ap.add_argument("--in-flight", type=int, default=8, help="K of the inflight workload")
+    ap.add_argument("--run-timeout", type=float, default=240, help="seconds before one hessgap run is stopped")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
