@@ -23,15 +23,17 @@ class JointRademacher;
 class ProbeUnit {
  public:
   // `engine` and `drawer` are over the same layers and outlive the unit. `graph`: capture the unit
-  // as a CUDA graph after kEagerProbes eager ones (which warm up cuDNN's algorithm choice and the
-  // allocator); needs a build with CUDA graphs, an engine on a CUDA device, and engine and unit made
+  // as a CUDA graph after kEagerProbes eager ones; needs a build with CUDA graphs, an engine on a CUDA device, and engine and unit made
   // inside one SideStreamScope (device_graph.h). Without `graph` it runs eagerly on any device.
   ProbeUnit(HvpEngine& engine, const JointRademacher& drawer, bool graph);
   ~ProbeUnit();
   ProbeUnit(const ProbeUnit&) = delete;
   ProbeUnit& operator=(const ProbeUnit&) = delete;
 
-  static constexpr int kEagerProbes = 2;
+  // Eager probes before the capture: they run whatever must not happen inside one — cuDNN's benchmark
+  // search for this batch's shapes, cuBLAS's workspace for the side stream — on the same threads and
+  // stream. One is enough for that, and every batch pays it (its shapes may be new).
+  static constexpr int kEagerProbes = 1;
 
   // The L values of joint probe `probe` of batch `batch` (float64 sums of products in the layers'
   // dtype), probe-major like dots64: eagerly bitwise dots64(z, engine.hvp(z)) with z =
