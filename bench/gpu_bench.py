@@ -11,7 +11,8 @@ Workloads (fp32, TF32 off on both sides, cuDNN benchmark mode on both sides):
     and its per-HVP time is the comparison (its full-workload time = per-HVP x hessgap's HVPs).
   * roberta-traces: RoBERTa-base (random init, seed 0, 2 labels) on the first 32 MRPC training pairs,
     batch 8 x 128 tokens, at most 200 probes, tol 1e-4; the reference on its first batch.
-  * resnet50 gradient / HVP at batch 32 (bench/models/bench_models --device cuda vs PyTorch).
+  * resnet50 gradient / HVP at batch 32 (bench/models/bench_models --device cuda vs PyTorch), and the HVP
+    as `traces --cuda-graphs` makes it (bench_models --cuda-graphs: a replayed joint probe).
   * inflight: hessgap's resnet50 trace workload again with --probes-in-flight K (--in-flight, default 8:
     K joint probes batched through one double backward), once per --probe-batching (functorch, legacy),
     against the K = 1 run above: the same estimates (printed: the largest relative difference of
@@ -300,20 +301,25 @@ def grad_hvp(args, res):
     res["resnet50_b32_reference"] = {"grad_ms": g_ms, "hvp_ms": h_ms}
     print(f"resnet50 b32, reference: gradient {g_ms:.1f} ms, HVP {h_ms:.1f} ms ({h_ms / g_ms:.2f} gradients)", flush=True)
     side = {}
-    for mode in ("grad", "hvp"):
+    for mode, extra in (("grad", []), ("hvp", []), ("hvp", ["--cuda-graphs"])):
         cmd = [args.bench_models, "--model", "resnet50", "--mode", mode, "--device", "cuda", "--warmup", "3",
-               "--iters", "10" if mode == "grad" else "2", "--hvps", "5"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+               "--iters", "10" if mode == "grad" else "2", "--hvps", "5", *extra]
+        name = mode + ("_graphs" if extra else "")
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.run_timeout)
+        except subprocess.TimeoutExpired:
+            print(f"bench_models {name}: no result in {args.run_timeout} s", flush=True)
+            continue
         if proc.returncode != 0:
-            print(f"bench_models {mode} failed:\n{proc.stderr[-2000:]}", flush=True)
-            return
-        line = json.loads(proc.stdout.strip().splitlines()[-1])
-        side[mode] = line
-    med = {k: v for m in side.values() for k, v in m.get("median", m).items() if isinstance(v, float)}
-    g_hg = 1e3 * med.get("grad", float("nan"))
-    h_hg = 1e3 * med.get("hvp", float("nan"))
-    res["resnet50_b32_hessgap"] = {"grad_ms": g_hg, "hvp_ms": h_hg, "raw": side}
-    print(f"resnet50 b32, hessgap: gradient {g_hg:.1f} ms, HVP {h_hg:.1f} ms ({h_hg / g_hg:.2f} gradients)", flush=True)
+            print(f"bench_models {name} failed:\n{proc.stderr[-2000:]}", flush=True)
+            continue
+        side[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    med = lambda name: 1e3 * side.get(name, {}).get("median", {}).get("hvp" if name.startswith("hvp") else name, float("nan"))
+    g_hg, h_hg, hg_graphs = med("grad"), med("hvp"), med("hvp_graphs")
+    res["resnet50_b32_hessgap"] = {"grad_ms": g_hg, "hvp_ms": h_hg, "hvp_graphs_ms": hg_graphs, "raw": side}
+    print(f"resnet50 b32, hessgap: gradient {g_hg:.1f} ms, HVP {h_hg:.1f} ms ({h_hg / g_hg:.2f} gradients); "
+          f"with --cuda-graphs (probe draw and per-layer dots included) {hg_graphs:.1f} ms ({hg_graphs / g_hg:.2f} gradients)",
+          flush=True)
 
 
 def probe_draws(args, res):

@@ -23,7 +23,9 @@
 #include <vector>
 
 #include "data/batch.h"
+#include "hessian/device_graph.h"
 #include "hessian/hvp_engine.h"
+#include "hessian/probe_unit.h"
 #include "hessian/joint_probes.h"
 #include "hessian/probes.h"
 #include "io/checkpoint.h"
@@ -50,6 +52,7 @@ struct Options {
   std::uint64_t seed = 0;
   std::string export_dir;
   std::string device = "cpu";  // cpu | cuda[:N]: timings then wait for the device (synchronize)
+  bool cuda_graphs = false;    // hvp mode: the products as traces --cuda-graphs makes them (ProbeUnit)
 };
 
 double rss_mib() {
@@ -113,6 +116,8 @@ int run(const Options& o) {
            "--mode must be grad, hvp or probes, got '" << o.mode << "'");
   HG_CHECK(o.iters >= 1 && o.warmup >= 0 && o.hvps >= 1 && o.threads >= 1,
            "--iters, --hvps and --threads must be >= 1 and --warmup >= 0");
+  HG_CHECK(!o.cuda_graphs || (o.mode == "hvp" && o.device.rfind("cuda", 0) == 0),
+           "--cuda-graphs times the hvp mode on a CUDA device");
   const bool image = o.model == "resnet50";
   const std::int64_t B = o.batch > 0 ? o.batch : (image ? 32 : 8);
   const std::int64_t C = o.classes > 0 ? o.classes : (image ? 1000 : 2);
@@ -217,10 +222,28 @@ int run(const Options& o) {
       v.push_back(hessian::draw_probe(params[i], hessian::ProbeDistribution::kRademacher, o.seed + 2, 0, 0,
                                       static_cast<std::int64_t>(i)));
     }
+    // --cuda-graphs: each first-order graph's products are a ProbeUnit's joint probes (draw, HVP and
+    // per-layer dots), captured after its eager probe; "hvp" times the replays only, "capture" the capture
+    // and its first replay.
+    const hessian::SideStreamScope side(params[0].device(), o.cuda_graphs);
     for (int it = 0; it < o.warmup + o.iters; ++it) {
       const auto t0 = std::chrono::steady_clock::now();
       hessian::HvpEngine engine(measures::batch_loss(*model, batch), params);
       const double graph = seconds(t0);
+      if (o.cuda_graphs) {
+        const hessian::JointRademacher drawer(params);
+        hessian::ProbeUnit unit(engine, drawer, /*graph=*/true);
+        for (int k = 0; k < hessian::ProbeUnit::kEagerProbes + 1 + o.hvps; ++k) {
+          const auto t1 = std::chrono::steady_clock::now();
+          unit.values(o.seed, it, k);
+          const double dt = seconds(t1);
+          if (it < o.warmup || k < hessian::ProbeUnit::kEagerProbes) continue;
+          times[k == hessian::ProbeUnit::kEagerProbes ? "capture" : "hvp"].push_back(dt);
+        }
+        loss_value = engine.loss();
+        if (it >= o.warmup) times["graph"].push_back(graph);
+        continue;
+      }
       for (int k = 0; k < o.hvps; ++k) {
         const auto t1 = std::chrono::steady_clock::now();
         const auto hv = engine.hvp(v);
@@ -268,6 +291,9 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", o.warmup, "Untimed iterations first");
   app.add_option("--iters", o.iters, "Timed iterations");
   app.add_option("--hvps", o.hvps, "hvp mode: products per first-order graph");
+  app.add_flag("--cuda-graphs", o.cuda_graphs,
+               "hvp mode, CUDA: the products as `traces --cuda-graphs` makes them (a joint probe's draw, HVP and "
+               "per-layer dots captured once per first-order graph and replayed); 'hvp' times the replays");
   app.add_option("--threads", o.threads, "torch intra-op threads (interop: 1)");
   app.add_option("--seed", o.seed, "Seed of the weights, batch and probe");
   app.add_option("--export", o.export_dir,
