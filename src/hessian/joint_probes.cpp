@@ -2,32 +2,13 @@
 
 #include <torch/torch.h>
 
+#include "hessian/splitmix_tensor.h"
 #include "util/error.h"
 #include "util/rng.h"
 
 namespace hessgap::hessian {
 
 namespace {
-
-// rng::bits(key, j) = mix64(key ^ mix64(j + kGolden)); the inner mix is the word's salt.
-constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
-
-std::int64_t as_i64(std::uint64_t u) { return static_cast<std::int64_t>(u); }
-
-// x >> s on the unsigned bits: int64 tensors shift arithmetically, so the copies of the sign bit are
-// masked off.
-torch::Tensor shift_right_logical(const torch::Tensor& x, int s) {
-  return torch::bitwise_and(torch::bitwise_right_shift(x, s), (std::int64_t{1} << (64 - s)) - 1);
-}
-
-// rng::mix64 (SplitMix64's finaliser) on every element; int64 multiplication wraps modulo 2^64 as the
-// uint64 one does, so the bits are the same.
-torch::Tensor mix64(torch::Tensor x) {
-  x = x + as_i64(0x9E3779B97F4A7C15ULL);
-  x = torch::bitwise_xor(x, shift_right_logical(x, 30)) * as_i64(0xBF58476D1CE4E5B9ULL);
-  x = torch::bitwise_xor(x, shift_right_logical(x, 27)) * as_i64(0x94D049BB133111EBULL);
-  return torch::bitwise_xor(x, shift_right_logical(x, 31));
-}
 
 const torch::Tensor& first_layer(const std::vector<torch::Tensor>& like) {
   HG_ASSERT(!like.empty(), "JointRademacher: no layers");
@@ -39,27 +20,24 @@ const torch::Tensor& first_layer(const std::vector<torch::Tensor>& like) {
 
 JointRademacher::JointRademacher(const std::vector<torch::Tensor>& like)
     : dtype_(first_layer(like).scalar_type()), device_(first_layer(like).device()) {
+  std::vector<std::int64_t> words_per_layer;
   std::int64_t words = 0;
   for (const auto& t : like) {
     HG_ASSERT(t.scalar_type() == dtype_ && t.device() == device_, "JointRademacher: layers of mixed dtype or device");
     shapes_.push_back(t.sizes().vec());
     numel_.push_back(t.numel());
     word_offset_.push_back(words);
-    words += (t.numel() + 63) / 64;
+    words_per_layer.push_back((t.numel() + 63) / 64);
+    words += words_per_layer.back();
   }
-  torch::Tensor layer = torch::empty({words}, torch::kInt64);
-  torch::Tensor salt = torch::empty({words}, torch::kInt64);
-  auto* lp = layer.data_ptr<std::int64_t>();
-  auto* sp = salt.data_ptr<std::int64_t>();
-  for (std::size_t i = 0; i < like.size(); ++i) {
-    const std::int64_t end = i + 1 < like.size() ? word_offset_[i + 1] : words;
-    for (std::int64_t w = word_offset_[i]; w < end; ++w) {
-      lp[w] = static_cast<std::int64_t>(i);
-      sp[w] = as_i64(rng::mix64(static_cast<std::uint64_t>(w - word_offset_[i]) + kGolden));
-    }
-  }
-  word_layer_ = layer.to(device_);
-  word_salt_ = salt.to(device_);
+  // Made where the layers live (no host loop over the words, no upload): word w belongs to layer
+  // word_layer_[w] and is that layer's word w − word_offset_[layer].
+  const auto on = torch::TensorOptions().dtype(torch::kInt64).device(device_);
+  // (With its output size given, repeat_interleave does not read the total back from the device.)
+  word_layer_ = torch::repeat_interleave(torch::tensor(words_per_layer, torch::kInt64).to(device_),
+                                         /*output_size=*/c10::optional<std::int64_t>(words));
+  const torch::Tensor offsets = torch::tensor(word_offset_, torch::kInt64).to(device_);
+  word_salt_ = word_salts(torch::arange(words, on) - offsets.index_select(0, word_layer_));
   // Row b of the table: the 8 signs of byte value b, bit s → column s.
   torch::Tensor table = torch::empty({256, 8}, torch::kFloat64);
   auto* tp = table.data_ptr<double>();
@@ -92,7 +70,7 @@ torch::Tensor JointRademacher::signs_from_keys(const torch::Tensor& device_keys)
   // [count, W] words, then their bytes (little-endian: byte b of a word holds its bits 8b … 8b+7), then
   // each byte's 8 signs looked up: element 64w + 8b + s is bit 8b + s of word w, as
   // rng::fill_rademacher reads it. The look-up writes each sign once, in the blocks' dtype.
-  const torch::Tensor words = mix64(torch::bitwise_xor(device_keys.index_select(1, word_layer_), word_salt_));
+  const torch::Tensor words = mix64_elementwise(torch::bitwise_xor(device_keys.index_select(1, word_layer_), word_salt_));
   const torch::Tensor bytes = words.view(torch::kUInt8).reshape({-1}).to(torch::kInt32);
   return byte_signs_.index_select(0, bytes).reshape({count, -1});
 }

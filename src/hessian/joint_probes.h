@@ -7,9 +7,9 @@
 // Values: bitwise those of draw_probe(like[i], kRademacher, seed, batch, probe, i): element e of block i
 // is bit e % 64 of the 64-bit word rng::bits(key_i, e / 64), +1 for a set bit, with key_i =
 // rng::make_key(seed, kProbe, batch, probe, i). The per-layer keys are made on the host (K·L of them,
-// one small copy per call); the words are SplitMix64 in int64 tensor arithmetic (wrapping multiply,
-// logical shifts by masking), expanded to signs byte by byte through a 256-row look-up table. The tests compare it with draw_probe on
-// the CPU, and on a GPU (tests/gpu).
+// one small copy per call); the words are SplitMix64 in int64 tensor arithmetic (splitmix_tensor.h),
+// expanded to signs byte by byte through a 256-row look-up table. The tests compare it with draw_probe
+// on the CPU, and on a GPU (tests/gpu).
 #pragma once
 
 #include <torch/types.h>
@@ -22,7 +22,8 @@ namespace hessgap::hessian {
 class JointRademacher {
  public:
   // The blocks' shapes, dtype and device are those of `like` (one tensor per layer, all on one device,
-  // floating; may be empty of elements). Uploads two int64 tensors of ⌈numel/64⌉ words per layer.
+  // floating; may be empty of elements). Makes two int64 tensors of ⌈numel/64⌉ words per layer where
+  // the layers live (a few kernels; no host loop over the words).
   explicit JointRademacher(const std::vector<torch::Tensor>& like);
 
   // Probes first … first+count−1 (count ≥ 1) of every layer: block i is [count, like[i].sizes()...].

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "hessian/splitmix_tensor.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -38,17 +39,13 @@ torch::Tensor generate(const torch::Tensor& like, FillF fill_f, FillD fill_d) {
 }  // namespace
 
 torch::Tensor rademacher_on_device(const torch::Tensor& like, std::uint64_t key) {
-  // Element i is bit (i % 64) of word i / 64 (rng::fill_rademacher). The words are 1/64 of the
-  // tensor: drawn here, copied, and expanded to signs where `like` lives. An arithmetic right
+  // Element i is bit (i % 64) of word i / 64 (rng::fill_rademacher), the word rng::bits(key, i / 64)
+  // computed where `like` lives (splitmix_tensor.h): no host loop, no copy, no wait. An arithmetic right
   // shift of a signed word keeps bit b in position 0 after a shift by b, so `& 1` reads it.
   const std::int64_t n = like.numel();
-  const std::int64_t words = (n + 63) / 64;
-  torch::Tensor w = torch::empty({words}, torch::TensorOptions().dtype(torch::kInt64));
-  auto* wp = w.data_ptr<std::int64_t>();
-  for (std::int64_t j = 0; j < words; ++j) wp[j] = static_cast<std::int64_t>(rng::bits(key, static_cast<std::uint64_t>(j)));
-  const auto on = torch::TensorOptions().device(like.device());
-  w = w.to(like.device(), /*non_blocking=*/false);
-  const torch::Tensor shifts = torch::arange(64, on.dtype(torch::kInt64));
+  const auto on = torch::TensorOptions().dtype(torch::kInt64).device(like.device());
+  const torch::Tensor w = mix64_elementwise(torch::bitwise_xor(word_salts(torch::arange((n + 63) / 64, on)), as_i64(key)));
+  const torch::Tensor shifts = torch::arange(64, on);
   const torch::Tensor bit = torch::bitwise_and(torch::bitwise_right_shift(w.unsqueeze(1), shifts), 1);
   return (bit.reshape({-1}).narrow(0, 0, n).to(like.scalar_type()) * 2 - 1).reshape(like.sizes());
 }

@@ -18,8 +18,8 @@ std::string to_string(ProbeDistribution d);
 // The probe block for one layer: a tensor of `like`'s shape, dtype and device whose entries are
 // ±1 (Rademacher) or N(0,1) (Gaussian). Element e is a pure function of (seed, batch, probe,
 // layer, e). Gaussian entries are generated on the CPU and copied to `like`'s device; Rademacher
-// entries for a non-CPU `like` are expanded on the device from 64-bit words drawn on the host
-// (1/64 of the copy, and no per-element host loop): the same values either way.
+// entries for a non-CPU `like` are computed on the device (rademacher_on_device: the generator's 64-bit
+// words in int64 tensor arithmetic, no host loop and no copy): the same values either way.
 torch::Tensor draw_probe(const torch::Tensor& like, ProbeDistribution dist, std::uint64_t seed,
                          std::int64_t batch, std::int64_t probe, std::int64_t layer);
 

@@ -357,7 +357,7 @@ TEST(Probes, DeterministicAndKeyedByIndices) {
 TEST(Probes, DeviceExpansionEqualsTheHostFill) {
   // The GPU path expands 64-bit words into signs; on the CPU it must give rng::fill_rademacher's
   // values for sizes around the 64-element word boundary and for both dtypes.
-  for (std::int64_t n : {1, 63, 64, 65, 1000, 4097}) {
+  for (std::int64_t n : {0, 1, 63, 64, 65, 1000, 4097}) {
     for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
       auto like = torch::zeros({n}, dtype);
       const auto key = rng::make_key(7, rng::Stream::kProbe, 1, 2, 3);
