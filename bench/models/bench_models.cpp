@@ -237,17 +237,16 @@ int run(const Options& o) {
           const auto t1 = std::chrono::steady_clock::now();
           unit.values(o.seed, it, k);
           const double dt = seconds(t1);
-          if (it < o.warmup || k < hessian::ProbeUnit::kEagerProbes) continue;
-          times[k == hessian::ProbeUnit::kEagerProbes ? "capture" : "hvp"].push_back(dt);
+          if (it >= o.warmup && k >= hessian::ProbeUnit::kEagerProbes) {
+            times[k == hessian::ProbeUnit::kEagerProbes ? "capture" : "hvp"].push_back(dt);
+          }
         }
-        loss_value = engine.loss();
-        if (it >= o.warmup) times["graph"].push_back(graph);
-        continue;
-      }
-      for (int k = 0; k < o.hvps; ++k) {
-        const auto t1 = std::chrono::steady_clock::now();
-        const auto hv = engine.hvp(v);
-        if (it >= o.warmup) times["hvp"].push_back(seconds(t1));
+      } else {
+        for (int k = 0; k < o.hvps; ++k) {
+          const auto t1 = std::chrono::steady_clock::now();
+          const auto hv = engine.hvp(v);
+          if (it >= o.warmup) times["hvp"].push_back(seconds(t1));
+        }
       }
       loss_value = engine.loss();
       if (it >= o.warmup) times["graph"].push_back(graph);

@@ -75,17 +75,19 @@ torch::Tensor JointRademacher::signs_from_keys(const torch::Tensor& device_keys)
   return byte_signs_.index_select(0, bytes).reshape({count, -1});
 }
 
+torch::Tensor JointRademacher::upload_keys(const torch::Tensor& host_keys, torch::Tensor into) const {
+  const bool cuda = device_.is_cuda();
+  // From pinned memory the copy is queued behind the previous HVP instead of waiting for it; the
+  // caching host allocator keeps the buffer until the copy has run.
+  const torch::Tensor source = cuda ? host_keys.pin_memory() : host_keys;
+  if (!into.defined()) return source.to(device_, /*non_blocking=*/cuda);
+  into.copy_(source, /*non_blocking=*/cuda);
+  return into;
+}
+
 torch::Tensor JointRademacher::signs(std::uint64_t seed, std::int64_t batch, std::int64_t first,
                                      std::int64_t count) const {
-  torch::Tensor k = keys(seed, batch, first, count);
-  if (device_.is_cuda()) {
-    // From pinned memory the copy is queued behind the previous HVP instead of waiting for it; the
-    // caching host allocator keeps the buffer until the copy has run.
-    k = k.pin_memory().to(device_, /*non_blocking=*/true);
-  } else {
-    k = k.to(device_);
-  }
-  return signs_from_keys(k);
+  return signs_from_keys(upload_keys(keys(seed, batch, first, count)));
 }
 
 std::vector<torch::Tensor> JointRademacher::draw(std::uint64_t seed, std::int64_t batch, std::int64_t first,

@@ -40,6 +40,9 @@ class JointRademacher {
   //    with no host work and no synchronisation; blocks_of_row cuts one row into the blocks (views).
   // draw_one(s, b, p) is blocks_of_row(signs_from_keys(keys(s, b, p, 1) on the device)[0]).
   torch::Tensor keys(std::uint64_t seed, std::int64_t batch, std::int64_t first, std::int64_t count) const;
+  // Host keys to the blocks' device (on CUDA from pinned memory, without waiting), into `into` when it is
+  // defined (a captured graph's input), else into a new tensor; returns the device keys.
+  torch::Tensor upload_keys(const torch::Tensor& host_keys, torch::Tensor into = {}) const;
   torch::Tensor signs_from_keys(const torch::Tensor& device_keys) const;
   std::vector<torch::Tensor> blocks_of_row(const torch::Tensor& row) const;
   torch::Device device() const { return device_; }

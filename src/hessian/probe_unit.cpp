@@ -26,30 +26,20 @@ torch::Tensor ProbeUnit::compute(const torch::Tensor& device_keys) {
   return torch::stack(sums);
 }
 
-torch::Tensor ProbeUnit::upload(const torch::Tensor& host_keys, torch::Tensor into) const {
-  const bool cuda = drawer_.device().is_cuda();
-  // From pinned memory the copy is queued behind the previous probe's work instead of waiting for it;
-  // the caching host allocator keeps the buffer until the copy has run.
-  const torch::Tensor source = cuda ? host_keys.pin_memory() : host_keys;
-  if (!into.defined()) return source.to(drawer_.device(), /*non_blocking=*/cuda);
-  into.copy_(source, /*non_blocking=*/cuda);
-  return into;
-}
-
 std::vector<double> ProbeUnit::values(std::uint64_t seed, std::int64_t batch, std::int64_t probe) {
   const torch::Tensor host_keys = drawer_.keys(seed, batch, probe, 1);
   torch::Tensor out;
   if (!capture_ || eager_ < kEagerProbes) {
     ++eager_;
-    out = compute(upload(host_keys, {}));
+    out = compute(drawer_.upload_keys(host_keys));
   } else {
     if (graph_ == nullptr) {
       // The capture records the work without running it (and counts its product, which the first
       // replay below makes); the input is allocated outside the capture, the output inside it.
-      keys_ = upload(host_keys, {});
+      keys_ = drawer_.upload_keys(host_keys);
       graph_ = capture_device_graph([this] { values_ = compute(keys_); });
     } else {
-      upload(host_keys, keys_);
+      drawer_.upload_keys(host_keys, keys_);
       engine_.count_replayed_product();
     }
     graph_->replay();

@@ -48,8 +48,6 @@ class ProbeUnit {
  private:
   // keys [1, L] int64 on the device → the L values, [L] float64 on the device.
   torch::Tensor compute(const torch::Tensor& device_keys);
-  // Host keys → the device (pinned and asynchronous on CUDA), into `into` when it is defined.
-  torch::Tensor upload(const torch::Tensor& host_keys, torch::Tensor into) const;
 
   HvpEngine& engine_;
   const JointRademacher& drawer_;
